@@ -1,0 +1,115 @@
+//! The run-time type information juniper passes to every `meta` and `resolve` call: which
+//! tables and columns exist, with their GraphQL names computed once.
+
+use std::sync::Arc;
+
+use juniper::ArcStr;
+use walcast_model::{Catalog, Table};
+
+use crate::scalars::ScalarType;
+
+/// A column as one role sees it.
+#[derive(Debug)]
+pub struct ColumnInfo {
+    pub index: usize,
+    pub name: ArcStr,
+    pub scalar: ScalarType,
+    pub array: bool,
+    pub not_null: bool,
+}
+
+/// A table as one role sees it, with the names of every GraphQL type built from it.
+#[derive(Debug)]
+pub struct TableInfo {
+    pub table: Arc<Table>,
+    pub columns: Vec<ColumnInfo>,
+    pub name: ArcStr,
+    pub mutated: ArcStr,
+    pub payload: ArcStr,
+    pub previous: ArcStr,
+    pub where_input: ArcStr,
+    pub sub_where_input: ArcStr,
+    pub by_id: ArcStr,
+}
+
+impl TableInfo {
+    /// `visible`: the column indexes this role may read (None: all).
+    pub fn new(table: Arc<Table>, visible: Option<&[usize]>) -> TableInfo {
+        let single_pk = match table.primary_key.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        let columns = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| visible.is_none_or(|v| v.contains(i)))
+            .map(|(i, c)| ColumnInfo {
+                index: i,
+                name: c.gql_name.as_str().into(),
+                scalar: ScalarType::of(c, single_pk == Some(i)),
+                array: c.ty.array,
+                not_null: c.not_null || single_pk == Some(i),
+            })
+            .collect();
+        let n = &table.gql_name;
+        TableInfo {
+            name: n.as_str().into(),
+            mutated: format!("{n}_mutated").into(),
+            payload: format!("{n}SubscriptionPayload").into(),
+            previous: format!("{n}PreviousValues").into(),
+            where_input: format!("{n}WhereInput").into(),
+            sub_where_input: format!("{n}SubscriptionWhereInput").into(),
+            by_id: format!("{n}_by_id").into(),
+            columns,
+            table,
+        }
+    }
+
+    pub fn column(&self, gql_name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| &*c.name == gql_name)
+    }
+
+    /// The single-column primary key, if the role can see it.
+    pub fn id_column(&self) -> Option<&ColumnInfo> {
+        match self.table.primary_key.as_slice() {
+            [one] => self.columns.iter().find(|c| c.index == *one),
+            _ => None,
+        }
+    }
+}
+
+/// Everything one schema (one role's view) is built from.
+#[derive(Debug, Clone)]
+pub struct SchemaInfo {
+    pub catalog: Arc<Catalog>,
+    pub tables: Vec<Arc<TableInfo>>,
+    pub mutations: bool,
+}
+
+impl SchemaInfo {
+    pub fn table(&self, gql_name: &str) -> Option<&Arc<TableInfo>> {
+        self.tables.iter().find(|t| &*t.name == gql_name)
+    }
+
+    /// The table a root field names, and which family of field it is.
+    pub fn root_field(&self, field: &str) -> Option<(RootField, &Arc<TableInfo>)> {
+        if let Some(t) = self.table(field) {
+            return Some((RootField::Table, t));
+        }
+        if let Some(t) = field.strip_suffix("_mutated").and_then(|n| self.table(n)) {
+            return Some((RootField::Mutated, t));
+        }
+        field
+            .strip_suffix("_by_id")
+            .and_then(|n| self.table(n))
+            .map(|t| (RootField::ById, t))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootField {
+    Table,
+    Mutated,
+    ById,
+}

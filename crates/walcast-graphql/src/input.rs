@@ -1,0 +1,156 @@
+//! Input object types: `<table>WhereInput` and `<table>SubscriptionWhereInput`.
+//!
+//! juniper validates field names and value types against these types before any resolver runs;
+//! the resolver then hands the raw value to `walcast-filter`, which checks it again against the
+//! catalog (permission filters from files take the same path without juniper).
+
+use std::convert::Infallible;
+
+use juniper::{
+    meta::{Argument, MetaType},
+    ArcStr, DefaultScalarValue as S, FromInputValue, GraphQLType, GraphQLValue, InputValue,
+    Registry, ID,
+};
+use walcast_filter::parse::operator_applies;
+
+use crate::info::{ColumnInfo, TableInfo};
+use crate::objects::MutationType;
+use crate::scalars::{self, ScalarType};
+
+fn typed<T>(r: &mut Registry<S>, name: String, list: bool) -> Argument<S>
+where
+    T: GraphQLType<S, TypeInfo = ()> + FromInputValue<S>,
+    T::Error: juniper::IntoFieldError<S>,
+{
+    if list {
+        r.arg::<Option<Vec<T>>>(name, &())
+    } else {
+        r.arg::<Option<T>>(name, &())
+    }
+}
+
+fn column_arg(r: &mut Registry<S>, c: &ColumnInfo, suffix: &str) -> Argument<S> {
+    let name = format!("{}{suffix}", c.name);
+    let list = suffix.ends_with("_in");
+    match c.scalar {
+        ScalarType::Id => typed::<ID>(r, name, list),
+        ScalarType::Int => typed::<i32>(r, name, list),
+        ScalarType::Float => typed::<f64>(r, name, list),
+        ScalarType::Boolean => typed::<bool>(r, name, list),
+        ScalarType::String => typed::<String>(r, name, list),
+        ScalarType::BigInt => typed::<scalars::BigInt>(r, name, list),
+        ScalarType::Decimal => typed::<scalars::Decimal>(r, name, list),
+        ScalarType::Json => typed::<scalars::Json>(r, name, list),
+        ScalarType::DateTime => typed::<scalars::DateTime>(r, name, list),
+        ScalarType::Date => typed::<scalars::Date>(r, name, list),
+        ScalarType::Time => typed::<scalars::Time>(r, name, list),
+        ScalarType::Interval => typed::<scalars::Interval>(r, name, list),
+        ScalarType::Bytes => typed::<scalars::Bytes>(r, name, list),
+        ScalarType::Uuid => typed::<scalars::Uuid>(r, name, list),
+    }
+}
+
+const ALL_SUFFIXES: &[&str] = &[
+    "",
+    "_not",
+    "_in",
+    "_not_in",
+    "_lt",
+    "_lte",
+    "_gt",
+    "_gte",
+    "_contains",
+    "_not_contains",
+    "_starts_with",
+    "_not_starts_with",
+    "_ends_with",
+    "_not_ends_with",
+];
+
+/// `<table>WhereInput`, kept raw: the filter crate parses it.
+pub struct WhereInput(pub InputValue<S>);
+
+impl FromInputValue<S> for WhereInput {
+    type Error = Infallible;
+    fn from_input_value(v: &InputValue<S>) -> Result<Self, Infallible> {
+        Ok(WhereInput(v.clone()))
+    }
+}
+
+impl GraphQLType<S> for WhereInput {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.where_input.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut args = Vec::new();
+        for c in info.columns.iter().filter(|c| !c.array) {
+            let Some(col) = info.table.columns.get(c.index) else {
+                continue;
+            };
+            for suffix in ALL_SUFFIXES {
+                if operator_applies(suffix, col) {
+                    args.push(column_arg(registry, c, suffix));
+                }
+            }
+        }
+        for combinator in ["AND", "OR", "NOT"] {
+            args.push(registry.arg::<Option<Vec<WhereInput>>>(combinator, info));
+        }
+        registry
+            .build_input_object_type::<Self>(info, &args)
+            .description(format!(
+                "Conditions on rows of {}; the keys of one object must all hold.",
+                info.table.qualified_name()
+            ))
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for WhereInput {
+    type Context = ();
+    type TypeInfo = TableInfo;
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.where_input.clone())
+    }
+}
+
+/// `<table>SubscriptionWhereInput` (Prisma 1).
+pub struct SubscriptionWhereInput(pub InputValue<S>);
+
+impl FromInputValue<S> for SubscriptionWhereInput {
+    type Error = Infallible;
+    fn from_input_value(v: &InputValue<S>) -> Result<Self, Infallible> {
+        Ok(SubscriptionWhereInput(v.clone()))
+    }
+}
+
+impl GraphQLType<S> for SubscriptionWhereInput {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.sub_where_input.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let args = vec![
+            registry.arg::<Option<Vec<MutationType>>>("mutation_in", &()),
+            registry.arg::<Option<WhereInput>>("node", info),
+            registry.arg::<Option<String>>("updatedFields_contains", &()),
+            registry.arg::<Option<Vec<String>>>("updatedFields_contains_every", &()),
+            registry.arg::<Option<Vec<String>>>("updatedFields_contains_some", &()),
+            registry.arg::<Option<Vec<SubscriptionWhereInput>>>("AND", info),
+            registry.arg::<Option<Vec<SubscriptionWhereInput>>>("OR", info),
+            registry.arg::<Option<Vec<SubscriptionWhereInput>>>("NOT", info),
+        ];
+        registry
+            .build_input_object_type::<Self>(info, &args)
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for SubscriptionWhereInput {
+    type Context = ();
+    type TypeInfo = TableInfo;
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.sub_where_input.clone())
+    }
+}

@@ -1,0 +1,349 @@
+//! Output object types: a table's row, its previous values, and the two event payloads.
+
+use futures::future::{self, BoxFuture};
+use juniper::{
+    meta::{Field, MetaType},
+    ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor, FieldError, GraphQLEnum,
+    GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value, ID,
+};
+use walcast_model::{Datum, Event, Kind, Op, Row};
+
+use crate::context::Ctx;
+use crate::info::{ColumnInfo, TableInfo};
+use crate::scalars::{self, json_to_value, ScalarType};
+
+#[derive(GraphQLEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum MutationType {
+    CREATED,
+    UPDATED,
+    DELETED,
+}
+
+fn typed<T>(r: &mut Registry<S>, name: &ArcStr, array: bool, not_null: bool) -> Field<S>
+where
+    T: GraphQLType<S, TypeInfo = ()>,
+{
+    match (array, not_null) {
+        (false, true) => r.field::<T>(name.clone(), &()),
+        (false, false) => r.field::<Option<T>>(name.clone(), &()),
+        (true, true) => r.field::<Vec<Option<T>>>(name.clone(), &()),
+        (true, false) => r.field::<Option<Vec<Option<T>>>>(name.clone(), &()),
+    }
+}
+
+/// The output field of a column.
+pub fn column_field(r: &mut Registry<S>, c: &ColumnInfo, not_null: bool) -> Field<S> {
+    let (n, a) = (&c.name, c.array);
+    match c.scalar {
+        ScalarType::Id => typed::<ID>(r, n, a, not_null),
+        ScalarType::Int => typed::<i32>(r, n, a, not_null),
+        ScalarType::Float => typed::<f64>(r, n, a, not_null),
+        ScalarType::Boolean => typed::<bool>(r, n, a, not_null),
+        ScalarType::String => typed::<String>(r, n, a, not_null),
+        ScalarType::BigInt => typed::<scalars::BigInt>(r, n, a, not_null),
+        ScalarType::Decimal => typed::<scalars::Decimal>(r, n, a, not_null),
+        ScalarType::Json => typed::<scalars::Json>(r, n, a, not_null),
+        ScalarType::DateTime => typed::<scalars::DateTime>(r, n, a, not_null),
+        ScalarType::Date => typed::<scalars::Date>(r, n, a, not_null),
+        ScalarType::Time => typed::<scalars::Time>(r, n, a, not_null),
+        ScalarType::Interval => typed::<scalars::Interval>(r, n, a, not_null),
+        ScalarType::Bytes => typed::<scalars::Bytes>(r, n, a, not_null),
+        ScalarType::Uuid => typed::<scalars::Uuid>(r, n, a, not_null),
+    }
+}
+
+fn kind_of(info: &TableInfo, c: &ColumnInfo) -> Kind {
+    info.table
+        .columns
+        .get(c.index)
+        .map(|col| col.ty.kind)
+        .unwrap_or(Kind::Other)
+}
+
+/// The value of a column, as of the commit. `missing_is_error`: an unchanged TOASTed value
+/// Postgres did not send resolves to null with an error, never to a wrong value.
+fn column_value(
+    info: &TableInfo,
+    row: &Row,
+    field: &str,
+    missing_is_error: bool,
+) -> ExecutionResult<S> {
+    let c = info
+        .column(field)
+        .ok_or_else(|| FieldError::from(format!("unknown field {field:?} on {}", info.name)))?;
+    match row.get(c.index).unwrap_or(&Datum::Unavailable) {
+        Datum::Unavailable if missing_is_error => Err(FieldError::from(format!(
+            "{}.{field}: the value was not sent by Postgres (an unchanged TOASTed value); set REPLICA IDENTITY FULL on the table to receive it",
+            info.table.qualified_name()
+        ))),
+        Datum::Unavailable | Datum::Null => Ok(Value::null()),
+        d => {
+            let json = d.to_json(kind_of(info, c));
+            Ok(match (c.scalar, json) {
+                // IDs are strings in GraphQL, whatever the column type.
+                (ScalarType::Id, serde_json::Value::Number(n)) => Value::scalar(n.to_string()),
+                (_, json) => json_to_value(&json),
+            })
+        }
+    }
+}
+
+fn sync<'a>(r: ExecutionResult<S>) -> BoxFuture<'a, ExecutionResult<S>> {
+    Box::pin(future::ready(r))
+}
+
+/// A row of a table, resolved from the WAL tuple or a query result.
+pub struct RowObj<'r>(pub &'r Row);
+
+impl GraphQLType<S> for RowObj<'_> {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.name.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let fields: Vec<_> = info
+            .columns
+            .iter()
+            .map(|c| column_field(registry, c, c.not_null))
+            .collect();
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for RowObj<'_> {
+    type Context = Ctx;
+    type TypeInfo = TableInfo;
+
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.name.clone())
+    }
+
+    fn resolve_field(
+        &self,
+        info: &TableInfo,
+        field: &str,
+        _: &Arguments<S>,
+        _: &Executor<Ctx, S>,
+    ) -> ExecutionResult<S> {
+        column_value(info, self.0, field, true)
+    }
+}
+
+impl GraphQLValueAsync<S> for RowObj<'_> {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a TableInfo,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        sync(self.resolve_field(info, field, args, ex))
+    }
+}
+
+/// The scalar values of a row before the change (Prisma's `previousValues`).
+pub struct PreviousObj<'r>(pub &'r Row);
+
+impl GraphQLType<S> for PreviousObj<'_> {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.previous.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        // Nullable throughout: without REPLICA IDENTITY FULL only the key columns are known.
+        let fields: Vec<_> = info
+            .columns
+            .iter()
+            .map(|c| column_field(registry, c, false))
+            .collect();
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for PreviousObj<'_> {
+    type Context = Ctx;
+    type TypeInfo = TableInfo;
+
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.previous.clone())
+    }
+
+    fn resolve_field(
+        &self,
+        info: &TableInfo,
+        field: &str,
+        _: &Arguments<S>,
+        _: &Executor<Ctx, S>,
+    ) -> ExecutionResult<S> {
+        column_value(info, self.0, field, false)
+    }
+}
+
+impl GraphQLValueAsync<S> for PreviousObj<'_> {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a TableInfo,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        sync(self.resolve_field(info, field, args, ex))
+    }
+}
+
+fn commit_time(ev: &Event) -> Value<S> {
+    json_to_value(&Datum::TimestampTz(ev.commit_time).to_json(Kind::TimestampTz))
+}
+
+async fn resolve_row<'a>(
+    info: &'a TableInfo,
+    row: Option<&'a Row>,
+    ex: &'a Executor<'_, '_, Ctx, S>,
+) -> ExecutionResult<S> {
+    match row {
+        Some(row) => ex.resolve_async(info, &RowObj(row)).await,
+        None => Ok(Value::null()),
+    }
+}
+
+/// Directus' payload: `<table>_mutated { key event data cursor commitTime }`.
+pub struct MutatedObj<'e>(pub &'e Event);
+
+impl GraphQLType<S> for MutatedObj<'_> {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.mutated.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let fields = [
+            registry.field::<ID>("key", &()),
+            registry.field::<String>("event", &()),
+            registry.field::<Option<RowObj>>("data", info),
+            registry.field::<String>("cursor", &()),
+            registry.field::<String>("commitTime", &()),
+        ];
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .description(format!(
+                "A committed change of {}, Directus style.",
+                info.table.qualified_name()
+            ))
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for MutatedObj<'_> {
+    type Context = Ctx;
+    type TypeInfo = TableInfo;
+
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.mutated.clone())
+    }
+}
+
+impl GraphQLValueAsync<S> for MutatedObj<'_> {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a TableInfo,
+        field: &'a str,
+        _: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        let ev = self.0;
+        match field {
+            "key" => sync(Ok(Value::scalar(ev.key.clone()))),
+            "event" => sync(Ok(Value::scalar(ev.op.as_str().to_owned()))),
+            "cursor" => sync(Ok(Value::scalar(ev.cursor.encode()))),
+            "commitTime" => sync(Ok(commit_time(ev))),
+            "data" => Box::pin(resolve_row(info, ev.new.as_ref(), ex)),
+            other => sync(Err(
+                format!("unknown field {other:?} on {}", info.mutated).into()
+            )),
+        }
+    }
+}
+
+/// Prisma 1's payload: `<table>SubscriptionPayload { mutation node updatedFields previousValues }`.
+pub struct PayloadObj<'e>(pub &'e Event);
+
+impl GraphQLType<S> for PayloadObj<'_> {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.payload.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let fields = [
+            registry.field::<MutationType>("mutation", &()),
+            registry.field::<Option<RowObj>>("node", info),
+            registry.field::<Option<Vec<String>>>("updatedFields", &()),
+            registry.field::<Option<PreviousObj>>("previousValues", info),
+            registry.field::<String>("cursor", &()),
+            registry.field::<String>("commitTime", &()),
+        ];
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .description(format!(
+                "A committed change of {}, Prisma 1 style.",
+                info.table.qualified_name()
+            ))
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for PayloadObj<'_> {
+    type Context = Ctx;
+    type TypeInfo = TableInfo;
+
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.payload.clone())
+    }
+}
+
+impl GraphQLValueAsync<S> for PayloadObj<'_> {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a TableInfo,
+        field: &'a str,
+        _: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        let ev = self.0;
+        match field {
+            "mutation" => sync(Ok(Value::scalar(
+                match ev.op {
+                    Op::Create => "CREATED",
+                    Op::Update => "UPDATED",
+                    Op::Delete | Op::Truncate => "DELETED",
+                }
+                .to_owned(),
+            ))),
+            "node" => Box::pin(resolve_row(info, ev.new.as_ref(), ex)),
+            "updatedFields" => sync(Ok(match (ev.op, ev.updated_field_names()) {
+                (Op::Update, Some(names)) => Value::list(
+                    names
+                        .into_iter()
+                        .filter(|n| info.column(n).is_some())
+                        .map(|n| Value::scalar(n.to_owned()))
+                        .collect(),
+                ),
+                _ => Value::null(),
+            })),
+            "previousValues" => match (&ev.old, ev.op) {
+                (Some(old), Op::Update | Op::Delete) => {
+                    Box::pin(async move { ex.resolve_async(info, &PreviousObj(old)).await })
+                }
+                _ => sync(Ok(Value::null())),
+            },
+            "cursor" => sync(Ok(Value::scalar(ev.cursor.encode()))),
+            "commitTime" => sync(Ok(commit_time(ev))),
+            other => sync(Err(
+                format!("unknown field {other:?} on {}", info.payload).into()
+            )),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The root types: `Query` and `Subscription`, one set of fields per table.
+
+use std::sync::Arc;
+
+use futures::future::{self, BoxFuture};
+use futures::StreamExt;
+use juniper::{
+    meta::MetaType, ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor,
+    FieldError, GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, Registry,
+    Value, ValuesStream, ID,
+};
+use walcast_filter::{parse_mutated, parse_subscription_where, parse_where, EventFilter};
+use walcast_model::{Cursor, Event};
+
+use crate::context::{Ctx, SubscriptionRequest};
+use crate::info::{RootField, SchemaInfo, TableInfo};
+use crate::input::{SubscriptionWhereInput, WhereInput};
+use crate::objects::{MutatedObj, PayloadObj, RowObj};
+use crate::query;
+use crate::scalars::input_to_json;
+
+fn arg_json(args: &Arguments<S>, name: &str) -> Option<serde_json::Value> {
+    args.get_input_value(name)
+        .map(|v| input_to_json(&v.item))
+        .filter(|v| !v.is_null())
+}
+
+fn arg_string(args: &Arguments<S>, name: &str) -> Result<Option<String>, FieldError<S>> {
+    match arg_json(args, name) {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("argument {name:?}: expected a String, found {other}").into()),
+    }
+}
+
+pub struct QueryRoot;
+
+impl GraphQLType<S> for QueryRoot {
+    fn name(_: &SchemaInfo) -> Option<ArcStr> {
+        Some(ArcStr::from("Query"))
+    }
+
+    fn meta(info: &SchemaInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut fields = vec![registry
+            .field::<String>("_cursor", &())
+            .description("The stream position now: pass it as `after:` to a subscription for a gapless snapshot and stream.")];
+        for t in &info.tables {
+            fields.push(
+                registry
+                    .field::<Vec<RowObj>>(t.name.clone(), t)
+                    .argument(registry.arg::<Option<WhereInput>>("where", t))
+                    .argument(registry.arg::<Option<Vec<String>>>("orderBy", &()))
+                    .argument(registry.arg::<Option<i32>>("first", &()))
+                    .argument(registry.arg::<Option<i32>>("skip", &()))
+                    .description(format!("Rows of {}.", t.table.qualified_name())),
+            );
+            if t.id_column().is_some() {
+                fields.push(
+                    registry
+                        .field::<Option<RowObj>>(t.by_id.clone(), t)
+                        .argument(registry.arg::<ID>("id", &())),
+                );
+            }
+        }
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for QueryRoot {
+    type Context = Ctx;
+    type TypeInfo = SchemaInfo;
+
+    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
+        Some(ArcStr::from("Query"))
+    }
+}
+
+impl GraphQLValueAsync<S> for QueryRoot {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a SchemaInfo,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        if field == "_cursor" {
+            let cursor = ex.context().events.cursor_now().encode();
+            return Box::pin(future::ready(Ok(Value::scalar(cursor))));
+        }
+        let Some((kind, t)) = info.root_field(field) else {
+            return Box::pin(future::ready(Err(format!(
+                "unknown field {field:?} on Query"
+            )
+            .into())));
+        };
+        Box::pin(async move {
+            match kind {
+                RootField::Table => {
+                    let filter = match arg_json(args, "where") {
+                        Some(w) => parse_where(&t.table, &w)
+                            .map_err(|e| FieldError::from(e.to_string()))?,
+                        None => walcast_filter::RowFilter::always(),
+                    };
+                    let order = match arg_json(args, "orderBy") {
+                        Some(serde_json::Value::Array(items)) => items
+                            .into_iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect(),
+                        Some(serde_json::Value::String(s)) => vec![s],
+                        _ => vec![],
+                    };
+                    let first = args.get::<i32>("first")?;
+                    let skip = args.get::<i32>("skip")?;
+                    let rows = query::select(ex.context(), t, &filter, &order, first, skip).await?;
+                    let objs: Vec<RowObj> = rows.iter().map(RowObj).collect();
+                    ex.resolve_async(&**t, &objs).await
+                }
+                RootField::ById => {
+                    let id = args
+                        .get::<ID>("id")?
+                        .map(|i| i.to_string())
+                        .unwrap_or_default();
+                    match query::by_id(ex.context(), t, &id).await? {
+                        Some(row) => ex.resolve_async(&**t, &RowObj(&row)).await,
+                        None => Ok(Value::null()),
+                    }
+                }
+                RootField::Mutated => Err(format!("unknown field {field:?} on Query").into()),
+            }
+        })
+    }
+}
+
+pub struct SubscriptionRoot;
+
+impl GraphQLType<S> for SubscriptionRoot {
+    fn name(_: &SchemaInfo) -> Option<ArcStr> {
+        Some(ArcStr::from("Subscription"))
+    }
+
+    fn meta(info: &SchemaInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut fields = Vec::new();
+        for t in &info.tables {
+            fields.push(
+                registry
+                    .field::<MutatedObj>(t.mutated.clone(), t)
+                    .argument(registry.arg::<Option<String>>("event", &()).description(
+                        "\"create\", \"update\", \"delete\" or \"truncate\"; all when absent.",
+                    ))
+                    .argument(registry.arg::<Option<WhereInput>>("where", t))
+                    .argument(registry.arg::<Option<String>>("after", &()).description(
+                        "A cursor: replay retained events after it, then continue live.",
+                    ))
+                    .description(format!(
+                        "Committed changes of {}, Directus style.",
+                        t.table.qualified_name()
+                    )),
+            );
+            fields.push(
+                registry
+                    .field::<Option<PayloadObj>>(t.name.clone(), t)
+                    .argument(registry.arg::<Option<SubscriptionWhereInput>>("where", t))
+                    .argument(
+                        registry
+                            .arg::<Option<SubscriptionWhereInput>>("filter", t)
+                            .description("Alias of `where` (Graphcool)."),
+                    )
+                    .argument(registry.arg::<Option<String>>("after", &()))
+                    .description(format!(
+                        "Committed changes of {}, Prisma 1 style.",
+                        t.table.qualified_name()
+                    )),
+            );
+        }
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
+    }
+}
+
+impl GraphQLValue<S> for SubscriptionRoot {
+    type Context = Ctx;
+    type TypeInfo = SchemaInfo;
+
+    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
+        Some(ArcStr::from("Subscription"))
+    }
+}
+
+/// How one subscription field turns events into values.
+#[derive(Clone, Copy)]
+enum Payload {
+    Mutated,
+    Prisma,
+}
+
+fn subscription_filter(
+    kind: RootField,
+    t: &TableInfo,
+    args: &Arguments<S>,
+) -> Result<(EventFilter, Payload), FieldError<S>> {
+    let invalid = |e: walcast_filter::FilterError| FieldError::from(e.to_string());
+    match kind {
+        RootField::Mutated => {
+            let event = arg_string(args, "event")?;
+            let filter =
+                parse_mutated(&t.table, event.as_deref(), arg_json(args, "where").as_ref())
+                    .map_err(invalid)?;
+            Ok((filter, Payload::Mutated))
+        }
+        RootField::Table => {
+            let w = arg_json(args, "where").or_else(|| arg_json(args, "filter"));
+            let filter =
+                parse_subscription_where(&t.table, w.as_ref().unwrap_or(&serde_json::Value::Null))
+                    .map_err(invalid)?;
+            Ok((filter, Payload::Prisma))
+        }
+        RootField::ById => Err("unknown subscription field".into()),
+    }
+}
+
+impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
+    fn resolve_field_into_stream<'s, 'i, 'ft, 'args, 'e, 'ref_e, 'res, 'f>(
+        &'s self,
+        info: &'i SchemaInfo,
+        field: &'ft str,
+        args: Arguments<'args, S>,
+        executor: &'ref_e Executor<'ref_e, 'e, Ctx, S>,
+    ) -> BoxFuture<'f, Result<Value<ValuesStream<'res, S>>, FieldError<S>>>
+    where
+        's: 'f,
+        'i: 'res,
+        'ft: 'f,
+        'args: 'f,
+        'ref_e: 'f,
+        'res: 'f,
+        'e: 'res,
+    {
+        Box::pin(async move {
+            let (kind, t) = info.root_field(field).ok_or_else(|| {
+                FieldError::from(format!("unknown field {field:?} on Subscription"))
+            })?;
+            let t: &'i Arc<TableInfo> = t;
+            let (filter, payload) = subscription_filter(kind, t, &args)?;
+            let after = match arg_string(&args, "after")? {
+                None => None,
+                Some(c) => Some(Cursor::decode(&c).ok_or_else(|| {
+                    FieldError::from(format!(
+                        "argument \"after\": {c:?} is not a cursor walcast issued"
+                    ))
+                })?),
+            };
+            let ctx = executor.context();
+            let events = ctx
+                .events
+                .subscribe(SubscriptionRequest {
+                    table: t.table.clone(),
+                    filter,
+                    after,
+                    connection: ctx.connection.clone(),
+                })
+                .map_err(|e| FieldError::from(e.to_string()))?;
+            let owned = executor.as_owned_executor();
+            let stream = events.then(move |ev: Arc<Event>| {
+                let owned = owned.clone();
+                async move {
+                    let ex = owned.as_executor();
+                    let value = match payload {
+                        Payload::Mutated => ex.resolve_async(&**t, &MutatedObj(&ev)).await,
+                        Payload::Prisma => ex.resolve_async(&**t, &PayloadObj(&ev)).await,
+                    }
+                    .map_err(|e| vec![ex.new_error(e)])?;
+                    let errors = ex.take_errors();
+                    if errors.is_empty() {
+                        Ok(value)
+                    } else {
+                        Err(errors)
+                    }
+                }
+            });
+            Ok(Value::Scalar(stream.boxed()))
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! Turns the pgoutput message stream into committed transactions of typed events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use walcast_wal::{PgOutput, PgTimestamp, Relation, TupleValue};
+
+use crate::catalog::{Catalog, Table, TableSelection};
+use crate::datum::Datum;
+use crate::event::{Cursor, Event, Op, Row, Transaction};
+use crate::value::decode_text;
+
+/// Seconds between 1970-01-01 and 2000-01-01, the Postgres epoch.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+pub fn pg_time_to_unix_micros(t: PgTimestamp) -> i64 {
+    t.saturating_add(PG_EPOCH_OFFSET_MICROS)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0} message outside a transaction")]
+    OutsideTransaction(&'static str),
+    #[error("change for relation {0} before its Relation message")]
+    UnknownRelation(u32),
+}
+
+/// What one message produced.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing to hand on yet.
+    Pending,
+    /// A transaction committed.
+    Committed(Transaction),
+    /// A Relation message announced a table whose shape differs from the catalog snapshot:
+    /// reload the catalog, call [`ChangeDecoder::set_catalog`], then feed the same message again.
+    CatalogStale { schema: String, table: String },
+}
+
+/// How a relation's tuples map onto a catalog table.
+struct RelationMap {
+    table: Arc<Table>,
+    /// For each tuple position, the table column it fills (None: not exposed).
+    columns: Vec<Option<usize>>,
+    /// Tuple positions of the replica identity key.
+    key_positions: Vec<usize>,
+}
+
+struct OpenTransaction {
+    xid: u32,
+    commit_time: i64,
+    events: Vec<Arc<Event>>,
+}
+
+pub struct ChangeDecoder {
+    catalog: Arc<Catalog>,
+    selection: TableSelection,
+    relations: HashMap<u32, Option<RelationMap>>,
+    tx: Option<OpenTransaction>,
+}
+
+impl ChangeDecoder {
+    pub fn new(catalog: Arc<Catalog>, selection: TableSelection) -> Self {
+        ChangeDecoder {
+            catalog,
+            selection,
+            relations: HashMap::new(),
+            tx: None,
+        }
+    }
+
+    pub fn set_catalog(&mut self, catalog: Arc<Catalog>) {
+        self.catalog = catalog;
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// True between Begin and Commit.
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Feeds one message.
+    pub fn feed(&mut self, msg: PgOutput) -> Result<Step, ChangeError> {
+        match msg {
+            PgOutput::Begin {
+                commit_time, xid, ..
+            } => {
+                self.tx = Some(OpenTransaction {
+                    xid,
+                    commit_time: pg_time_to_unix_micros(commit_time),
+                    events: Vec::new(),
+                });
+                Ok(Step::Pending)
+            }
+            PgOutput::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                let tx = self
+                    .tx
+                    .take()
+                    .ok_or(ChangeError::OutsideTransaction("Commit"))?;
+                let events = tx
+                    .events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(seq, ev)| {
+                        let mut ev = Arc::unwrap_or_clone(ev);
+                        ev.cursor = Cursor {
+                            lsn: end_lsn,
+                            seq: seq as u32,
+                        };
+                        Arc::new(ev)
+                    })
+                    .collect();
+                Ok(Step::Committed(Transaction {
+                    xid: tx.xid,
+                    commit_lsn,
+                    end_lsn,
+                    commit_time: tx.commit_time,
+                    events,
+                }))
+            }
+            PgOutput::Relation(rel) => self.relation(rel),
+            PgOutput::Insert { rel_id, new } => {
+                let Some(map) = self.map(rel_id)? else {
+                    return Ok(Step::Pending);
+                };
+                let new = map.row(&new, None);
+                let key = key_text(&map.table, &new);
+                let ev = self.event(map.table.clone(), Op::Create, key, Some(new), None, None);
+                self.push(ev)
+            }
+            PgOutput::Update {
+                rel_id,
+                old_kind,
+                old,
+                new,
+            } => {
+                let Some(map) = self.map(rel_id)? else {
+                    return Ok(Step::Pending);
+                };
+                let full_old = old_kind == Some(b'O');
+                let old_row = old.as_ref().map(|o| map.row(o, None));
+                // Unchanged TOAST values come from the old tuple when it was sent in full.
+                let new_row = map.row(&new, if full_old { old_row.as_ref() } else { None });
+                let updated = if full_old {
+                    old_row.as_ref().map(|o| changed_columns(o, &new_row))
+                } else {
+                    None
+                };
+                let previous = match old_row {
+                    Some(o) if full_old => o,
+                    Some(o) => o,
+                    // Key unchanged and not FULL: the key columns are those of the new row.
+                    None => map.key_only(&new_row),
+                };
+                let key = key_text(&map.table, &new_row);
+                let ev = self.event(
+                    map.table.clone(),
+                    Op::Update,
+                    key,
+                    Some(new_row),
+                    Some(previous),
+                    updated,
+                );
+                self.push(ev)
+            }
+            PgOutput::Delete { rel_id, old, .. } => {
+                let Some(map) = self.map(rel_id)? else {
+                    return Ok(Step::Pending);
+                };
+                let old = map.row(&old, None);
+                let key = key_text(&map.table, &old);
+                let ev = self.event(map.table.clone(), Op::Delete, key, None, Some(old), None);
+                self.push(ev)
+            }
+            PgOutput::Truncate { rel_ids, .. } => {
+                for rel_id in rel_ids {
+                    let Some(map) = self.map(rel_id)? else {
+                        continue;
+                    };
+                    let ev = self.event(
+                        map.table.clone(),
+                        Op::Truncate,
+                        String::new(),
+                        None,
+                        None,
+                        None,
+                    );
+                    self.push(ev)?;
+                }
+                Ok(Step::Pending)
+            }
+            PgOutput::Origin { .. } | PgOutput::Type { .. } | PgOutput::Message { .. } => {
+                Ok(Step::Pending)
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        table: Arc<Table>,
+        op: Op,
+        key: String,
+        new: Option<Row>,
+        old: Option<Row>,
+        updated: Option<Vec<usize>>,
+    ) -> Event {
+        let (xid, commit_time) = self
+            .tx
+            .as_ref()
+            .map(|t| (t.xid, t.commit_time))
+            .unwrap_or_default();
+        Event {
+            table,
+            op,
+            key,
+            new,
+            old,
+            updated,
+            cursor: Cursor::default(),
+            xid,
+            commit_time,
+        }
+    }
+
+    fn push(&mut self, ev: Event) -> Result<Step, ChangeError> {
+        let tx = self
+            .tx
+            .as_mut()
+            .ok_or(ChangeError::OutsideTransaction("row change"))?;
+        tx.events.push(Arc::new(ev));
+        Ok(Step::Pending)
+    }
+
+    fn map(&self, rel_id: u32) -> Result<Option<&RelationMap>, ChangeError> {
+        match self.relations.get(&rel_id) {
+            Some(m) => Ok(m.as_ref()),
+            None => Err(ChangeError::UnknownRelation(rel_id)),
+        }
+    }
+
+    fn relation(&mut self, rel: Relation) -> Result<Step, ChangeError> {
+        if !self.selection.selects(&rel.namespace, &rel.name) {
+            self.relations.insert(rel.rel_id, None);
+            return Ok(Step::Pending);
+        }
+        let Some(table) = self.catalog.table_by_oid(rel.rel_id).cloned() else {
+            return Ok(Step::CatalogStale {
+                schema: rel.namespace,
+                table: rel.name,
+            });
+        };
+        let mut columns = Vec::with_capacity(rel.columns.len());
+        for rc in &rel.columns {
+            match table.column_index(&rc.name) {
+                Some(i) if table.columns[i].ty.oid == rc.type_oid => columns.push(Some(i)),
+                _ => {
+                    return Ok(Step::CatalogStale {
+                        schema: rel.namespace,
+                        table: rel.name,
+                    })
+                }
+            }
+        }
+        if rel.name != table.name || rel.namespace != table.schema {
+            return Ok(Step::CatalogStale {
+                schema: rel.namespace,
+                table: rel.name,
+            });
+        }
+        let key_positions = rel
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_key())
+            .map(|(i, _)| i)
+            .collect();
+        self.relations.insert(
+            rel.rel_id,
+            Some(RelationMap {
+                table,
+                columns,
+                key_positions,
+            }),
+        );
+        Ok(Step::Pending)
+    }
+}
+
+impl RelationMap {
+    /// Builds a table row from a tuple; `fill` supplies values for unchanged TOAST columns.
+    fn row(&self, tuple: &[TupleValue], fill: Option<&Row>) -> Row {
+        let mut row = vec![Datum::Unavailable; self.table.columns.len()];
+        for (pos, value) in tuple.iter().enumerate() {
+            let Some(Some(ci)) = self.columns.get(pos) else {
+                continue;
+            };
+            let ci = *ci;
+            let Some(col) = self.table.columns.get(ci) else {
+                continue;
+            };
+            row[ci] = match value {
+                TupleValue::Null => Datum::Null,
+                TupleValue::UnchangedToast => fill
+                    .and_then(|f| f.get(ci))
+                    .cloned()
+                    .unwrap_or(Datum::Unavailable),
+                TupleValue::Text(bytes) => match std::str::from_utf8(bytes) {
+                    Ok(text) => decode_text(&col.ty, text).unwrap_or_else(|e| {
+                        tracing::warn!(table = %self.table.qualified_name(), column = %col.name, error = %e, "value kept as text");
+                        Datum::Text(text.to_owned())
+                    }),
+                    Err(_) => Datum::Unavailable,
+                },
+                TupleValue::Binary(_) => Datum::Unavailable,
+            };
+        }
+        row
+    }
+
+    /// A row holding only the replica identity key columns of `row`.
+    fn key_only(&self, row: &Row) -> Row {
+        let mut out = vec![Datum::Unavailable; row.len()];
+        for &pos in &self.key_positions {
+            if let Some(Some(ci)) = self.columns.get(pos) {
+                if let (Some(slot), Some(v)) = (out.get_mut(*ci), row.get(*ci)) {
+                    *slot = v.clone();
+                }
+            }
+        }
+        out
+    }
+}
+
+fn changed_columns(old: &Row, new: &Row) -> Vec<usize> {
+    old.iter()
+        .zip(new.iter())
+        .enumerate()
+        .filter(|(_, (o, n))| o != n)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The event key: the primary key value as text, or the JSON text of a composite key.
+pub fn key_text(table: &Table, row: &Row) -> String {
+    let text = |ci: usize| -> serde_json::Value {
+        let kind = table.columns.get(ci).map(|c| c.ty.kind);
+        match (row.get(ci), kind) {
+            (Some(d), Some(kind)) => d.to_json(kind),
+            _ => serde_json::Value::Null,
+        }
+    };
+    match table.primary_key.as_slice() {
+        [] => String::new(),
+        [single] => match text(*single) {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        },
+        cols => {
+            let obj: serde_json::Map<String, serde_json::Value> = cols
+                .iter()
+                .filter_map(|&ci| {
+                    table
+                        .columns
+                        .get(ci)
+                        .map(|c| (c.gql_name.clone(), text(ci)))
+                })
+                .collect();
+            serde_json::Value::Object(obj).to_string()
+        }
+    }
+}

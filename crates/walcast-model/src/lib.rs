@@ -1,0 +1,13 @@
+//! The model stage: the catalog, typed values, and change events built from pgoutput messages.
+
+pub mod catalog;
+pub mod changes;
+pub mod datum;
+pub mod event;
+pub mod naming;
+pub mod value;
+
+pub use catalog::{Catalog, CatalogError, Column, ForeignKey, ReplicaIdentity, Table, TableSelection};
+pub use changes::{ChangeDecoder, ChangeError, Step};
+pub use datum::{Datum, Kind, PgType};
+pub use event::{Cursor, Event, Op, Row, Transaction};

@@ -1,0 +1,329 @@
+//! Decoder of pgoutput message bytes (protocol version 1, non-streaming).
+//!
+//! Every read is bounds-checked: malformed or truncated input yields a [`DecodeError`] naming the
+//! message and the field, never a panic.
+
+use bytes::Bytes;
+
+use crate::pgoutput::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed pgoutput message: {0}")]
+pub struct DecodeError(pub String);
+
+/// Decodes one pgoutput message, as carried by one XLogData payload.
+pub fn decode(buf: &[u8]) -> Result<PgOutput, DecodeError> {
+    decode_with(buf, None)
+}
+
+/// Like [`decode`], but values and message contents share `buf`'s memory instead of copying.
+pub fn decode_bytes(buf: &Bytes) -> Result<PgOutput, DecodeError> {
+    decode_with(buf, Some(buf))
+}
+
+fn decode_with(buf: &[u8], owner: Option<&Bytes>) -> Result<PgOutput, DecodeError> {
+    let (&tag, body) = buf
+        .split_first()
+        .ok_or_else(|| DecodeError("empty message".into()))?;
+    let mut r = Reader {
+        buf: body,
+        owner,
+        pos: 0,
+        kind: message_name(tag),
+    };
+    let message = match tag {
+        b'B' => PgOutput::Begin {
+            final_lsn: r.lsn("final LSN")?,
+            commit_time: r.i64("commit timestamp")?,
+            xid: r.u32("xid")?,
+        },
+        b'C' => PgOutput::Commit {
+            flags: r.u8("flags")?,
+            commit_lsn: r.lsn("commit LSN")?,
+            end_lsn: r.lsn("end LSN")?,
+            commit_time: r.i64("commit timestamp")?,
+        },
+        b'O' => PgOutput::Origin {
+            commit_lsn: r.lsn("origin commit LSN")?,
+            name: r.string("origin name")?,
+        },
+        b'R' => PgOutput::Relation(relation(&mut r)?),
+        b'Y' => PgOutput::Type {
+            type_oid: r.u32("type OID")?,
+            namespace: r.string("namespace")?,
+            name: r.string("type name")?,
+        },
+        b'I' => {
+            let rel_id = r.u32("relation OID")?;
+            r.expect_tag(b'N', "new tuple marker")?;
+            PgOutput::Insert {
+                rel_id,
+                new: r.tuple("new tuple")?,
+            }
+        }
+        b'U' => update(&mut r)?,
+        b'D' => {
+            let rel_id = r.u32("relation OID")?;
+            let old_kind = r.u8("old tuple marker")?;
+            if old_kind != b'K' && old_kind != b'O' {
+                return Err(r.bad_tag("old tuple marker", old_kind, "'K' or 'O'"));
+            }
+            PgOutput::Delete {
+                rel_id,
+                old_kind,
+                old: r.tuple("old tuple")?,
+            }
+        }
+        b'T' => truncate(&mut r)?,
+        b'M' => {
+            let flags = r.u8("flags")?;
+            let lsn = r.lsn("message LSN")?;
+            let prefix = r.string("prefix")?;
+            let len = r.len32("content length")?;
+            PgOutput::Message {
+                transactional: flags & 1 != 0,
+                lsn,
+                prefix,
+                content: r.take_bytes(len, "content")?,
+            }
+        }
+        _ => {
+            return Err(DecodeError(format!(
+                "unknown message type {} (0x{tag:02x})",
+                char::from(tag).escape_default()
+            )))
+        }
+    };
+    r.finish()?;
+    Ok(message)
+}
+
+fn message_name(tag: u8) -> &'static str {
+    match tag {
+        b'B' => "Begin",
+        b'C' => "Commit",
+        b'O' => "Origin",
+        b'R' => "Relation",
+        b'Y' => "Type",
+        b'I' => "Insert",
+        b'U' => "Update",
+        b'D' => "Delete",
+        b'T' => "Truncate",
+        b'M' => "Message",
+        _ => "unknown",
+    }
+}
+
+fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
+    let rel_id = r.u32("relation OID")?;
+    let namespace = r.string("namespace")?;
+    let name = r.string("relation name")?;
+    let replica_identity = r.u8("replica identity")?;
+    let ncols = r.count16("column count")?;
+    let mut columns = Vec::with_capacity(ncols.min(r.remaining()));
+    for i in 0..ncols {
+        columns.push(RelationColumn {
+            flags: r.u8(&format!("column {i} flags"))?,
+            name: r.string(&format!("column {i} name"))?,
+            type_oid: r.u32(&format!("column {i} type OID"))?,
+            type_modifier: r.i32(&format!("column {i} type modifier"))?,
+        });
+    }
+    Ok(Relation {
+        rel_id,
+        namespace,
+        name,
+        replica_identity,
+        columns,
+    })
+}
+
+fn update(r: &mut Reader<'_>) -> Result<PgOutput, DecodeError> {
+    let rel_id = r.u32("relation OID")?;
+    let (old_kind, old) = match r.u8("tuple marker")? {
+        b'N' => (None, None),
+        kind @ (b'K' | b'O') => {
+            let old = r.tuple("old tuple")?;
+            r.expect_tag(b'N', "new tuple marker")?;
+            (Some(kind), Some(old))
+        }
+        other => return Err(r.bad_tag("tuple marker", other, "'K', 'O' or 'N'")),
+    };
+    Ok(PgOutput::Update {
+        rel_id,
+        old_kind,
+        old,
+        new: r.tuple("new tuple")?,
+    })
+}
+
+fn truncate(r: &mut Reader<'_>) -> Result<PgOutput, DecodeError> {
+    let nrels = r.u32("relation count")?;
+    let options = r.u8("options")?;
+    let nrels = usize::try_from(nrels).unwrap_or(usize::MAX);
+    // Bound the allocation by what the buffer can hold (4 bytes per OID), not by the claimed count.
+    let mut rel_ids = Vec::with_capacity(nrels.min(r.remaining() / 4));
+    for i in 0..nrels {
+        rel_ids.push(r.u32(&format!("relation OID {i}"))?);
+    }
+    Ok(PgOutput::Truncate { options, rel_ids })
+}
+
+/// A bounds-checked cursor over one message body.
+struct Reader<'a> {
+    buf: &'a [u8],
+    /// The `Bytes` that `buf` lies in, if any, for zero-copy values.
+    owner: Option<&'a Bytes>,
+    pos: usize,
+    kind: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn err(&self, field: &str, what: impl std::fmt::Display) -> DecodeError {
+        // +1: offsets count the message type byte, as a hex dump of the payload shows them.
+        DecodeError(format!(
+            "{} message, {field} at offset {}: {what}",
+            self.kind,
+            self.pos + 1
+        ))
+    }
+
+    fn bad_tag(&self, field: &str, got: u8, expected: &str) -> DecodeError {
+        DecodeError(format!(
+            "{} message, {field} at offset {}: expected {expected}, got {} (0x{got:02x})",
+            self.kind,
+            self.pos,
+            char::from(got).escape_default()
+        ))
+    }
+
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
+        match end.and_then(|end| self.buf.get(self.pos..end)) {
+            Some(bytes) => {
+                self.pos += n;
+                Ok(bytes)
+            }
+            None => Err(self.err(
+                field,
+                format!("needs {n} bytes, {} left", self.remaining()),
+            )),
+        }
+    }
+
+    fn take_bytes(&mut self, n: usize, field: &str) -> Result<Bytes, DecodeError> {
+        let owner = self.owner;
+        let slice = self.take(n, field)?;
+        Ok(match owner {
+            Some(owner) => owner.slice_ref(slice),
+            None => Bytes::copy_from_slice(slice),
+        })
+    }
+
+    fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N], DecodeError> {
+        let bytes = self.take(N, field)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &str) -> Result<u8, DecodeError> {
+        Ok(u8::from_be_bytes(self.array(field)?))
+    }
+
+    fn i16(&mut self, field: &str) -> Result<i16, DecodeError> {
+        Ok(i16::from_be_bytes(self.array(field)?))
+    }
+
+    fn u32(&mut self, field: &str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    fn i32(&mut self, field: &str) -> Result<i32, DecodeError> {
+        Ok(i32::from_be_bytes(self.array(field)?))
+    }
+
+    fn i64(&mut self, field: &str) -> Result<i64, DecodeError> {
+        Ok(i64::from_be_bytes(self.array(field)?))
+    }
+
+    fn lsn(&mut self, field: &str) -> Result<Lsn, DecodeError> {
+        Ok(Lsn(u64::from_be_bytes(self.array(field)?)))
+    }
+
+    /// A non-negative Int16 count.
+    fn count16(&mut self, field: &str) -> Result<usize, DecodeError> {
+        let n = self.i16(field)?;
+        usize::try_from(n).map_err(|_| self.err(field, format!("negative count {n}")))
+    }
+
+    /// A non-negative Int32 length.
+    fn len32(&mut self, field: &str) -> Result<usize, DecodeError> {
+        let n = self.i32(field)?;
+        usize::try_from(n).map_err(|_| self.err(field, format!("negative length {n}")))
+    }
+
+    /// A NUL-terminated UTF-8 string (the replication connection asks for client_encoding UTF8).
+    fn string(&mut self, field: &str) -> Result<String, DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| self.err(field, "missing NUL terminator"))?;
+        let bytes = rest.get(..len).unwrap_or_default();
+        let s = std::str::from_utf8(bytes)
+            .map_err(|e| self.err(field, format!("invalid UTF-8: {e}")))?
+            .to_owned();
+        self.pos += len + 1;
+        Ok(s)
+    }
+
+    fn expect_tag(&mut self, expected: u8, field: &str) -> Result<(), DecodeError> {
+        let got = self.u8(field)?;
+        if got == expected {
+            Ok(())
+        } else {
+            Err(self.bad_tag(
+                field,
+                got,
+                &format!("'{}'", char::from(expected).escape_default()),
+            ))
+        }
+    }
+
+    fn tuple(&mut self, which: &str) -> Result<Vec<TupleValue>, DecodeError> {
+        let ncols = self.count16(&format!("{which} column count"))?;
+        // Each column takes at least its one kind byte.
+        let mut values = Vec::with_capacity(ncols.min(self.remaining()));
+        for i in 0..ncols {
+            let field = format!("{which} column {i}");
+            let value = match self.u8(&field)? {
+                b'n' => TupleValue::Null,
+                b'u' => TupleValue::UnchangedToast,
+                kind @ (b't' | b'b') => {
+                    let len = self.len32(&format!("{field} length"))?;
+                    let data = self.take_bytes(len, &format!("{field} value"))?;
+                    if kind == b't' {
+                        TupleValue::Text(data)
+                    } else {
+                        TupleValue::Binary(data)
+                    }
+                }
+                other => return Err(self.bad_tag(&field, other, "'n', 'u', 't' or 'b'")),
+            };
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(self.err("end", format!("{n} unexpected trailing bytes"))),
+        }
+    }
+}

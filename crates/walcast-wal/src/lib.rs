@@ -1,0 +1,37 @@
+//! The replication stage: a logical replication connection to Postgres speaking the streaming
+//! replication protocol, and the decoder of the `pgoutput` messages it carries.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), walcast_wal::WalError> {
+//! use walcast_wal::{Lsn, ReplicationClient, ReplicationEvent, PgOutput};
+//! let mut client = ReplicationClient::connect("postgres://walcast@db/app").await?;
+//! client.ensure_slot("walcast").await?;
+//! let mut stream = client.start("walcast", "walcast", Lsn(0)).await?;
+//! while let Some(event) = stream.recv().await? {
+//!     if let ReplicationEvent::XLogData { message: PgOutput::Commit { end_lsn, .. }, .. } = event {
+//!         // ...once the transaction's changes are safely handled:
+//!         stream.acknowledge(end_lsn);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod conn;
+pub mod decode;
+mod error;
+pub mod pgoutput;
+mod quote;
+mod setup;
+mod stream;
+mod transport;
+mod wire;
+
+pub use config::ReplicationConfig;
+pub use conn::{ReplicationClient, SystemInfo};
+pub use decode::{decode, decode_bytes, DecodeError};
+pub use error::{ServerError, WalError};
+pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue};
+pub use quote::{quote_ident, quote_literal};
+pub use setup::ensure_publication;
+pub use stream::{ReplicationEvent, ReplicationStream, DEFAULT_STATUS_INTERVAL};

@@ -1,0 +1,118 @@
+//! pgoutput logical decoding messages (protocol version 1), as decoded from XLogData payloads.
+//!
+//! Reference: <https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html>
+
+use bytes::Bytes;
+
+/// A WAL position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl std::fmt::Display for Lsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+impl std::str::FromStr for Lsn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (hi, lo) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid LSN {s:?}: expected XXX/XXX"))?;
+        let hi = u64::from_str_radix(hi, 16).map_err(|e| format!("invalid LSN {s:?}: {e}"))?;
+        let lo = u64::from_str_radix(lo, 16).map_err(|e| format!("invalid LSN {s:?}: {e}"))?;
+        Ok(Lsn((hi << 32) | lo))
+    }
+}
+
+/// Microseconds since 2000-01-01 00:00:00 UTC (the Postgres epoch).
+pub type PgTimestamp = i64;
+
+/// One column value of a tuple.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TupleValue {
+    Null,
+    /// An unchanged TOASTed value: the actual value was not sent.
+    UnchangedToast,
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationColumn {
+    /// Bit 1: part of the replica identity key.
+    pub flags: u8,
+    pub name: String,
+    pub type_oid: u32,
+    pub type_modifier: i32,
+}
+
+impl RelationColumn {
+    pub fn is_key(&self) -> bool {
+        self.flags & 1 != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub rel_id: u32,
+    pub namespace: String,
+    pub name: String,
+    /// `d` default, `n` nothing, `f` full, `i` index.
+    pub replica_identity: u8,
+    pub columns: Vec<RelationColumn>,
+}
+
+/// A decoded pgoutput message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PgOutput {
+    Begin {
+        final_lsn: Lsn,
+        commit_time: PgTimestamp,
+        xid: u32,
+    },
+    Commit {
+        flags: u8,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: PgTimestamp,
+    },
+    Origin {
+        commit_lsn: Lsn,
+        name: String,
+    },
+    Relation(Relation),
+    Type {
+        type_oid: u32,
+        namespace: String,
+        name: String,
+    },
+    Insert {
+        rel_id: u32,
+        new: Vec<TupleValue>,
+    },
+    Update {
+        rel_id: u32,
+        /// `K`: the old key columns (key changed); `O`: the whole old row (REPLICA IDENTITY FULL).
+        old_kind: Option<u8>,
+        old: Option<Vec<TupleValue>>,
+        new: Vec<TupleValue>,
+    },
+    Delete {
+        rel_id: u32,
+        old_kind: u8,
+        old: Vec<TupleValue>,
+    },
+    Truncate {
+        /// Bit 1: CASCADE; bit 2: RESTART IDENTITY.
+        options: u8,
+        rel_ids: Vec<u32>,
+    },
+    Message {
+        transactional: bool,
+        lsn: Lsn,
+        prefix: String,
+        content: Bytes,
+    },
+}

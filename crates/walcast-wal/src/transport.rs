@@ -1,0 +1,180 @@
+//! The byte stream under the protocol: TCP, TLS over TCP, or a Unix socket.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+use crate::config::Target;
+use crate::WalError;
+
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Transport {
+    pub async fn open(target: &Target) -> Result<Transport, WalError> {
+        let connect_err = |source| WalError::Connect {
+            addr: target.to_string(),
+            source,
+        };
+        match target {
+            Target::Tcp {
+                addr: Some(addr),
+                port,
+                ..
+            } => tcp(TcpStream::connect((*addr, *port)).await.map_err(connect_err)?),
+            Target::Tcp { host, port, .. } => {
+                tcp(TcpStream::connect((host.as_str(), *port)).await.map_err(connect_err)?)
+            }
+            #[cfg(unix)]
+            Target::Unix { path } => Ok(Transport::Unix(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect_err)?,
+            )),
+            #[cfg(not(unix))]
+            Target::Unix { .. } => Err(connect_err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix sockets are not available on this platform",
+            ))),
+        }
+    }
+
+    /// Wraps a TCP stream in TLS, after the server accepted an SSLRequest.
+    pub async fn start_tls(self, host: &str) -> Result<Transport, WalError> {
+        let Transport::Tcp(tcp) = self else {
+            return Err(WalError::Tls("TLS is only used over TCP".into()));
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| WalError::Tls(format!("invalid server name {host:?}: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(client_config()?)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| WalError::Tls(format!("handshake with {host} failed: {e}")))?;
+        Ok(Transport::Tls(Box::new(stream)))
+    }
+}
+
+fn tcp(stream: TcpStream) -> Result<Transport, WalError> {
+    // Status updates are small and latency matters more than packet count.
+    stream.set_nodelay(true).map_err(WalError::io("setting TCP_NODELAY"))?;
+    Ok(Transport::Tcp(stream))
+}
+
+fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WalError::Tls(format!("configuring TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(UnauthenticatedServer(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// libpq's `sslmode=require`/`prefer` encrypt without authenticating the server (no root
+/// certificate is configured); the handshake signatures are still checked, so the session keys
+/// belong to whoever holds the certificate's private key.
+#[derive(Debug)]
+struct UnauthenticatedServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for UnauthenticatedServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Transport::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `walcast check`: what the database lacks for walcast, with the SQL to fix each.
+
+use anyhow::Context;
+use walcast_model::{Catalog, ReplicaIdentity};
+use walcast_wal::{quote_ident, quote_literal};
+
+use crate::config::ServeArgs;
+use crate::db;
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str) {
+        println!("ok    {what}");
+    }
+    fn warn(&mut self, what: &str, fix: &str) {
+        println!("warn  {what}\n      fix: {fix}");
+    }
+    fn fail(&mut self, what: &str, fix: &str) {
+        self.problems += 1;
+        println!("FAIL  {what}\n      fix: {fix}");
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let pool = db::pool(args.database_url()?)?;
+    let client = pool
+        .get()
+        .await
+        .context("connecting to the database (DATABASE_URL)")?;
+    let mut r = Report { problems: 0 };
+    let setting = |name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one("SELECT current_setting($1)", &[&name])
+                .await
+                .map(|row| row.get::<_, String>(0))
+                .with_context(|| format!("reading {name}"))
+        }
+    };
+    let version = setting("server_version_num").await?;
+    let major = version.parse::<u32>().unwrap_or(0) / 10000;
+    if major >= 13 {
+        r.ok(&format!("Postgres {major}"));
+    } else {
+        r.fail(
+            &format!("Postgres {major}: walcast needs 13 or newer"),
+            "upgrade Postgres",
+        );
+    }
+    let wal_level = setting("wal_level").await?;
+    if wal_level == "logical" {
+        r.ok("wal_level = logical");
+    } else {
+        r.fail(
+            &format!("wal_level = {wal_level}"),
+            "ALTER SYSTEM SET wal_level = logical; then restart Postgres",
+        );
+    }
+    for (setting_name, used_sql) in [
+        (
+            "max_replication_slots",
+            "SELECT count(*) FROM pg_replication_slots",
+        ),
+        (
+            "max_wal_senders",
+            "SELECT count(*) FROM pg_stat_replication",
+        ),
+    ] {
+        let max: i64 = setting(setting_name).await?.parse().unwrap_or(0);
+        let used: i64 = client.query_one(used_sql, &[]).await?.get(0);
+        if used < max {
+            r.ok(&format!("{setting_name}: {used} of {max} in use"));
+        } else {
+            r.fail(
+                &format!("{setting_name}: {used} of {max} in use, none left"),
+                &format!(
+                    "ALTER SYSTEM SET {setting_name} = {}; then restart Postgres",
+                    max + 2
+                ),
+            );
+        }
+    }
+    let row = client
+        .query_one(
+            "SELECT rolreplication OR rolsuper, current_user::text FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (can, user): (bool, String) = (row.get(0), row.get(1));
+    if can {
+        r.ok(&format!("role {user} may replicate"));
+    } else {
+        r.fail(
+            &format!("role {user} lacks REPLICATION"),
+            &format!("ALTER ROLE {} WITH REPLICATION;", quote_ident(&user)),
+        );
+    }
+    let catalog = Catalog::load(&client, &args.selection()).await?;
+    let slot = client
+        .query_opt(
+            "SELECT plugin::text, active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&args.slot],
+        )
+        .await?;
+    match slot {
+        Some(row) if row.get::<_, String>(0) == "pgoutput" => {
+            r.ok(&format!("slot {} exists", args.slot))
+        }
+        Some(row) => r.fail(
+            &format!("slot {} uses plugin {}", args.slot, row.get::<_, String>(0)),
+            &format!(
+                "SELECT pg_drop_replication_slot({});",
+                quote_literal(&args.slot)
+            ),
+        ),
+        None => r.ok(&format!("slot {} will be created at start", args.slot)),
+    }
+    let published: Vec<(String, String)> = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&args.publication],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let pub_exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&args.publication],
+        )
+        .await?
+        .is_some();
+    if !pub_exists {
+        r.ok(&format!(
+            "publication {} will be created at start for {} tables",
+            args.publication,
+            catalog.tables.len()
+        ));
+    }
+    for t in &catalog.tables {
+        let name = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+        if pub_exists && !published.contains(&(t.schema.clone(), t.name.clone())) {
+            r.fail(
+                &format!(
+                    "table {} is not in publication {}",
+                    t.qualified_name(),
+                    args.publication
+                ),
+                &format!(
+                    "ALTER PUBLICATION {} ADD TABLE {name};",
+                    quote_ident(&args.publication)
+                ),
+            );
+        }
+        if t.primary_key.is_empty() {
+            r.warn(
+                &format!(
+                    "table {} has no primary key: events carry an empty key",
+                    t.qualified_name()
+                ),
+                &format!("ALTER TABLE {name} ADD PRIMARY KEY (...);"),
+            );
+        }
+        if t.replica_identity == ReplicaIdentity::Full {
+            r.ok(&format!(
+                "table {} has REPLICA IDENTITY FULL",
+                t.qualified_name()
+            ));
+        } else {
+            r.warn(
+                &format!(
+                    "table {}: without REPLICA IDENTITY FULL, previousValues holds only the key and updatedFields is null",
+                    t.qualified_name()
+                ),
+                &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
+            );
+        }
+    }
+    if r.problems > 0 {
+        anyhow::bail!("{} problem(s) found", r.problems);
+    }
+    println!("walcast can stream this database.");
+    Ok(())
+}

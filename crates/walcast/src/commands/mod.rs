@@ -1,0 +1,6 @@
+//! The subcommands.
+
+pub mod check;
+pub mod demo;
+pub mod schema;
+pub mod serve;

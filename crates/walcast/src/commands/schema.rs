@@ -1,0 +1,23 @@
+//! `walcast schema`: the SDL generated from the database.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use walcast_model::Catalog;
+
+use crate::config::ServeArgs;
+use crate::db;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let pool = db::pool(args.database_url()?)?;
+    let client = pool
+        .get()
+        .await
+        .context("connecting to the database (DATABASE_URL)")?;
+    let catalog = Catalog::load(&client, &args.selection())
+        .await
+        .context("loading the catalog")?;
+    let schema = walcast_graphql::build_schema(Arc::new(catalog));
+    println!("{}", schema.as_sdl());
+    Ok(())
+}

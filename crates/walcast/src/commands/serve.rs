@@ -1,0 +1,139 @@
+//! `walcast serve`.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use walcast_model::Catalog;
+
+use crate::app::App;
+use crate::auth::Authenticator;
+use crate::config::ServeArgs;
+use crate::hub::{Hub, HubSource};
+use crate::metrics::Metrics;
+use crate::{db, pipeline, server};
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    serve_until(args, termination(), |_| {}).await
+}
+
+/// Serves until `stop` resolves; `on_ready` gets the bound address.
+pub async fn serve_until(
+    args: ServeArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    args.validate()?;
+    let pool = db::pool(args.database_url()?)?;
+    let catalog = {
+        let client = pool
+            .get()
+            .await
+            .context("connecting to the database (DATABASE_URL)")?;
+        db::preflight(&client).await?;
+        Arc::new(
+            Catalog::load(&client, &args.selection())
+                .await
+                .context("loading the catalog")?,
+        )
+    };
+    let auth = Authenticator::load(args.tokens_file.as_deref())?;
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(args.client_queue, args.retention, metrics.clone());
+    let source = Arc::new(HubSource(hub.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let listen = args.listen;
+    let app = Arc::new(App::new(
+        args,
+        catalog,
+        hub,
+        source,
+        pool,
+        auth,
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} (WALCAST_LISTEN)"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let mut pipeline = tokio::spawn(pipeline::run(app.clone(), shutdown_rx.clone()));
+
+    // The first replication start decides whether serving makes sense at all.
+    let mut first = shutdown_rx.clone();
+    loop {
+        if app.is_ready() {
+            break;
+        }
+        if pipeline.is_finished() {
+            return match (&mut pipeline).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("replication task failed: {e}")),
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = first.changed() => return Ok(()),
+        }
+    }
+
+    let mut stop_rx = shutdown_rx.clone();
+    let graceful = async move {
+        let _ = stop_rx.changed().await;
+    };
+    tokio::spawn(async move {
+        stop.await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    let server = warp::serve(server::routes(app.clone()))
+        .incoming(listener)
+        .graceful(graceful)
+        .run();
+    tracing::info!(%addr, path = %app.cfg.graphql_path, "serving GraphQL over HTTP and WebSocket");
+    on_ready(addr);
+    server.await;
+    // Sockets are upgraded connections the HTTP server no longer tracks: they close themselves
+    // on the shutdown signal; give them a moment to say goodbye.
+    for _ in 0..100 {
+        if metrics.connections.load(Relaxed) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), pipeline).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(anyhow::anyhow!("replication task failed: {e}")),
+        Err(_) => {
+            tracing::warn!("replication did not stop within 5 s");
+            Ok(())
+        }
+    }
+}

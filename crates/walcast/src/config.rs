@@ -1,0 +1,305 @@
+//! Configuration: every setting is a flag, an environment variable and a key of a TOML file.
+//! Flags win over the environment, the environment over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "walcast",
+    version,
+    about = "Live Postgres changes to GraphQL subscribers, straight from the write-ahead log.",
+    long_about = "walcast reads an existing PostgreSQL database's write-ahead log through a logical \
+replication slot (pgoutput), turns every committed INSERT, UPDATE and DELETE into an event, and pushes \
+it to GraphQL subscribers over WebSockets (graphql-transport-ws, graphql-ws, graphql-subscriptions).\n\n\
+Every setting is a flag, an environment variable and a key of the TOML file given with --config; \
+flags win over the environment, the environment over the file."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+    /// Start a throw-away local Postgres with a sample schema, and serve it.
+    Demo(DemoArgs),
+    /// Check that the database is ready for walcast and print what is missing.
+    Check(ServeArgs),
+    /// Print the GraphQL schema (SDL) generated from the database.
+    Schema(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// The token is in the upgrade request (`?access_token=` or `Authorization`); HTTP 401 otherwise.
+    Strict,
+    /// The token comes in the connection's init message.
+    Handshake,
+    /// No token; everyone has the role `public`.
+    Public,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML file with settings (keys are the long flag names, `-` written `_`).
+    #[arg(long, env = "WALCAST_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// libpq URL or key=value string of the database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the replication slot is read (default: --database-url).
+    #[arg(long, env = "WALCAST_REPLICATION_URL", hide_env_values = true)]
+    pub replication_url: Option<String>,
+    /// HTTP and WebSocket address.
+    #[arg(long, env = "WALCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Schemas whose tables are exposed (comma-separated).
+    #[arg(
+        long,
+        env = "WALCAST_SCHEMAS",
+        default_value = "public",
+        value_delimiter = ','
+    )]
+    pub schemas: Vec<String>,
+    /// Only these tables (`schema.table` or `table`, comma-separated).
+    #[arg(long, env = "WALCAST_TABLES", value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// Never these tables.
+    #[arg(long, env = "WALCAST_EXCLUDE_TABLES", value_delimiter = ',')]
+    pub exclude_tables: Vec<String>,
+    /// Replication slot; created (persistent) if missing.
+    #[arg(long, env = "WALCAST_SLOT", default_value = "walcast")]
+    pub slot: String,
+    /// Publication; created FOR TABLE ... if missing, used as it is otherwise.
+    #[arg(long, env = "WALCAST_PUBLICATION", default_value = "walcast")]
+    pub publication: String,
+    /// Expose the Directus-named item mutations.
+    #[arg(long, env = "WALCAST_MUTATIONS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub mutations: bool,
+    /// How long committed events stay replayable for `after:` (e.g. 30s, 5m, 1h).
+    #[arg(long, env = "WALCAST_RETENTION", default_value = "5m", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Path of HTTP queries, GraphiQL and the WebSocket endpoint.
+    #[arg(
+        long = "graphql-path",
+        env = "WEBSOCKETS_GRAPHQL_PATH",
+        default_value = "/graphql"
+    )]
+    pub graphql_path: String,
+    /// strict, handshake or public.
+    #[arg(
+        long = "auth",
+        env = "WEBSOCKETS_GRAPHQL_AUTH",
+        value_enum,
+        default_value = "handshake"
+    )]
+    pub auth: AuthMode,
+    /// Milliseconds a handshake client has to send its init message.
+    #[arg(
+        long = "auth-timeout",
+        env = "WEBSOCKETS_GRAPHQL_AUTH_TIMEOUT",
+        default_value_t = 10_000
+    )]
+    pub auth_timeout_ms: u64,
+    /// HS256 secret for access tokens.
+    #[arg(long, env = "WALCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RS256 or ES256) for access tokens.
+    #[arg(long, env = "WALCAST_JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+    /// TOML file of static tokens: a table per token, with `role` and other claims.
+    #[arg(long, env = "WALCAST_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// TOML file of per-role table, column and row permissions.
+    #[arg(long, env = "WALCAST_PERMISSIONS_FILE")]
+    pub permissions_file: Option<PathBuf>,
+    /// Most WebSocket connections at once.
+    #[arg(long, env = "WALCAST_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most subscriptions on one connection.
+    #[arg(
+        long,
+        env = "WALCAST_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_subscriptions_per_connection: usize,
+    /// Events buffered per subscription before the connection counts as a slow consumer.
+    #[arg(long, env = "WALCAST_CLIENT_QUEUE", default_value_t = 1024)]
+    pub client_queue: usize,
+    /// Log format: text or json.
+    #[arg(long, env = "WALCAST_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// HTTP and WebSocket address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Rows the built-in writer changes per second (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub writes_per_second: f64,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 5m, 1h, 500ms"))?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?}: use ms, s, m, h or d"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Applies the TOML file named by `--config`/`WALCAST_CONFIG` as environment defaults, before
+/// clap parses: a key of the file fills a setting only when neither a flag nor the environment
+/// sets it. Unknown keys are refused, naming the key.
+pub fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_flag = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
+    });
+    let Some(path) = from_flag.or_else(|| std::env::var("WALCAST_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing config file {path}"))?;
+    let cmd = Cli::command();
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()) && a.get_env().is_some())
+            .ok_or_else(|| anyhow!("config file {path}: unknown key {key:?}"))?;
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            toml::Value::Table(_) => {
+                bail!("config file {path}: key {key:?} takes a value, not a table")
+            }
+            other => other.to_string(),
+        };
+        if std::env::var_os(env).is_none() {
+            std::env::set_var(env, text);
+        }
+    }
+    Ok(())
+}
+
+/// Names of `WALCAST_*` variables that no setting reads (typos, usually).
+pub fn unknown_env_vars() -> Vec<String> {
+    let cmd = Cli::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env().and_then(|e| e.to_str()).map(str::to_owned))
+        .chain(["WALCAST_PG_BINDIR".to_owned()])
+        .collect();
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("WALCAST_") && !known.contains(k))
+        .collect()
+}
+
+impl ServeArgs {
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            anyhow!(
+                "DATABASE_URL is required (or --database-url, or database_url in the config file)"
+            )
+        })
+    }
+
+    pub fn replication_url(&self) -> anyhow::Result<&str> {
+        match &self.replication_url {
+            Some(u) => Ok(u),
+            None => self.database_url(),
+        }
+    }
+
+    pub fn selection(&self) -> walcast_model::TableSelection {
+        walcast_model::TableSelection {
+            schemas: self.schemas.clone(),
+            include: self.tables.clone(),
+            exclude: self.exclude_tables.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.graphql_path.starts_with('/') {
+            bail!(
+                "WEBSOCKETS_GRAPHQL_PATH must start with '/': {:?}",
+                self.graphql_path
+            );
+        }
+        if self.client_queue == 0 {
+            bail!("WALCAST_CLIENT_QUEUE must be at least 1");
+        }
+        for (key, name) in [
+            ("WALCAST_SLOT", &self.slot),
+            ("WALCAST_PUBLICATION", &self.publication),
+        ] {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                bail!("{key} must be lower-case letters, digits and '_' (a replication slot name): {name:?}");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! GraphQL over HTTP POST.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use juniper::http::GraphQLResponse;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::Reply;
+
+use crate::app::App;
+use crate::auth::{bearer, Identity};
+use crate::config::AuthMode;
+use crate::ws::operation::{errors_json, variables};
+use crate::ws::protocol::Request;
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+pub async fn post(
+    authorization: Option<String>,
+    body: Bytes,
+    app: Arc<App>,
+) -> warp::reply::Response {
+    let who = match (app.cfg.auth, authorization.as_deref().and_then(bearer)) {
+        (AuthMode::Public, _) => Identity::public(),
+        (_, Some(token)) => match app.auth.verify(&token) {
+            Ok(who) => who,
+            Err(e) => {
+                return json_reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"errors": [{"message": e.to_string()}]}),
+                )
+            }
+        },
+        (_, None) => Identity::public(),
+    };
+    let req: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({"errors": [{"message": format!("body is not JSON: {e}")}]}),
+            )
+        }
+    };
+    let Some(query) = req.get("query").and_then(|q| q.as_str()) else {
+        return json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"errors": [{"message": "missing \"query\""}]}),
+        );
+    };
+    let request = Request {
+        query: query.to_owned(),
+        variables: req.get("variables").filter(|v| !v.is_null()).cloned(),
+        operation_name: req
+            .get("operationName")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    };
+    let vars = match variables(&request) {
+        Ok(v) => v,
+        Err(message) => {
+            return json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({"errors": [{"message": message}]}),
+            )
+        }
+    };
+    let schema = app.schemas.load().for_role(&who.role);
+    let ctx = app.context(&who, None);
+    match juniper::execute(
+        &request.query,
+        request.operation_name.as_deref(),
+        &schema,
+        &vars,
+        &ctx,
+    )
+    .await
+    {
+        Ok(result) => {
+            let resp = GraphQLResponse::from_result(Ok(result));
+            json_reply(
+                StatusCode::OK,
+                serde_json::to_value(&resp).unwrap_or_default(),
+            )
+        }
+        Err(e) => json_reply(StatusCode::BAD_REQUEST, json!({ "errors": errors_json(e) })),
+    }
+}

@@ -1,0 +1,175 @@
+//! HTTP routes: GraphQL over HTTP and WebSocket, GraphiQL, health, readiness, metrics.
+
+mod graphiql;
+mod http;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::app::App;
+use crate::auth::{bearer, Identity};
+use crate::config::AuthMode;
+use crate::ws::protocol::Protocol;
+use crate::ws::session;
+
+/// Largest WebSocket message accepted; larger ones close the socket with 1009.
+const MAX_MESSAGE: usize = 1 << 20;
+
+fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// Every route, under the configured GraphQL path.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let segments: Vec<String> = app
+        .cfg
+        .graphql_path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let path = warp::path::full()
+        .and_then(move |full: warp::path::FullPath| {
+            let want = segments.clone();
+            async move {
+                let got: Vec<&str> = full.as_str().split('/').filter(|s| !s.is_empty()).collect();
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one();
+
+    let healthz = warp::path!("healthz").and(warp::get()).map(|| "ok");
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .map(|app: Arc<App>| {
+            if app.is_ready() {
+                warp::reply::with_status("ready", StatusCode::OK)
+            } else {
+                warp::reply::with_status("replication not live", StatusCode::SERVICE_UNAVAILABLE)
+            }
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .map(|app: Arc<App>| {
+            warp::reply::with_header(
+                app.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        });
+
+    let ws = path
+        .clone()
+        .and(warp::ws())
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app(app.clone()))
+        .map(
+            |ws: warp::ws::Ws,
+             protocols: Option<String>,
+             authorization: Option<String>,
+             query: HashMap<String, String>,
+             app: Arc<App>| { upgrade(ws, protocols, authorization, query, app) },
+        );
+    let post = path
+        .clone()
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::content_length_limit(MAX_MESSAGE as u64))
+        .and(warp::body::bytes())
+        .and(with_app(app.clone()))
+        .then(http::post);
+    let page = path
+        .and(warp::get())
+        .and(with_app(app))
+        .map(|app: Arc<App>| warp::reply::html(graphiql::page(&app.cfg.graphql_path)));
+
+    healthz
+        .or(readyz)
+        .or(metrics)
+        .or(ws)
+        .or(post)
+        .or(page)
+        .recover(recover)
+}
+
+fn upgrade(
+    ws: warp::ws::Ws,
+    protocols: Option<String>,
+    authorization: Option<String>,
+    query: HashMap<String, String>,
+    app: Arc<App>,
+) -> warp::reply::Response {
+    let Some(protocol) = Protocol::negotiate(protocols.as_deref()) else {
+        return warp::reply::with_status(
+            "unsupported WebSocket sub-protocol: use graphql-transport-ws, graphql-ws or graphql-subscriptions",
+            StatusCode::BAD_REQUEST,
+        )
+        .into_response();
+    };
+    let max = app.cfg.max_connections as u64;
+    if app
+        .metrics
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= max
+    {
+        return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
+            .into_response();
+    }
+    let identity: Option<Identity> = match app.cfg.auth {
+        AuthMode::Strict => {
+            let token = query
+                .get("access_token")
+                .cloned()
+                .or_else(|| authorization.as_deref().and_then(bearer));
+            match token.map(|t| app.auth.verify(&t)) {
+                Some(Ok(who)) => Some(who),
+                Some(Err(e)) => {
+                    return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)
+                        .into_response()
+                }
+                None => {
+                    return warp::reply::with_status(
+                        "missing access token",
+                        StatusCode::UNAUTHORIZED,
+                    )
+                    .into_response()
+                }
+            }
+        }
+        _ => None,
+    };
+    let reply = ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session::serve(app, socket, protocol, identity));
+    if protocols.is_some() {
+        warp::reply::with_header(reply, "sec-websocket-protocol", protocol.name()).into_response()
+    } else {
+        reply.into_response()
+    }
+}
+
+async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, message) = if err.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if let Some(e) = err.find::<warp::reject::MethodNotAllowed>() {
+        (StatusCode::METHOD_NOT_ALLOWED, e.to_string())
+    } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
+        (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{err:?}"))
+    };
+    Ok(warp::reply::with_status(message, status).into_response())
+}

@@ -1,0 +1,5 @@
+//! The GraphQL WebSocket endpoint.
+
+pub mod operation;
+pub mod protocol;
+pub mod session;

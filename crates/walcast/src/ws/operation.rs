@@ -1,0 +1,150 @@
+//! Running one GraphQL operation of a socket: a subscription streams, a query or mutation
+//! answers once; both end with `complete`.
+
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use juniper::http::GraphQLResponse;
+use juniper::{
+    DefaultScalarValue, GraphQLError, InputValue, OperationType, ValidatedOperation, Value,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use walcast_graphql::{Ctx, Schema};
+
+use super::protocol::{Request, ServerMsg};
+
+/// The `errors` list of a request-level error.
+pub fn errors_json(e: GraphQLError) -> serde_json::Value {
+    let resp: GraphQLResponse<DefaultScalarValue> = GraphQLResponse::from_result(Err(e));
+    serde_json::to_value(&resp)
+        .ok()
+        .and_then(|v| v.get("errors").cloned())
+        .unwrap_or_else(|| json!([{"message": "invalid request"}]))
+}
+
+pub fn variables(req: &Request) -> Result<juniper::Variables<DefaultScalarValue>, String> {
+    match &req.variables {
+        None => Ok(Default::default()),
+        Some(v) => {
+            let input: InputValue<DefaultScalarValue> =
+                serde_json::from_value(v.clone()).map_err(|e| format!("variables: {e}"))?;
+            Ok(input
+                .to_object_value()
+                .map(|o| {
+                    o.into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default())
+        }
+    }
+}
+
+/// Runs the operation, sending its messages to `out`. Returns when the operation is complete
+/// or `out` is closed.
+pub async fn run(
+    schema: Arc<Schema>,
+    ctx: Ctx,
+    id: String,
+    req: Request,
+    out: mpsc::Sender<ServerMsg>,
+) {
+    let error = |errors| ServerMsg::Error {
+        id: id.clone(),
+        errors,
+    };
+    let vars = match variables(&req) {
+        Ok(v) => v,
+        Err(message) => {
+            let _ = out.send(error(json!([{ "message": message }]))).await;
+            return;
+        }
+    };
+    let op = match ValidatedOperation::new(&req.query, req.operation_name.as_deref(), &schema) {
+        Ok(op) => op,
+        Err(e) => {
+            let _ = out.send(error(errors_json(e))).await;
+            return;
+        }
+    };
+    if op.operation_type() != OperationType::Subscription {
+        let payload = match op.execute(&vars, &ctx).await {
+            Ok(result) => serde_json::to_value(GraphQLResponse::from_result(Ok(result))),
+            Err(e) => {
+                let _ = out.send(error(errors_json(e))).await;
+                return;
+            }
+        };
+        let payload = payload.unwrap_or_else(|e| json!({"errors": [{"message": e.to_string()}]}));
+        if out
+            .send(ServerMsg::Next {
+                id: id.clone(),
+                payload,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = out.send(ServerMsg::Complete { id }).await;
+        }
+        return;
+    }
+    let (value, errors) = match op.resolve_into_stream(&vars, &ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = out.send(error(errors_json(e))).await;
+            return;
+        }
+    };
+    // An error before any stream exists (a bad filter, an expired cursor) ends the operation.
+    if !errors.is_empty() {
+        let resp = GraphQLResponse::from_result(Ok((Value::<DefaultScalarValue>::null(), errors)));
+        let errs = serde_json::to_value(&resp)
+            .ok()
+            .and_then(|v| v.get("errors").cloned())
+            .unwrap_or_else(|| json!([]));
+        let _ = out.send(error(errs)).await;
+        return;
+    }
+    let Value::Object(fields) = value else {
+        let _ = out
+            .send(error(json!([{"message": "subscription has no fields"}])))
+            .await;
+        return;
+    };
+    let streams: Vec<_> = fields
+        .into_iter()
+        .filter_map(|(name, v)| match v {
+            Value::Scalar(s) => Some(s.map(move |item| (name.clone(), item)).boxed()),
+            _ => None,
+        })
+        .collect();
+    if out
+        .send(ServerMsg::Started { id: id.clone() })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut merged = stream::select_all(streams);
+    while let Some((name, item)) = merged.next().await {
+        let payload = match item {
+            Ok(v) => json!({ "data": { name.as_str(): v } }),
+            Err(errs) => json!({
+                "data": { name.as_str(): null },
+                "errors": serde_json::to_value(&errs).unwrap_or_else(|_| json!([])),
+            }),
+        };
+        if out
+            .send(ServerMsg::Next {
+                id: id.clone(),
+                payload,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = out.send(ServerMsg::Complete { id }).await;
+}

@@ -1,0 +1,294 @@
+//! The three WebSocket sub-protocols, as codecs between their frames and one set of messages.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws` (the `graphql-ws` npm client).
+    Transport,
+    /// `graphql-ws` (subscriptions-transport-ws).
+    Legacy,
+    /// `graphql-subscriptions` (Graphcool / Prisma 1).
+    Graphcool,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Transport => "graphql-transport-ws",
+            Protocol::Legacy => "graphql-ws",
+            Protocol::Graphcool => "graphql-subscriptions",
+        }
+    }
+
+    /// The first protocol of the client's `Sec-WebSocket-Protocol` list that walcast speaks.
+    pub fn negotiate(header: Option<&str>) -> Option<Protocol> {
+        let Some(header) = header else {
+            return Some(Protocol::Transport);
+        };
+        header.split(',').map(str::trim).find_map(|p| match p {
+            "graphql-transport-ws" => Some(Protocol::Transport),
+            "graphql-ws" => Some(Protocol::Legacy),
+            "graphql-subscriptions" => Some(Protocol::Graphcool),
+            _ => None,
+        })
+    }
+}
+
+/// A GraphQL request carried by a start/subscribe message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub query: String,
+    pub variables: Option<Value>,
+    pub operation_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMsg {
+    Init(Option<Value>),
+    Start { id: String, request: Request },
+    Stop { id: String },
+    Ping(Option<Value>),
+    Pong,
+    Terminate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMsg {
+    Ack,
+    /// Refusal of the init message (legacy `connection_error`, Graphcool `init_fail`).
+    InitFail(String),
+    /// The subscription is live (Graphcool `subscription_success`; nothing elsewhere).
+    Started {
+        id: String,
+    },
+    Next {
+        id: String,
+        payload: Value,
+    },
+    /// GraphQL errors that end an operation before it produced data.
+    Error {
+        id: String,
+        errors: Value,
+    },
+    Complete {
+        id: String,
+    },
+    Pong(Option<Value>),
+    KeepAlive,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is not JSON: {0}")]
+    Json(String),
+    #[error("message has no \"type\"")]
+    NoType,
+    #[error("unknown message type {0:?} for {1}")]
+    UnknownType(String, &'static str),
+    #[error("{0} message needs {1}")]
+    Missing(&'static str, &'static str),
+}
+
+fn id_of(v: &Value, msg: &'static str) -> Result<String, DecodeError> {
+    match v.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(DecodeError::Missing(msg, "an \"id\"")),
+    }
+}
+
+fn request_of(v: &Value, msg: &'static str) -> Result<Request, DecodeError> {
+    let query = v
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or(DecodeError::Missing(msg, "a \"query\" string"))?
+        .to_owned();
+    Ok(Request {
+        query,
+        variables: v.get("variables").filter(|v| !v.is_null()).cloned(),
+        operation_name: v
+            .get("operationName")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+impl Protocol {
+    pub fn decode(self, text: &str) -> Result<ClientMsg, DecodeError> {
+        let v: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let ty = v
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or(DecodeError::NoType)?;
+        let payload = || v.get("payload").filter(|p| !p.is_null()).cloned();
+        let unknown = || DecodeError::UnknownType(ty.to_owned(), self.name());
+        Ok(match (self, ty) {
+            (Protocol::Transport | Protocol::Legacy, "connection_init") => {
+                ClientMsg::Init(payload())
+            }
+            (Protocol::Graphcool, "init") => ClientMsg::Init(payload()),
+            (Protocol::Transport, "subscribe") => ClientMsg::Start {
+                id: id_of(&v, "subscribe")?,
+                request: request_of(
+                    v.get("payload")
+                        .ok_or(DecodeError::Missing("subscribe", "a payload"))?,
+                    "subscribe",
+                )?,
+            },
+            (Protocol::Legacy, "start") => ClientMsg::Start {
+                id: id_of(&v, "start")?,
+                request: request_of(
+                    v.get("payload")
+                        .ok_or(DecodeError::Missing("start", "a payload"))?,
+                    "start",
+                )?,
+            },
+            (Protocol::Graphcool, "subscription_start") => ClientMsg::Start {
+                id: id_of(&v, "subscription_start")?,
+                request: request_of(&v, "subscription_start")?,
+            },
+            (Protocol::Transport, "complete") => ClientMsg::Stop {
+                id: id_of(&v, "complete")?,
+            },
+            (Protocol::Legacy, "stop") => ClientMsg::Stop {
+                id: id_of(&v, "stop")?,
+            },
+            (Protocol::Graphcool, "subscription_end") => ClientMsg::Stop {
+                id: id_of(&v, "subscription_end")?,
+            },
+            (Protocol::Transport, "ping") => ClientMsg::Ping(payload()),
+            (Protocol::Transport, "pong") => ClientMsg::Pong,
+            (Protocol::Legacy, "connection_terminate") => ClientMsg::Terminate,
+            _ => return Err(unknown()),
+        })
+    }
+
+    /// The frame for a message, or None where the protocol has no such message.
+    pub fn encode(self, msg: &ServerMsg) -> Option<String> {
+        let v = match (self, msg) {
+            (Protocol::Transport | Protocol::Legacy, ServerMsg::Ack) => {
+                json!({"type": "connection_ack"})
+            }
+            (Protocol::Graphcool, ServerMsg::Ack) => json!({"type": "init_success"}),
+            (Protocol::Transport, ServerMsg::InitFail(_)) => return None,
+            (Protocol::Legacy, ServerMsg::InitFail(m)) => {
+                json!({"type": "connection_error", "payload": {"message": m}})
+            }
+            (Protocol::Graphcool, ServerMsg::InitFail(m)) => {
+                json!({"type": "init_fail", "payload": {"error": m}})
+            }
+            (Protocol::Graphcool, ServerMsg::Started { id }) => {
+                json!({"type": "subscription_success", "id": id})
+            }
+            (_, ServerMsg::Started { .. }) => return None,
+            (Protocol::Transport, ServerMsg::Next { id, payload }) => {
+                json!({"type": "next", "id": id, "payload": payload})
+            }
+            (Protocol::Legacy, ServerMsg::Next { id, payload }) => {
+                json!({"type": "data", "id": id, "payload": payload})
+            }
+            (Protocol::Graphcool, ServerMsg::Next { id, payload }) => {
+                json!({"type": "subscription_data", "id": id, "payload": payload})
+            }
+            (Protocol::Transport, ServerMsg::Error { id, errors }) => {
+                json!({"type": "error", "id": id, "payload": errors})
+            }
+            // subscriptions-transport-ws reads the error payload as the errors themselves.
+            (Protocol::Legacy, ServerMsg::Error { id, errors }) => {
+                json!({"type": "error", "id": id, "payload": errors})
+            }
+            (Protocol::Graphcool, ServerMsg::Error { id, errors }) => {
+                json!({"type": "subscription_fail", "id": id, "payload": {"errors": errors}})
+            }
+            (Protocol::Transport | Protocol::Legacy, ServerMsg::Complete { id }) => {
+                json!({"type": "complete", "id": id})
+            }
+            (Protocol::Graphcool, ServerMsg::Complete { id }) => {
+                json!({"type": "subscription_end", "id": id})
+            }
+            (Protocol::Transport, ServerMsg::Pong(p)) => match p {
+                Some(p) => json!({"type": "pong", "payload": p}),
+                None => json!({"type": "pong"}),
+            },
+            (_, ServerMsg::Pong(_)) => return None,
+            (Protocol::Legacy, ServerMsg::KeepAlive) => json!({"type": "ka"}),
+            (_, ServerMsg::KeepAlive) => return None,
+        };
+        Some(v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_in_client_order() {
+        assert_eq!(
+            Protocol::negotiate(Some("graphql-ws")),
+            Some(Protocol::Legacy)
+        );
+        assert_eq!(
+            Protocol::negotiate(Some("foo, graphql-subscriptions, graphql-ws")),
+            Some(Protocol::Graphcool)
+        );
+        assert_eq!(Protocol::negotiate(Some("mqtt")), None);
+        assert_eq!(Protocol::negotiate(None), Some(Protocol::Transport));
+    }
+
+    #[test]
+    fn decodes_each_protocols_start() {
+        let q = Request {
+            query: "subscription { a }".into(),
+            variables: None,
+            operation_name: None,
+        };
+        assert_eq!(
+            Protocol::Transport.decode(
+                r#"{"type":"subscribe","id":"1","payload":{"query":"subscription { a }"}}"#
+            ),
+            Ok(ClientMsg::Start {
+                id: "1".into(),
+                request: q.clone()
+            })
+        );
+        assert_eq!(
+            Protocol::Legacy
+                .decode(r#"{"type":"start","id":"1","payload":{"query":"subscription { a }"}}"#),
+            Ok(ClientMsg::Start {
+                id: "1".into(),
+                request: q.clone()
+            })
+        );
+        assert_eq!(
+            Protocol::Graphcool
+                .decode(r#"{"type":"subscription_start","id":"1","query":"subscription { a }"}"#),
+            Ok(ClientMsg::Start {
+                id: "1".into(),
+                request: q
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        assert!(matches!(
+            Protocol::Transport.decode("{"),
+            Err(DecodeError::Json(_))
+        ));
+        assert_eq!(Protocol::Transport.decode("{}"), Err(DecodeError::NoType));
+        assert!(matches!(
+            Protocol::Transport.decode(r#"{"type":"start","id":"1","payload":{"query":"q"}}"#),
+            Err(DecodeError::UnknownType(..))
+        ));
+        assert!(matches!(
+            Protocol::Legacy.decode(r#"{"type":"start","payload":{"query":"q"}}"#),
+            Err(DecodeError::Missing(..))
+        ));
+        assert!(matches!(
+            Protocol::Graphcool.decode(r#"{"type":"subscription_start","id":"1"}"#),
+            Err(DecodeError::Missing(..))
+        ));
+    }
+}

@@ -1,0 +1,284 @@
+//! One WebSocket connection: the init handshake, authentication, operations by id, keep-alive,
+//! and the close codes of each protocol.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use warp::ws::{Message, WebSocket};
+
+use walcast_graphql::ConnectionHandle;
+
+use super::operation;
+use super::protocol::{ClientMsg, Protocol, ServerMsg};
+use crate::app::App;
+use crate::auth::{token_from_init, AuthError, Identity};
+use crate::config::AuthMode;
+
+/// Messages waiting for the socket writer; past this, operations wait (and their hub queues
+/// fill, which is what marks a slow consumer).
+const OUT_QUEUE: usize = 256;
+const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub mod close {
+    pub const BAD_REQUEST: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY: u16 = 4429;
+    pub const TOO_BIG: u16 = 1009;
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+enum Out {
+    Msg(ServerMsg),
+    Close(u16, String),
+}
+
+struct Session {
+    app: Arc<App>,
+    protocol: Protocol,
+    id: u64,
+    identity: Option<Identity>,
+    acked: bool,
+    ops: HashMap<String, JoinHandle<()>>,
+    out: mpsc::Sender<Out>,
+    /// Operation messages, forwarded to `out` by the session so it can track completions.
+    op_tx: mpsc::Sender<ServerMsg>,
+    slow: Arc<Notify>,
+}
+
+/// Serves one upgraded socket. `identity` is set when strict mode authenticated the upgrade.
+pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: Option<Identity>) {
+    app.metrics.connections.fetch_add(1, Relaxed);
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
+    let metrics = app.metrics.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            match out {
+                Out::Msg(msg) => {
+                    let Some(text) = protocol.encode(&msg) else {
+                        continue;
+                    };
+                    metrics.messages_sent.fetch_add(1, Relaxed);
+                    metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Out::Close(code, reason) => {
+                    let _ = sink.send(Message::close_with(code, reason)).await;
+                    let _ = sink.close().await;
+                    break;
+                }
+            }
+        }
+    });
+    let (op_tx, mut op_rx) = mpsc::channel::<ServerMsg>(OUT_QUEUE);
+    let mut s = Session {
+        id: app.connection_id(),
+        app: app.clone(),
+        protocol,
+        identity,
+        acked: false,
+        ops: HashMap::new(),
+        out: out_tx,
+        op_tx,
+        slow: Arc::new(Notify::new()),
+    };
+    let auth_deadline = tokio::time::sleep(Duration::from_millis(app.cfg.auth_timeout_ms));
+    tokio::pin!(auth_deadline);
+    let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
+    let mut shutdown = app.shutdown.clone();
+    let slow = s.slow.clone();
+    let close: Option<(u16, String)> = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                None => break None,
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too big") {
+                        break Some((close::TOO_BIG, "message too big".into()));
+                    }
+                    break None;
+                }
+                Some(Ok(msg)) => {
+                    if msg.is_close() {
+                        break None;
+                    }
+                    let Ok(text) = msg.to_str() else { continue };
+                    if let Some(c) = s.handle(text).await {
+                        break Some(c);
+                    }
+                }
+            },
+            Some(msg) = op_rx.recv() => {
+                if let ServerMsg::Complete { id } | ServerMsg::Error { id, .. } = &msg {
+                    s.ops.remove(id);
+                }
+                if s.out.send(Out::Msg(msg)).await.is_err() {
+                    break None;
+                }
+            }
+            _ = &mut auth_deadline, if !s.acked => {
+                break Some((close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
+            }
+            _ = keep_alive.tick(), if s.acked && protocol == Protocol::Legacy => {
+                let _ = s.out.send(Out::Msg(ServerMsg::KeepAlive)).await;
+            }
+            _ = slow.notified() => {
+                app.metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                break Some((close::TOO_MANY, "slow consumer".into()));
+            }
+            _ = shutdown.changed() => {
+                for id in s.ops.keys().cloned().collect::<Vec<_>>() {
+                    let _ = s.out.send(Out::Msg(ServerMsg::Complete { id })).await;
+                }
+                break Some((close::GOING_AWAY, "server shutting down".into()));
+            }
+        }
+    };
+    for (_, op) in s.ops.drain() {
+        op.abort();
+    }
+    if let Some((code, reason)) = close {
+        let _ = s.out.send(Out::Close(code, reason)).await;
+    }
+    drop(s);
+    let _ = writer.await;
+    app.metrics.connections.fetch_sub(1, Relaxed);
+}
+
+impl Session {
+    async fn send(&self, msg: ServerMsg) {
+        let _ = self.out.send(Out::Msg(msg)).await;
+    }
+
+    /// Handles one frame; returns a close code and reason to end the connection.
+    async fn handle(&mut self, text: &str) -> Option<(u16, String)> {
+        let msg = match self.protocol.decode(text) {
+            Ok(m) => m,
+            Err(e) => return Some((close::BAD_REQUEST, e.to_string())),
+        };
+        match msg {
+            ClientMsg::Init(payload) => self.init(payload).await,
+            ClientMsg::Start { id, request } => {
+                if !self.acked {
+                    return match self.protocol {
+                        Protocol::Transport => Some((close::UNAUTHORIZED, "Unauthorized".into())),
+                        _ => {
+                            let errors =
+                                serde_json::json!([{"message": "send the init message first"}]);
+                            self.send(ServerMsg::Error { id, errors }).await;
+                            None
+                        }
+                    };
+                }
+                if let Some(op) = self.ops.get(&id) {
+                    if !op.is_finished() {
+                        if self.protocol == Protocol::Transport {
+                            return Some((
+                                close::DUPLICATE_ID,
+                                format!("Subscriber for {id} already exists"),
+                            ));
+                        }
+                        let errors = serde_json::json!([{"message": format!("operation id {id:?} is already in use")}]);
+                        self.send(ServerMsg::Error { id, errors }).await;
+                        return None;
+                    }
+                }
+                self.ops.retain(|_, op| !op.is_finished());
+                let limit = self.app.cfg.max_subscriptions_per_connection;
+                if self.ops.len() >= limit {
+                    let errors = serde_json::json!([{"message": format!("too many operations on this connection (limit {limit})")}]);
+                    self.send(ServerMsg::Error { id, errors }).await;
+                    return None;
+                }
+                let who = self.identity.clone().unwrap_or_else(Identity::public);
+                let schema = self.app.schemas.load().for_role(&who.role);
+                let slow = self.slow.clone();
+                let handle = ConnectionHandle {
+                    id: self.id,
+                    on_overflow: Arc::new(move || slow.notify_one()),
+                };
+                let ctx = self.app.context(&who, Some(handle));
+                let task = tokio::spawn(operation::run(
+                    schema,
+                    ctx,
+                    id.clone(),
+                    request,
+                    self.op_tx.clone(),
+                ));
+                self.ops.insert(id, task);
+                None
+            }
+            ClientMsg::Stop { id } => {
+                if let Some(op) = self.ops.remove(&id) {
+                    op.abort();
+                    // graphql-transport-ws: the client already considers it complete.
+                    if self.protocol != Protocol::Transport {
+                        self.send(ServerMsg::Complete { id }).await;
+                    }
+                }
+                None
+            }
+            ClientMsg::Ping(payload) => {
+                self.send(ServerMsg::Pong(payload)).await;
+                None
+            }
+            ClientMsg::Pong => None,
+            ClientMsg::Terminate => Some((1000, "terminated".into())),
+        }
+    }
+
+    async fn init(&mut self, payload: Option<serde_json::Value>) -> Option<(u16, String)> {
+        if self.acked {
+            return match self.protocol {
+                Protocol::Transport => {
+                    Some((close::TOO_MANY, "Too many initialisation requests".into()))
+                }
+                _ => None,
+            };
+        }
+        match self.app.cfg.auth {
+            AuthMode::Public => self.identity = Some(Identity::public()),
+            // Authenticated at the upgrade already.
+            AuthMode::Strict => {}
+            AuthMode::Handshake => {
+                let verified = match token_from_init(payload.as_ref()) {
+                    Some(token) => self.app.auth.verify(&token),
+                    None => Err(AuthError::Missing),
+                };
+                match verified {
+                    Ok(who) => self.identity = Some(who),
+                    Err(e) => {
+                        let reason = format!("Forbidden: {e}");
+                        return match self.protocol {
+                            Protocol::Transport => Some((close::FORBIDDEN, reason)),
+                            Protocol::Legacy => {
+                                self.send(ServerMsg::InitFail(reason.clone())).await;
+                                Some((close::FORBIDDEN, reason))
+                            }
+                            Protocol::Graphcool => {
+                                self.send(ServerMsg::InitFail(reason)).await;
+                                None
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        self.acked = true;
+        self.send(ServerMsg::Ack).await;
+        if self.protocol == Protocol::Legacy {
+            self.send(ServerMsg::KeepAlive).await;
+        }
+        None
+    }
+}
