@@ -78,11 +78,13 @@ const keepAliveOpt = intOption('keepalive', opts.keepalive);
 const operationName = opts['op-name'];
 const connectionParams = opts.token === undefined ? {} : { access_token: opts.token };
 
-// Close events, Error objects and GraphQL error lists all become plain JSON.
+// Close events, Error objects and GraphQL error lists all become plain JSON. Plain objects are
+// copied as they are, so a row with columns `code` and `reason` is not taken for a close event.
 function toJson(value) {
   if (Array.isArray(value)) return value.map(toJson);
   if (value && typeof value === 'object') {
-    if ('code' in value && 'reason' in value && !(value instanceof Error)) {
+    const plain = Object.getPrototypeOf(value) === Object.prototype;
+    if (!plain && 'code' in value && 'reason' in value && !(value instanceof Error)) {
       return { code: value.code, reason: String(value.reason ?? ''), wasClean: value.wasClean };
     }
     if (value instanceof Error) {
@@ -122,7 +124,8 @@ function exitAfterFlush(code) {
 }
 
 function emitNext(id, payload) {
-  emit({ kind: 'next', id: id == null ? null : String(id), payload: toJson(payload) });
+  // Execution results are JSON already; written verbatim.
+  emit({ kind: 'next', id: id == null ? null : String(id), payload });
   nexts += 1;
   if (count !== undefined && nexts >= count) exitAfterFlush(0);
 }
@@ -293,7 +296,7 @@ async function runApollo(legacy) {
     emit({ kind: 'error', error: toJson(e) });
     return;
   }
-  client.subscribe({ query: document, variables, fetchPolicy: 'no-cache' }).subscribe({
+  client.subscribe({ query: document, variables, fetchPolicy: 'no-cache', errorPolicy: 'all' }).subscribe({
     next: (result) => emitNext(null, { data: result.data ?? null, errors: result.errors }),
     error: (err) => emit({ kind: 'error', error: toJson(err) }),
     complete: () => emit({ kind: 'complete', id: null }),

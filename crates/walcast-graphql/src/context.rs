@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use futures::Stream;
 use walcast_filter::EventFilter;
-use walcast_model::{Cursor, Event, Table};
+use walcast_model::{Cursor, Event, ResumePoint, Table};
+
+use crate::session::QuerySession;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Arc<Event>> + Send>>;
 
@@ -19,7 +21,7 @@ pub struct ConnectionHandle {
 pub struct SubscriptionRequest {
     pub table: Arc<Table>,
     pub filter: EventFilter,
-    pub after: Option<Cursor>,
+    pub after: Option<ResumePoint>,
     pub connection: Option<ConnectionHandle>,
 }
 
@@ -47,6 +49,8 @@ pub struct Ctx {
     pub pool: deadpool_postgres::Pool,
     pub role: Arc<str>,
     pub connection: Option<ConnectionHandle>,
+    /// The operation's read transaction.
+    pub reads: Arc<QuerySession>,
 }
 
 impl juniper::Context for Ctx {}

@@ -9,6 +9,7 @@ pub mod objects;
 pub mod query;
 pub mod roots;
 pub mod scalars;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use context::{
 };
 pub use info::{SchemaInfo, TableInfo};
 pub use roots::{QueryRoot, SubscriptionRoot};
+pub use session::QuerySession;
 
 pub type Schema = RootNode<QueryRoot, EmptyMutation<Ctx>, SubscriptionRoot>;
 

@@ -53,7 +53,8 @@ async fn run(
     sql: &str,
     params: &[Option<String>],
 ) -> Result<Vec<Row>, FieldError<S>> {
-    let client = ctx.pool.get().await.map_err(db_error)?;
+    let open = ctx.reads.get().await?;
+    let client = open.as_ref().ok_or_else(|| db_error("no read transaction"))?.client()?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client.query(sql, &refs).await.map_err(db_error)?;
     Ok(rows.iter().map(|r| decode_row(table, r)).collect())

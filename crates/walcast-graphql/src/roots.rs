@@ -10,7 +10,7 @@ use juniper::{
     Value, ValuesStream, ID,
 };
 use walcast_filter::{parse_mutated, parse_subscription_where, parse_where, EventFilter};
-use walcast_model::{Cursor, Event};
+use walcast_model::{Event, ResumePoint};
 
 use crate::context::{Ctx, SubscriptionRequest};
 use crate::info::{RootField, SchemaInfo, TableInfo};
@@ -86,8 +86,14 @@ impl GraphQLValueAsync<S> for QueryRoot {
         ex: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
         if field == "_cursor" {
-            let cursor = ex.context().events.cursor_now().encode();
-            return Box::pin(future::ready(Ok(Value::scalar(cursor))));
+            return Box::pin(async move {
+                let open = ex.context().reads.get().await?;
+                let snapshot = open
+                    .as_ref()
+                    .map(|o| ResumePoint::Snapshot(o.snapshot.clone()).encode())
+                    .unwrap_or_else(|| ex.context().events.cursor_now().encode());
+                Ok(Value::scalar(snapshot))
+            });
         }
         let Some((kind, t)) = info.root_field(field) else {
             return Box::pin(future::ready(Err(format!(
@@ -246,7 +252,7 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             let (filter, payload) = subscription_filter(kind, t, &args)?;
             let after = match arg_string(&args, "after")? {
                 None => None,
-                Some(c) => Some(Cursor::decode(&c).ok_or_else(|| {
+                Some(c) => Some(ResumePoint::decode(&c).ok_or_else(|| {
                     FieldError::from(format!(
                         "argument \"after\": {c:?} is not a cursor walcast issued"
                     ))

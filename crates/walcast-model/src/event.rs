@@ -129,3 +129,120 @@ mod tests {
         assert_eq!(Cursor::decode("ZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
     }
 }
+
+/// A snapshot taken by a query (`_cursor` read in the same request): which transactions it
+/// sees, and the WAL insert position read just before it was taken. A subscription resuming
+/// from it receives exactly the transactions the snapshot did not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every transaction the snapshot does not see commits after this position.
+    pub lsn: Lsn,
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+/// `a` precedes `b` in 32-bit transaction id order (modulo wraparound).
+fn xid_precedes(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl Snapshot {
+    /// Whether the snapshot sees (the effects of) the committed transaction `xid`.
+    pub fn sees(&self, xid: u32) -> bool {
+        let (xmin, xmax) = (self.xmin as u32, self.xmax as u32);
+        if xid_precedes(xid, xmin) {
+            return true;
+        }
+        if !xid_precedes(xid, xmax) {
+            return false;
+        }
+        !self.xip.iter().any(|x| *x as u32 == xid)
+    }
+
+    /// Parses `pg_current_snapshot()::text` (`xmin:xmax:xip,xip`).
+    pub fn from_pg(lsn: Lsn, text: &str) -> Option<Snapshot> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => vec![],
+            list => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        Some(Snapshot { lsn, xmin, xmax, xip })
+    }
+}
+
+/// Where a subscription starts: after an event it saw, or after what a snapshot saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumePoint {
+    After(Cursor),
+    Snapshot(Snapshot),
+}
+
+impl ResumePoint {
+    /// Event cursors are 24 hex digits; snapshot cursors `S<lsn>-<xmin>-<xmax>-<xip>.<xip>`.
+    pub fn encode(&self) -> String {
+        match self {
+            ResumePoint::After(c) => c.encode(),
+            ResumePoint::Snapshot(s) => {
+                let xip: Vec<String> = s.xip.iter().map(u64::to_string).collect();
+                format!("S{:016X}-{}-{}-{}", s.lsn.0, s.xmin, s.xmax, xip.join("."))
+            }
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<ResumePoint> {
+        let Some(rest) = s.strip_prefix('S') else {
+            return Cursor::decode(s).map(ResumePoint::After);
+        };
+        let mut parts = rest.split('-');
+        let lsn = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => vec![],
+            list => list
+                .split('.')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(ResumePoint::Snapshot(Snapshot { lsn: Lsn(lsn), xmin, xmax, xip }))
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn visibility_follows_postgres_rules() {
+        let s = Snapshot::from_pg(Lsn(5), "100:105:101,103").expect("parses");
+        assert!(s.sees(99));
+        assert!(s.sees(100));
+        assert!(!s.sees(101));
+        assert!(s.sees(102));
+        assert!(!s.sees(103));
+        assert!(!s.sees(105));
+        assert!(!s.sees(200));
+        let empty = Snapshot::from_pg(Lsn(5), "7:7:").expect("parses");
+        assert!(empty.sees(6));
+        assert!(!empty.sees(7));
+    }
+
+    #[test]
+    fn resume_points_round_trip() {
+        let snap = ResumePoint::Snapshot(Snapshot::from_pg(Lsn(0xAB), "100:105:101,103").expect("parses"));
+        assert_eq!(ResumePoint::decode(&snap.encode()), Some(snap));
+        let after = ResumePoint::After(Cursor { lsn: Lsn(9), seq: 2 });
+        assert_eq!(ResumePoint::decode(&after.encode()), Some(after));
+        assert_eq!(ResumePoint::decode("S1-2"), None);
+        assert_eq!(ResumePoint::decode("Sxyz-1-2-"), None);
+    }
+}

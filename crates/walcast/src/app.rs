@@ -96,6 +96,7 @@ impl App {
             pool: self.pool.clone(),
             role: who.role.as_str().into(),
             connection,
+            reads: Arc::new(walcast_graphql::QuerySession::new(self.pool.clone())),
         }
     }
 }

@@ -11,10 +11,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use walcast_filter::EventFilter;
-use walcast_graphql::{
-    ConnectionHandle, EventSource, EventStream, SubscribeError, SubscriptionRequest,
-};
-use walcast_model::{Cursor, Event, Transaction};
+use walcast_graphql::{ConnectionHandle, EventSource, EventStream, SubscribeError, SubscriptionRequest};
+use walcast_model::{Cursor, Event, ResumePoint, Transaction};
+use walcast_wal::Lsn;
 
 use crate::metrics::Metrics;
 
@@ -23,15 +22,26 @@ struct Subscriber {
     filter: EventFilter,
     tx: mpsc::Sender<Arc<Event>>,
     connection: Option<ConnectionHandle>,
+    /// Transactions this snapshot saw were part of the caller's query result: never resend them,
+    /// even when the stream delivers them after the subscription started.
+    seen: Option<walcast_model::Snapshot>,
+}
+
+/// A committed transaction kept for replay.
+struct Retained {
+    commit_lsn: Lsn,
+    xid: u32,
+    commit_time: i64,
+    events: Vec<Arc<Event>>,
 }
 
 #[derive(Default)]
 struct State {
     /// Live subscriptions by table oid.
     by_table: HashMap<u32, Vec<Subscriber>>,
-    /// Committed events still inside the retention window, oldest first.
-    retained: VecDeque<Arc<Event>>,
-    /// Events at or before this cursor are no longer replayable.
+    /// Transactions inside the retention window, oldest first.
+    retained: VecDeque<Retained>,
+    /// Resuming after a position before this one would skip transactions no longer retained.
     floor: Cursor,
     /// The position of the last transaction handled.
     position: Cursor,
@@ -43,6 +53,13 @@ pub struct Hub {
     queue: usize,
     retention: Duration,
     metrics: Arc<Metrics>,
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 impl Hub {
@@ -57,60 +74,94 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (every update is one push or
-        // remove), so a poisoned lock is still usable.
+        // Every update under the lock is a single push or remove, so data behind a poisoned
+        // lock is still consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands a committed transaction to every matching subscription, in statement order.
-    pub fn dispatch(&self, tx: &Transaction) {
+    /// Sets where replay can start: the slot's confirmed position when streaming (re)starts.
+    pub fn set_floor(&self, lsn: Lsn) {
+        let mut st = self.lock();
+        if st.retained.is_empty() {
+            st.floor = Cursor { lsn, seq: 0 };
+            if st.position < st.floor {
+                st.position = st.floor;
+            }
+        }
+    }
+
+    /// Retains a committed transaction and, when `live`, hands it to every matching
+    /// subscription in statement order. Transactions re-read from the WAL at start-up (the
+    /// retention window) are retained without being delivered: they are history.
+    pub fn dispatch(&self, tx: &Transaction, live: bool) {
         let mut st = self.lock();
         let mut matched = 0u64;
-        let mut dead: Vec<(u32, u64)> = Vec::new();
-        for ev in &tx.events {
-            let Some(subs) = st.by_table.get(&ev.table.oid) else {
-                continue;
-            };
-            for sub in subs {
-                if !sub.filter.matches(ev) {
-                    continue;
-                }
-                match sub.tx.try_send(ev.clone()) {
-                    Ok(()) => matched += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        if let Some(conn) = &sub.connection {
-                            (conn.on_overflow)();
-                        }
-                        dead.push((ev.table.oid, sub.id));
+        if live {
+            let mut dead: Vec<(u32, u64)> = Vec::new();
+            for ev in &tx.events {
+                let Some(subs) = st.by_table.get(&ev.table.oid) else { continue };
+                for sub in subs {
+                    if !sub.filter.matches(ev) || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
+                        continue;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => dead.push((ev.table.oid, sub.id)),
+                    match sub.tx.try_send(ev.clone()) {
+                        Ok(()) => matched += 1,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            if let Some(conn) = &sub.connection {
+                                (conn.on_overflow)();
+                            }
+                            dead.push((ev.table.oid, sub.id));
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => dead.push((ev.table.oid, sub.id)),
+                    }
                 }
             }
-        }
-        for (oid, id) in dead {
-            Self::remove_locked(&mut st, &self.metrics, oid, id);
-        }
-        st.retained.extend(tx.events.iter().cloned());
-        if let Some(last) = tx.events.last() {
-            st.position = last.cursor;
-        } else {
-            st.position = Cursor {
-                lsn: tx.end_lsn,
-                seq: 0,
-            };
-        }
-        let horizon = tx.commit_time - self.retention.as_micros() as i64;
-        while st.retained.front().is_some_and(|e| e.commit_time < horizon) {
-            if let Some(e) = st.retained.pop_front() {
-                st.floor = e.cursor;
+            for (oid, id) in dead {
+                Self::remove_locked(&mut st, &self.metrics, oid, id);
             }
         }
+        if !tx.events.is_empty() {
+            st.retained.push_back(Retained {
+                commit_lsn: tx.commit_lsn,
+                xid: tx.xid,
+                commit_time: tx.commit_time,
+                events: tx.events.clone(),
+            });
+        }
+        st.position = tx
+            .events
+            .last()
+            .map(|e| e.cursor)
+            .unwrap_or(Cursor { lsn: tx.end_lsn, seq: 0 })
+            .max(st.position);
+        self.evict_locked(&mut st, now_micros());
         self.metrics.events_matched.fetch_add(matched, Relaxed);
     }
 
-    /// The oldest position still needed for replay: the slot must not be confirmed past it.
-    pub fn retained_from(&self) -> Option<Cursor> {
-        self.lock().retained.front().map(|e| e.cursor)
+    fn evict_locked(&self, st: &mut State, now: i64) {
+        let horizon = now - self.retention.as_micros() as i64;
+        while st.retained.front().is_some_and(|t| t.commit_time < horizon) {
+            if let Some(t) = st.retained.pop_front() {
+                if let Some(last) = t.events.last() {
+                    st.floor = st.floor.max(last.cursor);
+                }
+            }
+        }
+    }
+
+    /// Drops transactions that left the retention window.
+    pub fn evict(&self) {
+        let mut st = self.lock();
+        self.evict_locked(&mut st, now_micros());
+    }
+
+    /// How far the slot may be confirmed, given that everything up to `handled` was delivered:
+    /// not past the oldest retained transaction, so a restart re-reads the window from the WAL.
+    pub fn confirmable(&self, handled: Lsn) -> Lsn {
+        match self.lock().retained.front() {
+            Some(t) => handled.min(t.commit_lsn),
+            None => handled,
+        }
     }
 
     fn remove_locked(st: &mut State, metrics: &Metrics, oid: u32, id: u64) {
@@ -129,6 +180,44 @@ impl Hub {
     fn remove(&self, oid: u32, id: u64) {
         let mut st = self.lock();
         Self::remove_locked(&mut st, &self.metrics, oid, id);
+    }
+
+    /// Retained events after a resume point that a subscription would have received.
+    fn replay(
+        st: &State,
+        from: &ResumePoint,
+        oid: u32,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<Event>>, SubscribeError> {
+        let wanted = |e: &&Arc<Event>| e.table.oid == oid && filter.matches(e);
+        match from {
+            ResumePoint::After(after) => {
+                if *after < st.floor {
+                    return Err(SubscribeError::CursorExpired(from.encode()));
+                }
+                Ok(st
+                    .retained
+                    .iter()
+                    .flat_map(|t| t.events.iter())
+                    .filter(|e| e.cursor > *after)
+                    .filter(wanted)
+                    .cloned()
+                    .collect())
+            }
+            ResumePoint::Snapshot(snap) => {
+                if snap.lsn < st.floor.lsn {
+                    return Err(SubscribeError::CursorExpired(from.encode()));
+                }
+                Ok(st
+                    .retained
+                    .iter()
+                    .filter(|t| t.commit_lsn >= snap.lsn && !snap.sees(t.xid))
+                    .flat_map(|t| t.events.iter())
+                    .filter(wanted)
+                    .cloned()
+                    .collect())
+            }
+        }
     }
 }
 
@@ -156,25 +245,21 @@ impl EventSource for HubSource {
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
         // Replay and registration happen under one lock, so no event falls between them.
-        let replay: Vec<Arc<Event>> = {
+        let replay = {
             let mut st = hub.lock();
-            let replay = match req.after {
+            let replay = match &req.after {
                 None => vec![],
-                Some(after) if after < st.floor => {
-                    return Err(SubscribeError::CursorExpired(after.encode()));
-                }
-                Some(after) => st
-                    .retained
-                    .iter()
-                    .filter(|e| e.cursor > after && e.table.oid == oid && req.filter.matches(e))
-                    .cloned()
-                    .collect(),
+                Some(from) => Hub::replay(&st, from, oid, &req.filter)?,
             };
             st.by_table.entry(oid).or_default().push(Subscriber {
                 id,
                 filter: req.filter,
                 tx,
                 connection: req.connection,
+                seen: match req.after {
+                    Some(ResumePoint::Snapshot(s)) => Some(s),
+                    _ => None,
+                },
             });
             hub.metrics.subscriptions.fetch_add(1, Relaxed);
             replay
@@ -185,7 +270,7 @@ impl EventSource for HubSource {
             id,
         };
         let live = ReceiverStream::new(rx).map(move |ev| {
-            let _keep = &guard;
+            let _registered = &guard;
             ev
         });
         Ok(futures::stream::iter(replay).chain(live).boxed())

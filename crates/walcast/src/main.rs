@@ -8,6 +8,7 @@ mod db;
 mod hub;
 mod metrics;
 mod pipeline;
+mod permissions;
 mod server;
 mod ws;
 

@@ -96,13 +96,25 @@ async fn session(
     {
         tracing::info!(slot = %app.cfg.slot, "replication slot created");
     }
+    let (confirmed, live_from) = positions(app).await?;
+    app.hub.set_floor(confirmed);
     let mut stream = repl
         .start(&app.cfg.slot, &app.cfg.publication, Lsn(0))
         .await
         .context("starting replication")?;
-    tracing::info!(system = %system.system_id, timeline = system.timeline, "replication live");
-    app.ready.store(true, Relaxed);
+    // Transactions committed before this position are the retention window being re-read:
+    // history for `after:`, not news. Ready (and so serving) once the stream has caught up.
+    let live_from = live_from.max(*handled);
+    tracing::info!(system = %system.system_id, timeline = system.timeline, %confirmed, %live_from, "replication started");
     *started = true;
+    let mark_ready = |app: &App| {
+        if !app.ready.swap(true, Relaxed) {
+            tracing::info!("replication live");
+        }
+    };
+    if confirmed >= live_from {
+        mark_ready(app);
+    }
 
     let mut decoder = ChangeDecoder::new(catalog, app.cfg.selection());
     loop {
@@ -117,26 +129,63 @@ async fn session(
         match event {
             None => return Err(anyhow!("the server ended the replication stream")),
             Some(ReplicationEvent::Keepalive { wal_end, .. }) => {
+                if wal_end >= live_from {
+                    mark_ready(app);
+                }
                 // Nothing in flight: the slot may move past WAL that holds no change for us.
                 if !decoder.in_transaction() && wal_end >= *handled {
-                    stream.acknowledge(wal_end);
-                    app.metrics.confirmed_lsn.store(wal_end.0, Relaxed);
+                    *handled = wal_end;
                 }
+                app.hub.evict();
+                confirm(app, &mut stream, *handled);
             }
             Some(ReplicationEvent::XLogData { message, .. }) => {
-                handle(app, &mut decoder, &mut stream, message, handled).await?;
+                if let Some(end) = handle(app, &mut decoder, message, handled, live_from).await? {
+                    if end > live_from {
+                        mark_ready(app);
+                    }
+                    confirm(app, &mut stream, *handled);
+                }
             }
         }
     }
 }
 
+/// The slot's confirmed position, and the server's WAL insert position now.
+async fn positions(app: &App) -> anyhow::Result<(Lsn, Lsn)> {
+    let client = app.pool.get().await.context("connecting to the database")?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1), \
+             (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text",
+            &[&app.cfg.slot],
+        )
+        .await
+        .context("reading the slot position")?;
+    let parse = |v: Option<String>| -> anyhow::Result<Lsn> {
+        match v {
+            Some(text) => text.parse::<Lsn>().map_err(|e| anyhow!(e)),
+            None => Ok(Lsn(0)),
+        }
+    };
+    Ok((parse(row.get(0))?, parse(row.get(1))?))
+}
+
+/// Confirms to the slot what was delivered, held back by the retention window.
+fn confirm(app: &App, stream: &mut ReplicationStream, handled: Lsn) {
+    let lsn = app.hub.confirmable(handled);
+    stream.acknowledge(lsn);
+    app.metrics.confirmed_lsn.store(stream.acknowledged().0, Relaxed);
+}
+
+/// Feeds one message; returns the end of a transaction it completed.
 async fn handle(
     app: &Arc<App>,
     decoder: &mut ChangeDecoder,
-    stream: &mut ReplicationStream,
     message: PgOutput,
     handled: &mut Lsn,
-) -> anyhow::Result<()> {
+    live_from: Lsn,
+) -> anyhow::Result<Option<Lsn>> {
     let step = match message {
         PgOutput::Relation(rel) => {
             match decoder
@@ -163,22 +212,22 @@ async fn handle(
         }
         other => decoder.feed(other).context("decoding")?,
     };
-    if let Step::Committed(tx) = step {
-        if tx.end_lsn <= *handled {
-            return Ok(());
-        }
-        app.metrics.transactions.fetch_add(1, Relaxed);
-        app.metrics
-            .events_decoded
-            .fetch_add(tx.events.len() as u64, Relaxed);
-        app.metrics
-            .last_commit_micros
-            .store(tx.commit_time.max(0) as u64, Relaxed);
-        app.hub.dispatch(&tx);
-        *handled = tx.end_lsn;
-        // Every subscriber's queue accepted the transaction (or its connection is closing).
-        stream.acknowledge(tx.end_lsn);
-        app.metrics.confirmed_lsn.store(tx.end_lsn.0, Relaxed);
+    let Step::Committed(tx) = step else {
+        return Ok(None);
+    };
+    if tx.end_lsn <= *handled {
+        // Re-sent after a reconnect: already retained and delivered.
+        return Ok(None);
     }
-    Ok(())
+    app.metrics.transactions.fetch_add(1, Relaxed);
+    app.metrics
+        .events_decoded
+        .fetch_add(tx.events.len() as u64, Relaxed);
+    app.metrics
+        .last_commit_micros
+        .store(tx.commit_time.max(0) as u64, Relaxed);
+    // Every subscriber's queue accepts the transaction, or its connection is closed as slow.
+    app.hub.dispatch(&tx, tx.end_lsn > live_from);
+    *handled = tx.end_lsn;
+    Ok(Some(tx.end_lsn))
 }

@@ -69,7 +69,9 @@ pub async fn run(
         }
     };
     if op.operation_type() != OperationType::Subscription {
-        let payload = match op.execute(&vars, &ctx).await {
+        let result = op.execute(&vars, &ctx).await;
+        ctx.reads.finish().await;
+        let payload = match result {
             Ok(result) => serde_json::to_value(GraphQLResponse::from_result(Ok(result))),
             Err(e) => {
                 let _ = out.send(error(errors_json(e))).await;

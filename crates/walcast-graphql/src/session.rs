@@ -1,0 +1,96 @@
+//! The database side of one query operation: every read of the operation runs in one
+//! REPEATABLE READ transaction, and `_cursor` names its snapshot, so a subscription started
+//! `after:` it receives exactly the changes the reads did not see.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Object, Pool};
+use juniper::{DefaultScalarValue as S, FieldError};
+use tokio::sync::{Mutex, MutexGuard};
+use walcast_model::Snapshot;
+use walcast_wal::Lsn;
+
+pub struct Open {
+    client: Option<Object>,
+    pub snapshot: Snapshot,
+}
+
+impl Open {
+    pub fn client(&self) -> Result<&Object, FieldError<S>> {
+        self.client.as_ref().ok_or_else(|| FieldError::from("the read transaction has ended"))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        // Never hand a connection still inside a transaction back to the pool.
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+pub struct QuerySession {
+    pool: Pool,
+    open: Mutex<Option<Open>>,
+}
+
+fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
+    FieldError::from(format!("database: {e}"))
+}
+
+impl QuerySession {
+    pub fn new(pool: Pool) -> QuerySession {
+        QuerySession {
+            pool,
+            open: Mutex::new(None),
+        }
+    }
+
+    /// The operation's transaction, begun on first use.
+    pub async fn get(&self) -> Result<MutexGuard<'_, Option<Open>>, FieldError<S>> {
+        let mut guard = self.open.lock().await;
+        if guard.is_none() {
+            let client = self.pool.get().await.map_err(db_error)?;
+            // Read before the snapshot: whatever it does not see commits after this position.
+            let lsn: String = client
+                .query_one(
+                    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                     ELSE pg_current_wal_insert_lsn() END)::text",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(db_error)?;
+            let snap: String = client
+                .query_one("SELECT pg_current_snapshot()::text", &[])
+                .await
+                .map_err(db_error)?
+                .get(0);
+            let lsn = Lsn::from_str(&lsn).map_err(db_error)?;
+            let snapshot = Snapshot::from_pg(lsn, &snap)
+                .ok_or_else(|| db_error(format!("unreadable snapshot {snap:?}")))?;
+            *guard = Some(Open {
+                client: Some(client),
+                snapshot,
+            });
+        }
+        Ok(guard)
+    }
+
+    /// Ends the transaction, if one was begun.
+    pub async fn finish(&self) {
+        let mut guard = self.open.lock().await;
+        if let Some(mut open) = guard.take() {
+            if let Some(client) = open.client.take() {
+                if client.batch_execute("COMMIT").await.is_err() {
+                    drop(Object::take(client));
+                }
+            }
+        }
+    }
+}
