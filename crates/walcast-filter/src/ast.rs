@@ -1,7 +1,11 @@
 //! The filter language, validated against a table: every column index and value type is checked
 //! when the filter is built, so evaluation cannot fail.
 
-use walcast_model::{Datum, Op};
+use std::sync::Arc;
+
+use walcast_model::{Datum, Op, Table};
+
+use crate::relations::Relation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {
@@ -18,6 +22,42 @@ pub enum TextOp {
     Contains,
     StartsWith,
     EndsWith,
+}
+
+/// How a relation condition quantifies over the related rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantifier {
+    /// Many-to-one (`author: {..}`): the related row exists and satisfies the filter.
+    Single,
+    /// One-to-many `_some`: at least one related row satisfies the filter.
+    Some,
+    /// One-to-many `_every`: no related row fails to satisfy it (true when there are none).
+    Every,
+    /// One-to-many `_none`: no related row satisfies it.
+    None,
+}
+
+/// A relation resolved against the catalog, with the table its nested filter applies to.
+#[derive(Clone)]
+pub struct RelationRef {
+    pub relation: Relation,
+    pub target: Arc<Table>,
+}
+
+impl PartialEq for RelationRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.relation == other.relation && self.target.oid == other.target.oid
+    }
+}
+
+impl std::fmt::Debug for RelationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {}.{}",
+            self.relation.name, self.target.schema, self.target.name
+        )
+    }
 }
 
 /// A condition on the columns of one row.
@@ -49,6 +89,13 @@ pub enum RowFilter {
         value: String,
         negated: bool,
     },
+    /// A condition on related rows; `filter` applies to `relation.target`. Only the database
+    /// can answer it: in-memory evaluation yields unknown (see `crate::relation_sql`).
+    Relation {
+        relation: RelationRef,
+        kind: Quantifier,
+        filter: Box<RowFilter>,
+    },
 }
 
 impl RowFilter {
@@ -58,6 +105,58 @@ impl RowFilter {
 
     pub fn is_always(&self) -> bool {
         matches!(self, RowFilter::All(v) if v.is_empty())
+    }
+
+    /// Whether any part of the filter is a relation condition.
+    pub fn has_relations(&self) -> bool {
+        match self {
+            RowFilter::All(v) | RowFilter::Any(v) | RowFilter::None(v) => {
+                v.iter().any(RowFilter::has_relations)
+            }
+            RowFilter::Relation { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The relation conditions of this row's table (not those nested inside them).
+    pub fn relation_nodes(&self) -> Vec<&RowFilter> {
+        let mut out = Vec::new();
+        self.collect_relations(&mut out);
+        out
+    }
+
+    fn collect_relations<'a>(&'a self, out: &mut Vec<&'a RowFilter>) {
+        match self {
+            RowFilter::All(v) | RowFilter::Any(v) | RowFilter::None(v) => {
+                v.iter().for_each(|f| f.collect_relations(out))
+            }
+            RowFilter::Relation { .. } => out.push(self),
+            _ => {}
+        }
+    }
+
+    /// Column indexes of this row's table the filter reads, sorted and without duplicates.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn collect_columns(&self, out: &mut Vec<usize>) {
+        match self {
+            RowFilter::All(v) | RowFilter::Any(v) | RowFilter::None(v) => {
+                v.iter().for_each(|f| f.collect_columns(out))
+            }
+            RowFilter::IsNull { column, .. }
+            | RowFilter::Cmp { column, .. }
+            | RowFilter::In { column, .. }
+            | RowFilter::Text { column, .. } => out.push(*column),
+            RowFilter::Relation { relation, .. } => {
+                out.extend_from_slice(&relation.relation.local_columns)
+            }
+        }
     }
 }
 
@@ -83,4 +182,34 @@ pub enum EventFilter {
         columns: Vec<usize>,
         mode: FieldsMatch,
     },
+}
+
+impl EventFilter {
+    /// Whether any row condition in the filter is a relation condition.
+    pub fn has_relations(&self) -> bool {
+        match self {
+            EventFilter::All(v) | EventFilter::Any(v) | EventFilter::None(v) => {
+                v.iter().any(EventFilter::has_relations)
+            }
+            EventFilter::Node(rf) => rf.has_relations(),
+            EventFilter::OpIn(_) | EventFilter::UpdatedFields { .. } => false,
+        }
+    }
+
+    /// The relation conditions on the event's row, wherever they appear in the filter.
+    pub fn relation_nodes(&self) -> Vec<&RowFilter> {
+        let mut out = Vec::new();
+        self.collect_relations(&mut out);
+        out
+    }
+
+    fn collect_relations<'a>(&'a self, out: &mut Vec<&'a RowFilter>) {
+        match self {
+            EventFilter::All(v) | EventFilter::Any(v) | EventFilter::None(v) => {
+                v.iter().for_each(|f| f.collect_relations(out))
+            }
+            EventFilter::Node(rf) => rf.collect_relations(out),
+            EventFilter::OpIn(_) | EventFilter::UpdatedFields { .. } => {}
+        }
+    }
 }

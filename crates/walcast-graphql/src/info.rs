@@ -30,11 +30,22 @@ pub struct TableInfo {
     pub where_input: ArcStr,
     pub sub_where_input: ArcStr,
     pub by_id: ArcStr,
+    pub input: ArcStr,
+    pub mutated_key: ArcStr,
+    /// Which item mutations the view allows on this table.
+    pub grants: Grants,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grants {
+    pub insert: bool,
+    pub update: bool,
+    pub delete: bool,
 }
 
 impl TableInfo {
     /// `visible`: the column indexes this role may read (None: all).
-    pub fn new(table: Arc<Table>, visible: Option<&[usize]>) -> TableInfo {
+    pub fn new(table: Arc<Table>, visible: Option<&[usize]>, grants: Grants) -> TableInfo {
         let single_pk = match table.primary_key.as_slice() {
             [one] => Some(*one),
             _ => None,
@@ -61,6 +72,9 @@ impl TableInfo {
             where_input: format!("{n}WhereInput").into(),
             sub_where_input: format!("{n}SubscriptionWhereInput").into(),
             by_id: format!("{n}_by_id").into(),
+            input: format!("{n}_input").into(),
+            mutated_key: format!("{n}_mutated_key").into(),
+            grants,
             columns,
             table,
         }
@@ -88,6 +102,10 @@ pub struct SchemaInfo {
 }
 
 impl SchemaInfo {
+    pub fn has_mutations(&self) -> bool {
+        self.mutations && self.tables.iter().any(|t| t.grants.insert || t.grants.update || t.grants.delete)
+    }
+
     pub fn table(&self, gql_name: &str) -> Option<&Arc<TableInfo>> {
         self.tables.iter().find(|t| &*t.name == gql_name)
     }

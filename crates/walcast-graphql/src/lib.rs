@@ -5,6 +5,7 @@
 pub mod context;
 pub mod info;
 pub mod input;
+pub mod mutations;
 pub mod objects;
 pub mod query;
 pub mod roots;
@@ -13,36 +14,64 @@ pub mod session;
 
 use std::sync::Arc;
 
-use juniper::{EmptyMutation, RootNode};
-use walcast_model::Catalog;
+use juniper::RootNode;
+use walcast_model::{Catalog, Table};
 
 pub use context::{
     ConnectionHandle, Ctx, EventSource, EventStream, SubscribeError, SubscriptionRequest,
 };
-pub use info::{SchemaInfo, TableInfo};
+pub use info::{Grants, SchemaInfo, TableInfo};
+pub use mutations::MutationRoot;
 pub use roots::{QueryRoot, SubscriptionRoot};
 pub use session::QuerySession;
 
-pub type Schema = RootNode<QueryRoot, EmptyMutation<Ctx>, SubscriptionRoot>;
+pub type Schema = RootNode<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Builds the schema of every table in the catalog.
-pub fn build_schema(catalog: Arc<Catalog>) -> Schema {
-    let tables = catalog
-        .tables
+/// One table of a view: the columns a role may read (None: all) and the mutations it may run.
+#[derive(Debug, Clone)]
+pub struct ViewTable {
+    pub table: Arc<Table>,
+    pub columns: Option<Vec<usize>>,
+    pub grants: Grants,
+}
+
+/// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`.
+pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) -> Schema {
+    let tables = view
         .iter()
-        .map(|t| Arc::new(TableInfo::new(t.clone(), None)))
+        .map(|v| {
+            let grants = if mutations { v.grants } else { Grants::default() };
+            Arc::new(TableInfo::new(v.table.clone(), v.columns.as_deref(), grants))
+        })
         .collect();
     let info = SchemaInfo {
         catalog,
         tables,
-        mutations: false,
+        mutations,
     };
     RootNode::new_with_info(
         QueryRoot,
-        EmptyMutation::new(),
+        MutationRoot,
         SubscriptionRoot,
         info.clone(),
-        (),
+        info.clone(),
         info,
     )
+}
+
+/// Every table with every column and, when `mutations`, every mutation.
+pub fn full_view(catalog: &Catalog) -> Vec<ViewTable> {
+    catalog
+        .tables
+        .iter()
+        .map(|t| ViewTable {
+            table: t.clone(),
+            columns: None,
+            grants: Grants {
+                insert: true,
+                update: true,
+                delete: true,
+            },
+        })
+        .collect()
 }

@@ -121,6 +121,10 @@ impl GraphQLValue<S> for RowObj<'_> {
         Some(info.name.clone())
     }
 
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+    }
+
     fn resolve_field(
         &self,
         info: &TableInfo,
@@ -171,6 +175,10 @@ impl GraphQLValue<S> for PreviousObj<'_> {
 
     fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
         Some(info.previous.clone())
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
     }
 
     fn resolve_field(
@@ -244,6 +252,10 @@ impl GraphQLValue<S> for MutatedObj<'_> {
     fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
         Some(info.mutated.clone())
     }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+    }
 }
 
 impl GraphQLValueAsync<S> for MutatedObj<'_> {
@@ -301,6 +313,10 @@ impl GraphQLValue<S> for PayloadObj<'_> {
 
     fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
         Some(info.payload.clone())
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
     }
 }
 

@@ -17,7 +17,7 @@ fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
     FieldError::from(format!("database: {e}"))
 }
 
-fn select_list(table: &Table, alias: &str) -> String {
+pub fn select_list(table: &Table, alias: &str) -> String {
     table
         .columns
         .iter()
@@ -26,7 +26,7 @@ fn select_list(table: &Table, alias: &str) -> String {
         .join(", ")
 }
 
-fn from_clause(table: &Table, alias: &str) -> String {
+pub fn from_clause(table: &Table, alias: &str) -> String {
     format!(
         "{}.{} AS {alias}",
         quote_ident(&table.schema),
@@ -34,7 +34,7 @@ fn from_clause(table: &Table, alias: &str) -> String {
     )
 }
 
-fn decode_row(table: &Table, row: &tokio_postgres::Row) -> Row {
+pub fn decode_row(table: &Table, row: &tokio_postgres::Row) -> Row {
     table
         .columns
         .iter()

@@ -72,8 +72,12 @@ impl GraphQLValue<S> for QueryRoot {
     type Context = Ctx;
     type TypeInfo = SchemaInfo;
 
-    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
+    fn type_name(&self, info: &SchemaInfo) -> Option<ArcStr> {
         Some(ArcStr::from("Query"))
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
     }
 }
 
@@ -190,8 +194,12 @@ impl GraphQLValue<S> for SubscriptionRoot {
     type Context = Ctx;
     type TypeInfo = SchemaInfo;
 
-    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
+    fn type_name(&self, info: &SchemaInfo) -> Option<ArcStr> {
         Some(ArcStr::from("Subscription"))
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
     }
 }
 

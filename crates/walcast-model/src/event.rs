@@ -246,3 +246,51 @@ mod snapshot_tests {
         assert_eq!(ResumePoint::decode("Sxyz-1-2-"), None);
     }
 }
+
+impl Event {
+    /// Whether rows of `a` and `b` have the same columns at the same positions.
+    pub fn same_layout(a: &Table, b: &Table) -> bool {
+        a.columns.len() == b.columns.len()
+            && a.columns
+                .iter()
+                .zip(&b.columns)
+                .all(|(x, y)| x.name == y.name && x.ty.oid == y.ty.oid)
+    }
+
+    /// This event in the column layout of an older (or newer) shape of its table, matched by
+    /// column name: a subscription made before `ALTER TABLE` keeps resolving the columns it
+    /// knows. Columns the event lacks are `Unavailable`.
+    pub fn in_layout(&self, table: &Arc<Table>) -> Event {
+        let map: Vec<Option<usize>> = table
+            .columns
+            .iter()
+            .map(|c| {
+                self.table
+                    .column_index(&c.name)
+                    .filter(|&i| self.table.columns.get(i).is_some_and(|n| n.ty.oid == c.ty.oid))
+            })
+            .collect();
+        let row = |r: &Row| -> Row {
+            map.iter()
+                .map(|m| m.and_then(|i| r.get(i).cloned()).unwrap_or(Datum::Unavailable))
+                .collect()
+        };
+        Event {
+            table: table.clone(),
+            op: self.op,
+            key: self.key.clone(),
+            new: self.new.as_ref().map(row),
+            old: self.old.as_ref().map(row),
+            updated: self.updated.as_ref().map(|cols| {
+                map.iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.is_some_and(|i| cols.contains(&i)))
+                    .map(|(i, _)| i)
+                    .collect()
+            }),
+            cursor: self.cursor,
+            xid: self.xid,
+            commit_time: self.commit_time,
+        }
+    }
+}

@@ -188,18 +188,17 @@ impl ReplicationClient {
             quote_ident(slot),
             options.join(", ")
         );
-        self.wire.queue(&context, |buf| frontend::query(&sql, buf))?;
+        self.wire
+            .queue(&context, |buf| frontend::query(&sql, buf))?;
         self.wire.flush(&context).await?;
-        loop {
-            match self.wire.read_significant(&context).await? {
-                Frame::CopyBothResponse => break,
-                Frame::Message(Message::ErrorResponse(body)) => {
-                    let error = ServerError::from_fields(body.fields());
-                    self.drain_until_ready(&context).await?;
-                    return Err(WalError::Server { context, error });
-                }
-                other => return Err(unexpected(&context, &other)),
+        match self.wire.read_significant(&context).await? {
+            Frame::CopyBothResponse => {}
+            Frame::Message(Message::ErrorResponse(body)) => {
+                let error = Box::new(ServerError::from_fields(body.fields()));
+                self.drain_until_ready(&context).await?;
+                return Err(WalError::Server { context, error });
             }
+            other => return Err(unexpected(&context, &other)),
         }
         tracing::info!(slot, publication, %start, target = %self.target, "replication started");
         Ok(ReplicationStream::new(self.wire, start))
@@ -230,7 +229,7 @@ impl ReplicationClient {
                 | Frame::Message(Message::EmptyQueryResponse) => {}
                 Frame::Message(Message::DataRow(body)) => rows.push(data_row(&body, context)?),
                 Frame::Message(Message::ErrorResponse(body)) => {
-                    error = Some(ServerError::from_fields(body.fields()));
+                    error = Some(Box::new(ServerError::from_fields(body.fields())));
                 }
                 Frame::Message(Message::ReadyForQuery(_)) => break,
                 other => return Err(unexpected(context, &other)),
@@ -256,7 +255,10 @@ impl ReplicationClient {
     }
 }
 
-async fn connect_to(params: &ConnectParams, target: &Target) -> Result<ReplicationClient, WalError> {
+async fn connect_to(
+    params: &ConnectParams,
+    target: &Target,
+) -> Result<ReplicationClient, WalError> {
     let mut wire = Wire::new(Transport::open(target).await?);
     if let (Target::Tcp { host, .. }, SslMode::Prefer | SslMode::Require) =
         (target, params.ssl_mode)
@@ -298,7 +300,7 @@ async fn connect_to(params: &ConnectParams, target: &Target) -> Result<Replicati
             Frame::Message(Message::ErrorResponse(body)) => {
                 return Err(WalError::Server {
                     context,
-                    error: ServerError::from_fields(body.fields()),
+                    error: Box::new(ServerError::from_fields(body.fields())),
                 })
             }
             other => return Err(unexpected(&context, &other)),
@@ -334,7 +336,11 @@ async fn negotiate_tls(mut wire: Wire, host: &str, mode: SslMode) -> Result<Wire
     }
 }
 
-async fn authenticate(wire: &mut Wire, params: &ConnectParams, context: &str) -> Result<(), WalError> {
+async fn authenticate(
+    wire: &mut Wire,
+    params: &ConnectParams,
+    context: &str,
+) -> Result<(), WalError> {
     let password = || {
         params.password.as_deref().ok_or_else(|| {
             WalError::Auth(format!(
@@ -385,9 +391,9 @@ async fn authenticate(wire: &mut Wire, params: &ConnectParams, context: &str) ->
                 scram = Some(client);
             }
             Message::AuthenticationSaslContinue(body) => {
-                let client = scram
-                    .as_mut()
-                    .ok_or_else(|| WalError::protocol(context, "SASL continue before SASL start"))?;
+                let client = scram.as_mut().ok_or_else(|| {
+                    WalError::protocol(context, "SASL continue before SASL start")
+                })?;
                 client
                     .update(body.data())
                     .map_err(|e| WalError::Auth(format!("SCRAM exchange failed: {e}")))?;
@@ -408,7 +414,7 @@ async fn authenticate(wire: &mut Wire, params: &ConnectParams, context: &str) ->
             Message::ErrorResponse(body) => {
                 return Err(WalError::Server {
                     context: context.to_owned(),
-                    error: ServerError::from_fields(body.fields()),
+                    error: Box::new(ServerError::from_fields(body.fields())),
                 })
             }
             Message::AuthenticationGss
@@ -432,7 +438,9 @@ fn data_row(body: &DataRowBody, context: &str) -> Result<Row, WalError> {
     let buffer = body.buffer();
     body.ranges()
         .map(|range| {
-            Ok(range.and_then(|r| buffer.get(r)).map(|v| String::from_utf8_lossy(v).into_owned()))
+            Ok(range
+                .and_then(|r| buffer.get(r))
+                .map(|v| String::from_utf8_lossy(v).into_owned()))
         })
         .collect()
         .map_err(|e| WalError::protocol(context, format!("malformed DataRow: {e}")))

@@ -3,6 +3,8 @@
 //! Every read is bounds-checked: malformed or truncated input yields a [`DecodeError`] naming the
 //! message and the field, never a panic.
 
+use std::fmt::Display;
+
 use bytes::Bytes;
 
 use crate::pgoutput::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
@@ -123,10 +125,10 @@ fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
     let mut columns = Vec::with_capacity(ncols.min(r.remaining()));
     for i in 0..ncols {
         columns.push(RelationColumn {
-            flags: r.u8(&format!("column {i} flags"))?,
-            name: r.string(&format!("column {i} name"))?,
-            type_oid: r.u32(&format!("column {i} type OID"))?,
-            type_modifier: r.i32(&format!("column {i} type modifier"))?,
+            flags: r.u8(format_args!("column {i} flags"))?,
+            name: r.string(format_args!("column {i} name"))?,
+            type_oid: r.u32(format_args!("column {i} type OID"))?,
+            type_modifier: r.i32(format_args!("column {i} type modifier"))?,
         });
     }
     Ok(Relation {
@@ -164,7 +166,7 @@ fn truncate(r: &mut Reader<'_>) -> Result<PgOutput, DecodeError> {
     // Bound the allocation by what the buffer can hold (4 bytes per OID), not by the claimed count.
     let mut rel_ids = Vec::with_capacity(nrels.min(r.remaining() / 4));
     for i in 0..nrels {
-        rel_ids.push(r.u32(&format!("relation OID {i}"))?);
+        rel_ids.push(r.u32(format_args!("relation OID {i}"))?);
     }
     Ok(PgOutput::Truncate { options, rel_ids })
 }
@@ -183,7 +185,7 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    fn err(&self, field: &str, what: impl std::fmt::Display) -> DecodeError {
+    fn err(&self, field: impl Display, what: impl Display) -> DecodeError {
         // +1: offsets count the message type byte, as a hex dump of the payload shows them.
         DecodeError(format!(
             "{} message, {field} at offset {}: {what}",
@@ -192,7 +194,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn bad_tag(&self, field: &str, got: u8, expected: &str) -> DecodeError {
+    fn bad_tag(&self, field: impl Display, got: u8, expected: &str) -> DecodeError {
         DecodeError(format!(
             "{} message, {field} at offset {}: expected {expected}, got {} (0x{got:02x})",
             self.kind,
@@ -201,21 +203,18 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, n: usize, field: impl Display) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
         match end.and_then(|end| self.buf.get(self.pos..end)) {
             Some(bytes) => {
                 self.pos += n;
                 Ok(bytes)
             }
-            None => Err(self.err(
-                field,
-                format!("needs {n} bytes, {} left", self.remaining()),
-            )),
+            None => Err(self.err(field, format!("needs {n} bytes, {} left", self.remaining()))),
         }
     }
 
-    fn take_bytes(&mut self, n: usize, field: &str) -> Result<Bytes, DecodeError> {
+    fn take_bytes(&mut self, n: usize, field: impl Display) -> Result<Bytes, DecodeError> {
         let owner = self.owner;
         let slice = self.take(n, field)?;
         Ok(match owner {
@@ -224,56 +223,56 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N], DecodeError> {
+    fn array<const N: usize>(&mut self, field: impl Display) -> Result<[u8; N], DecodeError> {
         let bytes = self.take(N, field)?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);
         Ok(out)
     }
 
-    fn u8(&mut self, field: &str) -> Result<u8, DecodeError> {
+    fn u8(&mut self, field: impl Display) -> Result<u8, DecodeError> {
         Ok(u8::from_be_bytes(self.array(field)?))
     }
 
-    fn i16(&mut self, field: &str) -> Result<i16, DecodeError> {
+    fn i16(&mut self, field: impl Display) -> Result<i16, DecodeError> {
         Ok(i16::from_be_bytes(self.array(field)?))
     }
 
-    fn u32(&mut self, field: &str) -> Result<u32, DecodeError> {
+    fn u32(&mut self, field: impl Display) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(field)?))
     }
 
-    fn i32(&mut self, field: &str) -> Result<i32, DecodeError> {
+    fn i32(&mut self, field: impl Display) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }
 
-    fn i64(&mut self, field: &str) -> Result<i64, DecodeError> {
+    fn i64(&mut self, field: impl Display) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(self.array(field)?))
     }
 
-    fn lsn(&mut self, field: &str) -> Result<Lsn, DecodeError> {
+    fn lsn(&mut self, field: impl Display) -> Result<Lsn, DecodeError> {
         Ok(Lsn(u64::from_be_bytes(self.array(field)?)))
     }
 
     /// A non-negative Int16 count.
-    fn count16(&mut self, field: &str) -> Result<usize, DecodeError> {
-        let n = self.i16(field)?;
-        usize::try_from(n).map_err(|_| self.err(field, format!("negative count {n}")))
+    fn count16(&mut self, field: impl Display) -> Result<usize, DecodeError> {
+        let n = self.i16(&field)?;
+        usize::try_from(n).map_err(|_| self.err(&field, format!("negative count {n}")))
     }
 
     /// A non-negative Int32 length.
-    fn len32(&mut self, field: &str) -> Result<usize, DecodeError> {
-        let n = self.i32(field)?;
-        usize::try_from(n).map_err(|_| self.err(field, format!("negative length {n}")))
+    fn len32(&mut self, field: impl Display) -> Result<usize, DecodeError> {
+        let n = self.i32(&field)?;
+        usize::try_from(n).map_err(|_| self.err(&field, format!("negative length {n}")))
     }
 
     /// A NUL-terminated UTF-8 string (the replication connection asks for client_encoding UTF8).
-    fn string(&mut self, field: &str) -> Result<String, DecodeError> {
+    fn string(&mut self, field: impl Display) -> Result<String, DecodeError> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         let len = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or_else(|| self.err(field, "missing NUL terminator"))?;
+            .ok_or_else(|| self.err(&field, "missing NUL terminator"))?;
         let bytes = rest.get(..len).unwrap_or_default();
         let s = std::str::from_utf8(bytes)
             .map_err(|e| self.err(field, format!("invalid UTF-8: {e}")))?
@@ -296,24 +295,29 @@ impl<'a> Reader<'a> {
     }
 
     fn tuple(&mut self, which: &str) -> Result<Vec<TupleValue>, DecodeError> {
-        let ncols = self.count16(&format!("{which} column count"))?;
+        let ncols = self.count16(format_args!("{which} column count"))?;
         // Each column takes at least its one kind byte.
         let mut values = Vec::with_capacity(ncols.min(self.remaining()));
         for i in 0..ncols {
-            let field = format!("{which} column {i}");
-            let value = match self.u8(&field)? {
+            let value = match self.u8(format_args!("{which} column {i}"))? {
                 b'n' => TupleValue::Null,
                 b'u' => TupleValue::UnchangedToast,
                 kind @ (b't' | b'b') => {
-                    let len = self.len32(&format!("{field} length"))?;
-                    let data = self.take_bytes(len, &format!("{field} value"))?;
+                    let len = self.len32(format_args!("{which} column {i} length"))?;
+                    let data = self.take_bytes(len, format_args!("{which} column {i} value"))?;
                     if kind == b't' {
                         TupleValue::Text(data)
                     } else {
                         TupleValue::Binary(data)
                     }
                 }
-                other => return Err(self.bad_tag(&field, other, "'n', 'u', 't' or 'b'")),
+                other => {
+                    return Err(self.bad_tag(
+                        format_args!("{which} column {i}"),
+                        other,
+                        "'n', 'u', 't' or 'b'",
+                    ))
+                }
             };
             values.push(value);
         }

@@ -35,7 +35,10 @@ pub enum WalError {
     Auth(String),
     /// The server answered with an ErrorResponse.
     #[error("{context}: {error}")]
-    Server { context: String, error: ServerError },
+    Server {
+        context: String,
+        error: Box<ServerError>,
+    },
     /// The server sent something the protocol does not allow at this point.
     #[error("protocol violation while {context}: {detail}")]
     Protocol { context: String, detail: String },
@@ -100,7 +103,9 @@ pub struct ServerError {
 impl ServerError {
     /// Reads the fields of an ErrorResponse or NoticeResponse body; malformed fields are skipped
     /// rather than failing, since the message is already the report of a failure.
-    pub(crate) fn from_fields(mut fields: postgres_protocol::message::backend::ErrorFields<'_>) -> Self {
+    pub(crate) fn from_fields(
+        mut fields: postgres_protocol::message::backend::ErrorFields<'_>,
+    ) -> Self {
         use fallible_iterator::FallibleIterator;
         let mut error = ServerError::default();
         while let Ok(Some(field)) = fields.next() {

@@ -80,7 +80,9 @@ impl ReplicationStream {
         }
         loop {
             if self.wire.has_pending_writes() || Instant::now() >= self.next_status {
-                self.send_status().await?;
+                if let Err(e) = self.send_status().await {
+                    return Err(self.server_reason(e).await);
+                }
             }
             let frame = tokio::select! {
                 frame = self.wire.read_frame(CONTEXT) => frame?,
@@ -94,7 +96,9 @@ impl ReplicationStream {
                         ..
                     } = event
                     {
-                        self.send_status().await?;
+                        if let Err(e) = self.send_status().await {
+                            return Err(self.server_reason(e).await);
+                        }
                     }
                     return Ok(Some(event));
                 }
@@ -106,7 +110,7 @@ impl ReplicationStream {
                 Frame::Message(Message::ErrorResponse(body)) => {
                     return Err(WalError::Server {
                         context: CONTEXT.to_owned(),
-                        error: ServerError::from_fields(body.fields()),
+                        error: Box::new(ServerError::from_fields(body.fields())),
                     })
                 }
                 Frame::Message(Message::NoticeResponse(body)) => {
@@ -171,7 +175,7 @@ impl ReplicationStream {
                         Frame::Message(Message::ErrorResponse(body)) => {
                             return Err(WalError::Server {
                                 context: CONTEXT.to_owned(),
-                                error: ServerError::from_fields(body.fields()),
+                                error: Box::new(ServerError::from_fields(body.fields())),
                             })
                         }
                         // In-flight CopyData, the server's CopyDone, CommandComplete...
@@ -194,6 +198,33 @@ impl ReplicationStream {
         }
         self.wire.shutdown().await;
         Ok(())
+    }
+
+    /// A failed write usually means the server hung up, often right after an ErrorResponse
+    /// (a terminated backend, say) that explains more than the broken pipe does.
+    async fn server_reason(&mut self, write_error: WalError) -> WalError {
+        let read_error = async {
+            loop {
+                match self
+                    .wire
+                    .read_frame("reading the server's last message")
+                    .await
+                {
+                    Ok(Frame::Message(Message::ErrorResponse(body))) => {
+                        return Some(WalError::Server {
+                            context: "receiving replication data".to_owned(),
+                            error: Box::new(ServerError::from_fields(body.fields())),
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(1), read_error).await {
+            Ok(Some(server_error)) => server_error,
+            _ => write_error,
+        }
     }
 
     async fn send_copy_done(&mut self) -> Result<(), WalError> {
@@ -221,24 +252,28 @@ fn pg_now() -> PgTimestamp {
 }
 
 fn parse_copy_data(data: Bytes) -> Result<ReplicationEvent, WalError> {
-    let be_u64 = |at: usize, field: &str| -> Result<u64, WalError> {
+    const CONTEXT: &str = "receiving replication data";
+    let field8 = |at: usize, field: &str| -> Result<[u8; 8], WalError> {
         data.get(at..at + 8)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
             .ok_or_else(|| {
                 WalError::protocol(
-                    "receiving replication data",
+                    CONTEXT,
                     format!("CopyData of {} bytes has no {field}", data.len()),
                 )
             })
     };
     match data.first() {
         Some(b'w') => {
-            let wal_start = Lsn(be_u64(1, "XLogData start")?);
-            let wal_end = Lsn(be_u64(9, "XLogData end")?);
-            let server_time = be_u64(17, "XLogData send time")? as i64;
-            let message = decode_bytes(&data.slice(25..))
-                .map_err(|source| WalError::Decode { wal_start, source })?;
+            let wal_start = Lsn(u64::from_be_bytes(field8(1, "XLogData start")?));
+            let wal_end = Lsn(u64::from_be_bytes(field8(9, "XLogData end")?));
+            let server_time = i64::from_be_bytes(field8(17, "XLogData send time")?);
+            let payload = data
+                .get(25..)
+                .map(|payload| data.slice_ref(payload))
+                .ok_or_else(|| WalError::protocol(CONTEXT, "XLogData without payload"))?;
+            let message =
+                decode_bytes(&payload).map_err(|source| WalError::Decode { wal_start, source })?;
             Ok(ReplicationEvent::XLogData {
                 wal_start,
                 wal_end,
@@ -247,11 +282,12 @@ fn parse_copy_data(data: Bytes) -> Result<ReplicationEvent, WalError> {
             })
         }
         Some(b'k') => {
-            let wal_end = Lsn(be_u64(1, "keepalive WAL end")?);
-            let server_time = be_u64(9, "keepalive send time")? as i64;
-            let reply = data.get(17).copied().ok_or_else(|| {
-                WalError::protocol("receiving replication data", "keepalive has no reply flag")
-            })?;
+            let wal_end = Lsn(u64::from_be_bytes(field8(1, "keepalive WAL end")?));
+            let server_time = i64::from_be_bytes(field8(9, "keepalive send time")?);
+            let reply = data
+                .get(17)
+                .copied()
+                .ok_or_else(|| WalError::protocol(CONTEXT, "keepalive has no reply flag"))?;
             Ok(ReplicationEvent::Keepalive {
                 wal_end,
                 server_time,
@@ -259,7 +295,7 @@ fn parse_copy_data(data: Bytes) -> Result<ReplicationEvent, WalError> {
             })
         }
         other => Err(WalError::protocol(
-            "receiving replication data",
+            CONTEXT,
             format!(
                 "unknown CopyData message type {:?}",
                 other.map(|&b| char::from(b))

@@ -30,10 +30,12 @@ impl Transport {
                 addr: Some(addr),
                 port,
                 ..
-            } => tcp(TcpStream::connect((*addr, *port)).await.map_err(connect_err)?),
-            Target::Tcp { host, port, .. } => {
-                tcp(TcpStream::connect((host.as_str(), *port)).await.map_err(connect_err)?)
-            }
+            } => tcp(TcpStream::connect((*addr, *port))
+                .await
+                .map_err(connect_err)?),
+            Target::Tcp { host, port, .. } => tcp(TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(connect_err)?),
             #[cfg(unix)]
             Target::Unix { path } => Ok(Transport::Unix(
                 tokio::net::UnixStream::connect(path)
@@ -65,7 +67,9 @@ impl Transport {
 
 fn tcp(stream: TcpStream) -> Result<Transport, WalError> {
     // Status updates are small and latency matters more than packet count.
-    stream.set_nodelay(true).map_err(WalError::io("setting TCP_NODELAY"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(WalError::io("setting TCP_NODELAY"))?;
     Ok(Transport::Tcp(stream))
 }
 

@@ -74,14 +74,11 @@ impl Wire {
 
     /// Writes every queued message. Cancellation safe: unwritten bytes stay queued.
     pub async fn flush(&mut self, context: &str) -> Result<(), WalError> {
-        let write_err = WalError::io(format!("sending {context}"));
-        if let Err(e) = self.io.write_all_buf(&mut self.wbuf).await {
-            return Err(write_err(e));
-        }
-        self.io
-            .flush()
-            .await
-            .map_err(WalError::io(format!("sending {context}")))
+        let result = match self.io.write_all_buf(&mut self.wbuf).await {
+            Ok(()) => self.io.flush().await,
+            Err(e) => Err(e),
+        };
+        result.map_err(WalError::io(format!("sending {context}")))
     }
 
     /// The next frame. Cancellation safe: partial frames stay buffered.

@@ -21,7 +21,8 @@ fn auth_cluster() -> &'static PgCluster {
     static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let pg = start_cluster(&Default::default());
-        let mut sql = String::from("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t;");
+        let mut sql =
+            String::from("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t;");
         let mut hba = String::new();
         for (role, method, encryption, password) in ROLES {
             sql.push_str(&format!(
@@ -58,19 +59,22 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// Connects, retrying while the reload of pg_hba.conf may not have happened yet (until then,
-/// `trust` lets anyone in, which is noticed as a missing password request).
-async fn connect_with_hba(pg: &PgCluster, role: &str, password: Option<&str>) -> Result<ReplicationClient, WalError> {
-    // A wrong password must fail once the reload is done: wait for that first.
+/// Connects once the reload of pg_hba.conf has happened (until then, initdb's `trust` lines let
+/// anyone in, which would hide the password exchange).
+async fn connect_with_hba(
+    pg: &PgCluster,
+    role: &str,
+    password: Option<&str>,
+) -> Result<ReplicationClient, WalError> {
     let probe = url(pg, role, Some("definitely wrong"));
-    eventually("pg_hba.conf to be reloaded", || {
-        futures::executor::block_on(async {
-            tokio::time::timeout(WAIT, ReplicationClient::connect(&probe)).await
-        })
-        .map(|r| r.is_err())
-        .unwrap_or(false)
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ReplicationClient::connect(&probe).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pg_hba.conf was not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     ReplicationClient::connect(&url(pg, role, password)).await
 }
 
@@ -89,7 +93,11 @@ async fn each_password_method_authenticates_a_replication_role() {
         stream.close().await.expect("close");
     }
     assert_eq!(
-        psql(pg, "postgres", "SELECT rolpassword LIKE 'md5%' FROM pg_authid WHERE rolname = 'u_md5'"),
+        psql(
+            pg,
+            "postgres",
+            "SELECT rolpassword LIKE 'md5%' FROM pg_authid WHERE rolname = 'u_md5'"
+        ),
         "t"
     );
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use walcast_wal::{decode, Lsn, PgOutput, Relation, RelationColumn, TupleValue};
+use walcast_wal::{decode, decode_bytes, Lsn, PgOutput, Relation, RelationColumn, TupleValue};
 
 const TEXT: &str = include_str!("data/pgoutput_v1_text.txt");
 const BINARY: &str = include_str!("data/pgoutput_v1_binary.txt");
@@ -17,7 +17,7 @@ const TS_TEXT: &str = "2024-01-02 03:04:05.123456+00";
 const TAGS_TEXT: &str = r#"{a,"b c",NULL}"#;
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert_eq!(s.len() % 2, 0, "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
@@ -306,10 +306,7 @@ fn captured_binary_messages_decode_to_expected_values() {
     assert_eq!(new[0], b(&1i32.to_be_bytes()));
     assert_eq!(new[1], b(b"alice"));
     // numeric 12.50: ndigits 2, weight 0, sign +, dscale 2, digits [12, 5000]
-    assert_eq!(
-        new[2],
-        b(&[0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88])
-    );
+    assert_eq!(new[2], b(&[0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88]));
     assert_eq!(new[4], b(b"happy"));
     // 2024-01-02 03:04:05.123456 UTC in microseconds since 2000-01-01
     assert_eq!(new[5], b(&757_479_845_123_456i64.to_be_bytes()));
@@ -337,7 +334,9 @@ fn captured_binary_messages_decode_to_expected_values() {
 fn every_captured_message_decodes() {
     let mut kinds = std::collections::BTreeSet::new();
     for (line, _, bytes) in vectors(TEXT).into_iter().chain(vectors(BINARY)) {
-        decode(&bytes).unwrap_or_else(|e| panic!("line {line}: {e}"));
+        let copied = decode(&bytes).unwrap_or_else(|e| panic!("line {line}: {e}"));
+        let shared = decode_bytes(&Bytes::from(bytes.clone())).expect("decode_bytes");
+        assert_eq!(copied, shared, "line {line}");
         kinds.insert(bytes[0]);
     }
     assert_eq!(kinds.len(), 10, "every message type is covered");
@@ -381,7 +380,11 @@ fn malformed_messages_name_message_and_field() {
         (
             "negative column count",
             b"I\0\0\0\x01N\xff\xff",
-            &["Insert message", "new tuple column count", "negative count -1"],
+            &[
+                "Insert message",
+                "new tuple column count",
+                "negative count -1",
+            ],
         ),
         (
             "column count beyond data",
@@ -391,17 +394,30 @@ fn malformed_messages_name_message_and_field() {
         (
             "negative value length",
             b"I\0\0\0\x01N\0\x01t\xff\xff\xff\xfe",
-            &["Insert message", "new tuple column 0 length", "negative length -2"],
+            &[
+                "Insert message",
+                "new tuple column 0 length",
+                "negative length -2",
+            ],
         ),
         (
             "value longer than data",
             b"I\0\0\0\x01N\0\x01t\0\0\0\x09abc",
-            &["Insert message", "new tuple column 0 value", "needs 9 bytes, 3 left"],
+            &[
+                "Insert message",
+                "new tuple column 0 value",
+                "needs 9 bytes, 3 left",
+            ],
         ),
         (
             "bad column kind",
             b"I\0\0\0\x01N\0\x01x",
-            &["Insert message", "new tuple column 0", "'n', 'u', 't' or 'b'", "got x"],
+            &[
+                "Insert message",
+                "new tuple column 0",
+                "'n', 'u', 't' or 'b'",
+                "got x",
+            ],
         ),
         (
             "insert without N",

@@ -30,7 +30,9 @@ async fn streams_changes_in_order_and_confirms_exactly_the_acknowledged_lsn() {
         ("public".to_owned(), "items".to_owned()),
         ("public".to_owned(), "Other Table".to_owned()),
     ];
-    assert!(ensure_publication(&sql, "pub", &tables).await.expect("create"));
+    assert!(ensure_publication(&sql, "pub", &tables)
+        .await
+        .expect("create"));
     assert!(!ensure_publication(&sql, "pub", &[]).await.expect("reuse"));
     let published = psql(
         pg,
@@ -39,7 +41,9 @@ async fn streams_changes_in_order_and_confirms_exactly_the_acknowledged_lsn() {
     );
     assert_eq!(published, "Other Table,items");
 
-    let mut repl = ReplicationClient::connect(&pg.url(&db)).await.expect("connect");
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
     let info = repl.identify_system().await.expect("identify_system");
     assert_eq!(info.dbname.as_deref(), Some(db.as_str()));
     assert_eq!(info.timeline, 1);
@@ -65,7 +69,10 @@ async fn streams_changes_in_order_and_confirms_exactly_the_acknowledged_lsn() {
     let PgOutput::Relation(rel) = next_message(&mut stream).await else {
         panic!("expected Relation")
     };
-    assert_eq!((rel.namespace.as_str(), rel.name.as_str()), ("public", "items"));
+    assert_eq!(
+        (rel.namespace.as_str(), rel.name.as_str()),
+        ("public", "items")
+    );
     let names: Vec<&str> = rel.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["id", "name", "at", "f", "d"]);
     assert!(rel.columns[0].is_key());
@@ -136,20 +143,31 @@ async fn streams_changes_in_order_and_confirms_exactly_the_acknowledged_lsn() {
 
     stream.close().await.expect("close");
     eventually("the slot to become inactive", || {
-        psql(pg, &db, "SELECT active FROM pg_replication_slots WHERE slot_name = 's1'") == "f"
+        psql(
+            pg,
+            &db,
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 's1'",
+        ) == "f"
     })
     .await;
     assert_eq!(confirmed_flush_lsn(pg, &db, "s1"), end_lsn);
 
     // Restarting from the slot resends the unacknowledged transaction, and only that one.
-    let repl = ReplicationClient::connect(&pg.url(&db)).await.expect("reconnect");
+    let repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("reconnect");
     let mut stream = repl.start("s1", "pub", Lsn(0)).await.expect("restart");
-    assert!(matches!(next_message(&mut stream).await, PgOutput::Begin { .. }));
+    assert!(matches!(
+        next_message(&mut stream).await,
+        PgOutput::Begin { .. }
+    ));
     let PgOutput::Relation(rel) = next_message(&mut stream).await else {
         panic!("expected Relation")
     };
     assert_eq!(rel.name, "Other Table");
-    assert!(matches!(next_message(&mut stream).await, PgOutput::Insert { new, .. } if new == vec![text("7")]));
+    assert!(
+        matches!(next_message(&mut stream).await, PgOutput::Insert { new, .. } if new == vec![text("7")])
+    );
     stream.close().await.expect("close");
 }
 
@@ -164,7 +182,9 @@ async fn logical_messages_updates_deletes_and_truncates_arrive() {
          ALTER TABLE t REPLICA IDENTITY FULL;
          CREATE PUBLICATION p FOR TABLE t;",
     );
-    let mut repl = ReplicationClient::connect(&pg.url(&db)).await.expect("connect");
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
     repl.ensure_slot("kinds").await.expect("slot");
     let mut stream = repl.start("kinds", "p", Lsn(0)).await.expect("start");
     psql(
@@ -180,7 +200,9 @@ async fn logical_messages_updates_deletes_and_truncates_arrive() {
     while kinds.len() < 5 {
         match next_message(&mut stream).await {
             PgOutput::Insert { .. } => kinds.push("insert"),
-            PgOutput::Update { old_kind, old, new, .. } => {
+            PgOutput::Update {
+                old_kind, old, new, ..
+            } => {
                 assert_eq!(old_kind, Some(b'O'));
                 assert_eq!(old, Some(vec![text("1"), text("a")]));
                 assert_eq!(new, vec![text("1"), text("b")]);
@@ -293,7 +315,9 @@ async fn a_server_error_while_streaming_carries_its_fields() {
     let pg = cluster();
     let db = database(pg, "stream_error");
     psql(pg, &db, "CREATE TABLE t (id int PRIMARY KEY)");
-    let mut repl = ReplicationClient::connect(&pg.url(&db)).await.expect("connect");
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
     repl.ensure_slot("err").await.expect("slot");
     // pgoutput looks the publication up only when it decodes the first change.
     let mut stream = repl
@@ -325,8 +349,13 @@ async fn an_existing_slot_of_another_kind_is_refused() {
         &db,
         "SELECT pg_create_logical_replication_slot('td', 'test_decoding')",
     );
-    let mut repl = ReplicationClient::connect(&pg.url(&db)).await.expect("connect");
-    let err = repl.ensure_slot("td").await.expect_err("test_decoding slot");
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
+    let err = repl
+        .ensure_slot("td")
+        .await
+        .expect_err("test_decoding slot");
     assert!(err.to_string().contains("test_decoding"), "{err}");
     let err = repl.ensure_slot("Bad-Name").await.expect_err("bad name");
     assert!(matches!(err, WalError::InvalidName { .. }), "{err}");
@@ -345,7 +374,9 @@ async fn connects_over_a_unix_socket() {
         dir.display(),
         pg.port()
     );
-    let mut repl = ReplicationClient::connect(&conninfo).await.expect("connect");
+    let mut repl = ReplicationClient::connect(&conninfo)
+        .await
+        .expect("connect");
     let info = repl.identify_system().await.expect("identify_system");
     assert_eq!(info.dbname.as_deref(), Some("postgres"));
     assert_eq!(repl.server_major_version(), Some(pg.major_version()));
@@ -388,4 +419,85 @@ async fn sslmode_require_against_a_server_without_tls_is_refused() {
         .expect("no TLS on the server");
     assert!(matches!(err, WalError::Tls(_)), "{err}");
     assert!(err.to_string().contains("does not accept TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn recv_is_cancellation_safe() {
+    let pg = cluster();
+    let db = database(pg, "cancel_safe");
+    psql(
+        pg,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, pad text); CREATE PUBLICATION p FOR TABLE t;",
+    );
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
+    repl.ensure_slot("cancel").await.expect("slot");
+    let mut stream = repl.start("cancel", "p", Lsn(0)).await.expect("start");
+    // Rows big enough to span several reads, so cancellations land mid-frame.
+    psql(
+        pg,
+        &db,
+        "INSERT INTO t SELECT i, repeat(md5(i::text), 200) FROM generate_series(1, 300) i",
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut ids, mut cancelled) = (Vec::new(), 0);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "timed out");
+        let event = tokio::select! {
+            event = stream.recv() => event.expect("recv").expect("stream open"),
+            () = tokio::task::yield_now() => { cancelled += 1; continue }
+        };
+        match event {
+            ReplicationEvent::XLogData {
+                message: PgOutput::Insert { new, .. },
+                ..
+            } => {
+                let Some(TupleValue::Text(id)) = new.first() else {
+                    panic!("no id")
+                };
+                ids.push(String::from_utf8_lossy(id).parse::<i32>().expect("id"));
+            }
+            ReplicationEvent::XLogData {
+                message: PgOutput::Commit { .. },
+                ..
+            } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>());
+    assert!(cancelled > 0, "no recv was cancelled");
+    stream.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn periodic_status_updates_report_the_acknowledged_position() {
+    let pg = cluster();
+    let db = database(pg, "periodic_status");
+    psql(
+        pg,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t;",
+    );
+    let mut repl = ReplicationClient::connect(&pg.url(&db))
+        .await
+        .expect("connect");
+    repl.ensure_slot("periodic").await.expect("slot");
+    let mut stream = repl.start("periodic", "p", Lsn(0)).await.expect("start");
+    stream.set_status_interval(Duration::from_millis(200));
+    psql(pg, &db, "INSERT INTO t VALUES (1)");
+    let end = loop {
+        if let PgOutput::Commit { end_lsn, .. } = next_message(&mut stream).await {
+            break end_lsn;
+        }
+    };
+    stream.acknowledge(end);
+    // No explicit send_status: recv sends one within the interval even with no traffic.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while confirmed_flush_lsn(pg, &db, "periodic") != end {
+        assert!(tokio::time::Instant::now() < deadline, "no periodic status");
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.recv()).await;
+    }
+    stream.close().await.expect("close");
 }

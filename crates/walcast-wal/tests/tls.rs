@@ -30,8 +30,11 @@ fn tls_cluster() -> &'static PgCluster {
         // SCRAM over TLS: the server then also offers SCRAM-SHA-256-PLUS.
         let hba = data.join("pg_hba.conf");
         let stock = std::fs::read_to_string(&hba).expect("reading pg_hba.conf");
-        std::fs::write(&hba, format!("hostssl all u_scram 127.0.0.1/32 scram-sha-256\n{stock}"))
-            .expect("writing pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("hostssl all u_scram 127.0.0.1/32 scram-sha-256\n{stock}"),
+        )
+        .expect("writing pg_hba.conf");
         psql(&pg, "postgres", "SELECT pg_reload_conf()");
         pg
     })
@@ -59,8 +62,15 @@ fn uses_tls(pg: &PgCluster, application_name: &str) -> String {
     )
 }
 
-async fn connect(pg: &PgCluster, sslmode: &str, application_name: &str) -> Result<ReplicationClient, WalError> {
-    let url = format!("{}?sslmode={sslmode}&application_name={application_name}", pg.url("postgres"));
+async fn connect(
+    pg: &PgCluster,
+    sslmode: &str,
+    application_name: &str,
+) -> Result<ReplicationClient, WalError> {
+    let url = format!(
+        "{}?sslmode={sslmode}&application_name={application_name}",
+        pg.url("postgres")
+    );
     // `ssl = on` takes effect with the reload; until then `require` is refused.
     let mut last = None;
     for _ in 0..100 {
@@ -76,14 +86,25 @@ async fn connect(pg: &PgCluster, sslmode: &str, application_name: &str) -> Resul
 #[tokio::test]
 async fn sslmode_require_streams_over_tls() {
     let pg = tls_cluster();
-    let mut repl = connect(pg, "require", "walcast_tls_require").await.expect("connect");
+    let mut repl = connect(pg, "require", "walcast_tls_require")
+        .await
+        .expect("connect");
     assert_eq!(uses_tls(pg, "walcast_tls_require"), "t");
     repl.ensure_slot("tls").await.expect("slot");
     let mut stream = repl.start("tls", "p", Lsn(0)).await.expect("start");
     psql(pg, "postgres", "INSERT INTO t VALUES (1)");
-    assert!(matches!(next_message(&mut stream).await, PgOutput::Begin { .. }));
-    assert!(matches!(next_message(&mut stream).await, PgOutput::Relation(_)));
-    assert!(matches!(next_message(&mut stream).await, PgOutput::Insert { .. }));
+    assert!(matches!(
+        next_message(&mut stream).await,
+        PgOutput::Begin { .. }
+    ));
+    assert!(matches!(
+        next_message(&mut stream).await,
+        PgOutput::Relation(_)
+    ));
+    assert!(matches!(
+        next_message(&mut stream).await,
+        PgOutput::Insert { .. }
+    ));
     let PgOutput::Commit { end_lsn, .. } = next_message(&mut stream).await else {
         panic!("expected Commit")
     };
@@ -100,17 +121,29 @@ async fn sslmode_require_streams_over_tls() {
 async fn sslmode_prefer_uses_tls_and_disable_does_not() {
     let pg = tls_cluster();
     // Make sure TLS is on before judging `prefer`.
-    drop(connect(pg, "require", "walcast_tls_probe").await.expect("connect"));
-    let _prefer = connect(pg, "prefer", "walcast_tls_prefer").await.expect("prefer");
+    drop(
+        connect(pg, "require", "walcast_tls_probe")
+            .await
+            .expect("connect"),
+    );
+    let _prefer = connect(pg, "prefer", "walcast_tls_prefer")
+        .await
+        .expect("prefer");
     assert_eq!(uses_tls(pg, "walcast_tls_prefer"), "t");
-    let _disable = connect(pg, "disable", "walcast_tls_disable").await.expect("disable");
+    let _disable = connect(pg, "disable", "walcast_tls_disable")
+        .await
+        .expect("disable");
     assert_eq!(uses_tls(pg, "walcast_tls_disable"), "f");
 }
 
 #[tokio::test]
 async fn scram_over_tls_without_channel_binding() {
     let pg = tls_cluster();
-    drop(connect(pg, "require", "walcast_tls_probe2").await.expect("connect"));
+    drop(
+        connect(pg, "require", "walcast_tls_probe2")
+            .await
+            .expect("connect"),
+    );
     let url = format!(
         "postgres://u_scram:pw@127.0.0.1:{}/postgres?sslmode=require",
         pg.port()

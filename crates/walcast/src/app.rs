@@ -22,9 +22,10 @@ pub struct SchemaSet {
 }
 
 impl SchemaSet {
-    pub fn build(catalog: Arc<Catalog>) -> SchemaSet {
-        let full = Arc::new(walcast_graphql::build_schema(catalog.clone()));
-        let empty = Arc::new(walcast_graphql::build_schema(Arc::new(Catalog::default())));
+    pub fn build(catalog: Arc<Catalog>, mutations: bool) -> SchemaSet {
+        let view = walcast_graphql::full_view(&catalog);
+        let full = Arc::new(walcast_graphql::build_schema(catalog.clone(), &view, mutations));
+        let empty = Arc::new(walcast_graphql::build_schema(catalog.clone(), &[], false));
         SchemaSet {
             catalog,
             full,
@@ -68,9 +69,10 @@ impl App {
         metrics: Arc<Metrics>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> App {
+        let mutations = cfg.mutations;
         App {
             cfg,
-            schemas: ArcSwap::from_pointee(SchemaSet::build(catalog)),
+            schemas: ArcSwap::from_pointee(SchemaSet::build(catalog, mutations)),
             hub,
             source,
             pool,

@@ -90,7 +90,10 @@ impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")
             .field("tokens_file", &self.tokens_file)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwt_public_key", &self.jwt_public_key.is_some())
             .finish()
     }
@@ -127,7 +130,15 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn load(config: &AuthConfig) -> anyhow::Result<Authenticator> {
+    /// Static tokens only, from `tokens_file`; see [`Authenticator::from_config`] for JWTs.
+    pub fn load(tokens_file: Option<&Path>) -> anyhow::Result<Authenticator> {
+        Authenticator::from_config(&AuthConfig {
+            tokens_file: tokens_file.map(Path::to_path_buf),
+            ..AuthConfig::default()
+        })
+    }
+
+    pub fn from_config(config: &AuthConfig) -> anyhow::Result<Authenticator> {
         let static_tokens = match &config.tokens_file {
             Some(path) => load_tokens_file(path)?,
             None => HashMap::new(),
@@ -159,12 +170,7 @@ impl Authenticator {
 
     /// A fresh authenticator from the same configuration, its files read again.
     pub fn reload(&self) -> anyhow::Result<Authenticator> {
-        Authenticator::load(&self.config)
-    }
-
-    /// True when JWTs can be verified (a secret or a public key is configured).
-    pub fn accepts_jwt(&self) -> bool {
-        !self.jwt_keys.is_empty()
+        Authenticator::from_config(&self.config)
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
@@ -558,7 +564,7 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
     }
 
     fn with(secret: Option<&str>, public_key: Option<&str>) -> Authenticator {
-        Authenticator::load(&AuthConfig {
+        Authenticator::from_config(&AuthConfig {
             tokens_file: None,
             jwt_secret: secret.map(str::to_owned),
             jwt_public_key: public_key.map(str::to_owned),
@@ -569,7 +575,7 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
     fn tokens_file(text: &str) -> (tempfile::NamedTempFile, anyhow::Result<Authenticator>) {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
-        let auth = Authenticator::load(&AuthConfig {
+        let auth = Authenticator::from_config(&AuthConfig {
             tokens_file: Some(file.path().to_owned()),
             jwt_secret: Some(SECRET.into()),
             jwt_public_key: None,
@@ -626,7 +632,7 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
             let err = format!("{:#}", auth.expect_err(text));
             assert!(err.contains(needle), "{err}");
         }
-        let missing = Authenticator::load(&AuthConfig {
+        let missing = Authenticator::from_config(&AuthConfig {
             tokens_file: Some("/nonexistent/tokens.toml".into()),
             ..AuthConfig::default()
         });
@@ -649,7 +655,6 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
         assert!(!who.expired());
         let who = auth.verify(&hs(json!({"exp": exp}))).expect("valid");
         assert_eq!(who.role, DEFAULT_ROLE);
-        assert!(auth.accepts_jwt());
     }
 
     #[test]
@@ -660,8 +665,10 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
             Err(AuthError::Expired)
         );
         assert!(auth.verify(&hs(json!({"exp": now() - 5}))).is_ok());
-        assert!(is_invalid(auth.verify(&hs(json!({"exp": now() + 600, "nbf": now() + 300}))))
-            .contains("not valid yet"));
+        assert!(
+            is_invalid(auth.verify(&hs(json!({"exp": now() + 600, "nbf": now() + 300}))))
+                .contains("not valid yet")
+        );
         assert!(auth
             .verify(&hs(json!({"exp": now() + 600, "nbf": now() + 5})))
             .is_ok());
@@ -671,7 +678,9 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
             is_invalid(auth.verify(&hs(json!({"exp": now() + 600, "nbf": "later"}))))
                 .contains("nbf claim")
         );
-        assert!(auth.verify(&hs(json!({"exp": (now() + 600) as f64 + 0.5}))).is_ok());
+        assert!(auth
+            .verify(&hs(json!({"exp": (now() + 600) as f64 + 0.5})))
+            .is_ok());
     }
 
     #[test]
@@ -689,8 +698,10 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
         let parts: Vec<&str> = tampered.split('.').collect();
         tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
         assert_eq!(is_invalid(auth.verify(&tampered)), "bad signature");
-        assert!(is_invalid(auth.verify(&hs(json!({"exp": now() + 600, "role": 5}))))
-            .contains("role claim"));
+        assert!(
+            is_invalid(auth.verify(&hs(json!({"exp": now() + 600, "role": 5}))))
+                .contains("role claim")
+        );
         assert!(is_invalid(auth.verify("a.b.c")).contains("malformed"));
         // Reasons never carry the secret.
         for r in [
@@ -728,7 +739,10 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
     fn algorithms_are_pinned_to_the_configured_keys() {
         let claims = json!({"exp": now() + 600, "role": "admin"});
         let rsa_only = with(None, Some(RSA_PUBLIC));
-        assert_eq!(rsa_only.verify(&rs(claims.clone())).expect("rs256").role, "admin");
+        assert_eq!(
+            rsa_only.verify(&rs(claims.clone())).expect("rs256").role,
+            "admin"
+        );
         // The confusion attack: an HS256 token keyed with the public key's PEM.
         let forged = sign(
             Algorithm::HS256,
@@ -742,7 +756,10 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
         // ES256 against an RSA key, RS256 against an EC key.
         assert!(is_invalid(rsa_only.verify(&es(claims.clone()))).contains("ES256"));
         let ec_only = with(None, Some(EC_PUBLIC));
-        assert_eq!(ec_only.verify(&es(claims.clone())).expect("es256").role, "admin");
+        assert_eq!(
+            ec_only.verify(&es(claims.clone())).expect("es256").role,
+            "admin"
+        );
         assert!(is_invalid(ec_only.verify(&rs(claims.clone()))).contains("RS256"));
         // Both configured: each algorithm with its own key.
         let both = with(Some(SECRET), Some(RSA_PUBLIC));
@@ -750,14 +767,26 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
         assert!(both.verify(&rs(claims.clone())).is_ok());
         assert!(both.verify(&forged).is_err());
         // No key at all: JWTs are unknown tokens.
-        assert_eq!(is_invalid(with(None, None).verify(&hs(claims))), "unknown token");
+        assert_eq!(
+            is_invalid(with(None, None).verify(&hs(claims))),
+            "unknown token"
+        );
     }
 
     #[test]
     fn public_keys_load_from_text_escaped_text_or_a_path() {
-        assert_eq!(with(None, Some(RSA_PUBLIC)).jwt_keys[0].alg, Algorithm::RS256);
-        assert_eq!(with(None, Some(EC_PUBLIC)).jwt_keys[0].alg, Algorithm::ES256);
-        assert_eq!(with(None, Some(EC384_PUBLIC)).jwt_keys[0].alg, Algorithm::ES384);
+        assert_eq!(
+            with(None, Some(RSA_PUBLIC)).jwt_keys[0].alg,
+            Algorithm::RS256
+        );
+        assert_eq!(
+            with(None, Some(EC_PUBLIC)).jwt_keys[0].alg,
+            Algorithm::ES256
+        );
+        assert_eq!(
+            with(None, Some(EC384_PUBLIC)).jwt_keys[0].alg,
+            Algorithm::ES384
+        );
         let escaped = EC_PUBLIC.trim_end().replace('\n', "\\n");
         assert_eq!(with(None, Some(&escaped)).jwt_keys[0].alg, Algorithm::ES256);
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
@@ -766,24 +795,36 @@ mISRCF97xP/zYlqBZuZU/J+0+65A5TUd
         assert_eq!(with(None, Some(path)).jwt_keys[0].alg, Algorithm::RS256);
 
         let load = |key: &str| {
-            Authenticator::load(&AuthConfig {
+            Authenticator::from_config(&AuthConfig {
                 jwt_public_key: Some(key.into()),
                 ..AuthConfig::default()
             })
             .map(|_| ())
             .map_err(|e| format!("{e:#}"))
         };
-        assert!(load(RSA_PRIVATE).expect_err("private").contains("private key"));
-        assert!(load("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-            .expect_err("garbage")
-            .contains("not an RSA or EC public key"));
-        assert!(load("/nonexistent/key.pem").expect_err("missing").contains("reading PEM"));
-        let empty_secret = Authenticator::load(&AuthConfig {
+        assert!(load(RSA_PRIVATE)
+            .expect_err("private")
+            .contains("private key"));
+        assert!(
+            load("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .expect_err("garbage")
+                .contains("not an RSA or EC public key")
+        );
+        assert!(load("/nonexistent/key.pem")
+            .expect_err("missing")
+            .contains("reading PEM"));
+        let empty_secret = Authenticator::from_config(&AuthConfig {
             jwt_secret: Some(String::new()),
             ..AuthConfig::default()
         });
         assert!(empty_secret.is_err());
-        let debug = format!("{:?}", AuthConfig { jwt_secret: Some(SECRET.into()), ..AuthConfig::default() });
+        let debug = format!(
+            "{:?}",
+            AuthConfig {
+                jwt_secret: Some(SECRET.into()),
+                ..AuthConfig::default()
+            }
+        );
         assert!(!debug.contains(SECRET), "{debug}");
     }
 }

@@ -19,6 +19,8 @@ use crate::metrics::Metrics;
 
 struct Subscriber {
     id: u64,
+    /// The table's shape the subscription's filter and fields were built for.
+    table: Arc<walcast_model::Table>,
     filter: EventFilter,
     tx: mpsc::Sender<Arc<Event>>,
     connection: Option<ConnectionHandle>,
@@ -101,6 +103,14 @@ impl Hub {
             for ev in &tx.events {
                 let Some(subs) = st.by_table.get(&ev.table.oid) else { continue };
                 for sub in subs {
+                    // After ALTER TABLE, older subscriptions see events in the shape they know.
+                    let shaped;
+                    let ev = if Arc::ptr_eq(&sub.table, &ev.table) || Event::same_layout(&sub.table, &ev.table) {
+                        ev
+                    } else {
+                        shaped = Arc::new(ev.in_layout(&sub.table));
+                        &shaped
+                    };
                     if !sub.filter.matches(ev) || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
                         continue;
                     }
@@ -253,6 +263,7 @@ impl EventSource for HubSource {
             };
             st.by_table.entry(oid).or_default().push(Subscriber {
                 id,
+                table: req.table.clone(),
                 filter: req.filter,
                 tx,
                 connection: req.connection,

@@ -82,7 +82,7 @@ async fn session(
         }
     }
     app.schemas
-        .store(Arc::new(SchemaSet::build(catalog.clone())));
+        .store(Arc::new(SchemaSet::build(catalog.clone(), app.cfg.mutations)));
 
     let url = app.cfg.replication_url()?;
     let mut repl = ReplicationClient::connect(url)
@@ -196,7 +196,7 @@ async fn handle(
                     tracing::info!(%schema, %table, "table changed shape: reloading the schema");
                     let catalog = load_catalog(app).await?;
                     app.schemas
-                        .store(Arc::new(SchemaSet::build(catalog.clone())));
+                        .store(Arc::new(SchemaSet::build(catalog.clone(), app.cfg.mutations)));
                     app.metrics.schema_reloads.fetch_add(1, Relaxed);
                     decoder.set_catalog(catalog);
                     match decoder.feed(PgOutput::Relation(rel)).context("decoding")? {

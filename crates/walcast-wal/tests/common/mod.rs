@@ -42,7 +42,9 @@ pub async fn client(url: &str) -> tokio_postgres::Client {
 }
 
 /// The next event, failing the test after [`WAIT`].
-pub async fn next_event(stream: &mut ReplicationStream) -> Result<Option<ReplicationEvent>, WalError> {
+pub async fn next_event(
+    stream: &mut ReplicationStream,
+) -> Result<Option<ReplicationEvent>, WalError> {
     tokio::time::timeout(WAIT, stream.recv())
         .await
         .unwrap_or_else(|_| panic!("no replication event within {WAIT:?}"))
@@ -66,14 +68,18 @@ pub fn confirmed_flush_lsn(cluster: &PgCluster, db: &str, slot: &str) -> Lsn {
         db,
         &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"),
     );
-    out.parse().unwrap_or_else(|e| panic!("confirmed_flush_lsn {out:?}: {e}"))
+    out.parse()
+        .unwrap_or_else(|e| panic!("confirmed_flush_lsn {out:?}: {e}"))
 }
 
 /// Polls `check` until it returns true, failing the test after [`WAIT`].
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -17,7 +17,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = Catalog::load(&client, &args.selection())
         .await
         .context("loading the catalog")?;
-    let schema = walcast_graphql::build_schema(Arc::new(catalog));
+    let catalog = Arc::new(catalog);
+    let view = walcast_graphql::full_view(&catalog);
+    let schema = walcast_graphql::build_schema(catalog, &view, args.mutations);
     println!("{}", schema.as_sdl());
     Ok(())
 }

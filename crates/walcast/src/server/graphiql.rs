@@ -1,4 +1,13 @@
-//! The GraphiQL page, with subscriptions wired to the WebSocket endpoint.
+//! The GraphiQL page, with subscriptions wired to the WebSocket endpoint. Its assets are
+//! vendored into the binary (`assets/graphiql`), so it works without internet access.
+
+/// `(file name, content type, bytes)` of the assets served under `/graphiql/`.
+pub const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("graphiql.min.js", "application/javascript", include_bytes!("../../assets/graphiql/graphiql.min.js")),
+    ("graphiql.min.css", "text/css", include_bytes!("../../assets/graphiql/graphiql.min.css")),
+    ("react.production.min.js", "application/javascript", include_bytes!("../../assets/graphiql/react.production.min.js")),
+    ("react-dom.production.min.js", "application/javascript", include_bytes!("../../assets/graphiql/react-dom.production.min.js")),
+];
 
 pub fn page(path: &str) -> String {
     let path_json = serde_json::to_string(path).unwrap_or_else(|_| "\"/graphql\"".into());
@@ -9,13 +18,13 @@ pub fn page(path: &str) -> String {
 <meta charset="utf-8">
 <title>walcast GraphiQL</title>
 <style>body {{ margin: 0; height: 100vh; }} #graphiql {{ height: 100vh; }}</style>
-<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
+<link rel="stylesheet" href="/graphiql/graphiql.min.css">
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL…</div>
-<script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+<script src="/graphiql/react.production.min.js"></script>
+<script src="/graphiql/react-dom.production.min.js"></script>
+<script src="/graphiql/graphiql.min.js"></script>
 <script>
 const path = {path_json};
 const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;

@@ -1,0 +1,333 @@
+//! Directus-named item mutations (`WALCAST_MUTATIONS=true`): `create_<t>_item`,
+//! `update_<t>_item`, `delete_<t>_item`. They write with plain SQL; their events come back
+//! through the WAL like any other writer's.
+
+use std::convert::Infallible;
+
+use futures::future::BoxFuture;
+use juniper::{
+    meta::{Argument, MetaType},
+    ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor, FieldError,
+    FromInputValue, GraphQLType, GraphQLValue, GraphQLValueAsync, InputValue, Registry, Value, ID,
+};
+use tokio_postgres::types::ToSql;
+use walcast_filter::sql::quote_ident;
+use walcast_model::{Row, Table};
+
+use crate::context::Ctx;
+use crate::info::{ColumnInfo, SchemaInfo, TableInfo};
+use crate::objects::RowObj;
+use crate::query::{decode_row, from_clause, select_list};
+use crate::scalars::{self, input_to_json, ScalarType};
+
+fn typed<T>(r: &mut Registry<S>, name: &ArcStr, array: bool) -> Argument<S>
+where
+    T: GraphQLType<S, TypeInfo = ()> + FromInputValue<S>,
+    T::Error: juniper::IntoFieldError<S>,
+{
+    if array {
+        r.arg::<Option<Vec<Option<T>>>>(name.clone(), &())
+    } else {
+        r.arg::<Option<T>>(name.clone(), &())
+    }
+}
+
+fn input_field(r: &mut Registry<S>, c: &ColumnInfo) -> Argument<S> {
+    let (n, a) = (&c.name, c.array);
+    match c.scalar {
+        ScalarType::Id => typed::<ID>(r, n, a),
+        ScalarType::Int => typed::<i32>(r, n, a),
+        ScalarType::Float => typed::<f64>(r, n, a),
+        ScalarType::Boolean => typed::<bool>(r, n, a),
+        ScalarType::String => typed::<String>(r, n, a),
+        ScalarType::BigInt => typed::<scalars::BigInt>(r, n, a),
+        ScalarType::Decimal => typed::<scalars::Decimal>(r, n, a),
+        ScalarType::Json => typed::<scalars::Json>(r, n, a),
+        ScalarType::DateTime => typed::<scalars::DateTime>(r, n, a),
+        ScalarType::Date => typed::<scalars::Date>(r, n, a),
+        ScalarType::Time => typed::<scalars::Time>(r, n, a),
+        ScalarType::Interval => typed::<scalars::Interval>(r, n, a),
+        ScalarType::Bytes => typed::<scalars::Bytes>(r, n, a),
+        ScalarType::Uuid => typed::<scalars::Uuid>(r, n, a),
+    }
+}
+
+/// `<table>_input`: every column, all optional.
+pub struct ItemInput(pub InputValue<S>);
+
+impl FromInputValue<S> for ItemInput {
+    type Error = Infallible;
+    fn from_input_value(v: &InputValue<S>) -> Result<Self, Infallible> {
+        Ok(ItemInput(v.clone()))
+    }
+}
+
+impl GraphQLType<S> for ItemInput {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.input.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let args: Vec<_> = info.columns.iter().map(|c| input_field(registry, c)).collect();
+        registry.build_input_object_type::<Self>(info, &args).into_meta()
+    }
+}
+
+impl GraphQLValue<S> for ItemInput {
+    type Context = ();
+    type TypeInfo = TableInfo;
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.input.clone())
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+    }
+}
+
+/// `<table>_mutated_key { id }`: what a delete returns.
+pub struct DeletedKey(pub String);
+
+impl GraphQLType<S> for DeletedKey {
+    fn name(info: &TableInfo) -> Option<ArcStr> {
+        Some(info.mutated_key.clone())
+    }
+
+    fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let fields = [registry.field::<ID>("id", &())];
+        registry.build_object_type::<Self>(info, &fields).into_meta()
+    }
+}
+
+impl GraphQLValue<S> for DeletedKey {
+    type Context = Ctx;
+    type TypeInfo = TableInfo;
+    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
+        Some(info.mutated_key.clone())
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+    }
+    fn resolve_field(&self, _: &TableInfo, field: &str, _: &Arguments<S>, _: &Executor<Ctx, S>) -> ExecutionResult<S> {
+        match field {
+            "id" => Ok(Value::scalar(self.0.clone())),
+            other => Err(format!("unknown field {other:?}").into()),
+        }
+    }
+}
+
+impl GraphQLValueAsync<S> for DeletedKey {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a TableInfo,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        Box::pin(futures::future::ready(self.resolve_field(info, field, args, ex)))
+    }
+}
+
+pub struct MutationRoot;
+
+impl GraphQLType<S> for MutationRoot {
+    fn name(info: &SchemaInfo) -> Option<ArcStr> {
+        // juniper leaves a mutation root of this name out of the schema.
+        Some(ArcStr::from(if info.has_mutations() { "Mutation" } else { "_EmptyMutation" }))
+    }
+
+    fn meta(info: &SchemaInfo, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut fields = Vec::new();
+        for t in &info.tables {
+            if t.grants.insert {
+                fields.push(
+                    registry
+                        .field::<Option<RowObj>>(format!("create_{}_item", t.name), t)
+                        .argument(registry.arg::<ItemInput>("data", t)),
+                );
+            }
+            if t.id_column().is_none() {
+                continue;
+            }
+            if t.grants.update {
+                fields.push(
+                    registry
+                        .field::<Option<RowObj>>(format!("update_{}_item", t.name), t)
+                        .argument(registry.arg::<ID>("id", &()))
+                        .argument(registry.arg::<ItemInput>("data", t)),
+                );
+            }
+            if t.grants.delete {
+                fields.push(
+                    registry
+                        .field::<Option<DeletedKey>>(format!("delete_{}_item", t.name), t)
+                        .argument(registry.arg::<ID>("id", &())),
+                );
+            }
+        }
+        registry.build_object_type::<Self>(info, &fields).into_meta()
+    }
+}
+
+impl GraphQLValue<S> for MutationRoot {
+    type Context = Ctx;
+    type TypeInfo = SchemaInfo;
+    fn type_name(&self, info: &SchemaInfo) -> Option<ArcStr> {
+        <Self as GraphQLType<S>>::name(info)
+    }
+
+    fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
+        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+    }
+}
+
+/// A client value in Postgres input syntax, passed as a text parameter and cast in SQL.
+fn pg_input(v: &serde_json::Value, array: bool) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) if array => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| match pg_input(i, false) {
+                    None => "NULL".to_owned(),
+                    Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+                })
+                .collect();
+            Some(format!("{{{}}}", parts.join(",")))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
+    FieldError::from(format!("database: {e}"))
+}
+
+/// The `data` argument as (column, parameter) pairs, every name checked against the view.
+fn assignments<'t>(t: &'t TableInfo, args: &Arguments<S>) -> Result<Vec<(&'t walcast_model::Column, Option<String>)>, FieldError<S>> {
+    let data = args
+        .get_input_value("data")
+        .map(|v| input_to_json(&v.item))
+        .unwrap_or(serde_json::Value::Null);
+    let serde_json::Value::Object(map) = data else {
+        return Err("argument \"data\": expected an input object".into());
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let c = t
+                .column(k)
+                .ok_or_else(|| FieldError::from(format!("data: unknown field {k:?} on {}", t.input)))?;
+            let col = t
+                .table
+                .columns
+                .get(c.index)
+                .ok_or_else(|| FieldError::from(format!("data: unknown field {k:?}")))?;
+            Ok((col, pg_input(v, c.array)))
+        })
+        .collect()
+}
+
+async fn run(ctx: &Ctx, table: &Table, sql: &str, params: &[Option<String>]) -> Result<Vec<Row>, FieldError<S>> {
+    let client = ctx.pool.get().await.map_err(db_error)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(sql, &refs).await.map_err(db_error)?;
+    Ok(rows.iter().map(|r| decode_row(table, r)).collect())
+}
+
+impl GraphQLValueAsync<S> for MutationRoot {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a SchemaInfo,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        ex: &'a Executor<Ctx, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        Box::pin(async move {
+            let parse = |prefix: &str| {
+                field
+                    .strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix("_item"))
+                    .and_then(|n| info.table(n))
+            };
+            let table_ref = |t: &TableInfo| format!("{}.{}", quote_ident(&t.table.schema), quote_ident(&t.table.name));
+            if let Some(t) = parse("create_").filter(|t| t.grants.insert) {
+                let cols = assignments(t, args)?;
+                let names: Vec<String> = cols.iter().map(|(c, _)| quote_ident(&c.name)).collect();
+                let values: Vec<String> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| format!("CAST(${}::text AS {})", i + 1, c.sql_type))
+                    .collect();
+                let params: Vec<Option<String>> = cols.into_iter().map(|(_, v)| v).collect();
+                let body = if names.is_empty() {
+                    "DEFAULT VALUES".to_owned()
+                } else {
+                    format!("({}) VALUES ({})", names.join(", "), values.join(", "))
+                };
+                let sql = format!(
+                    "INSERT INTO {} AS t {body} RETURNING {}",
+                    table_ref(t),
+                    select_list(&t.table, "t")
+                );
+                let rows = run(ex.context(), &t.table, &sql, &params).await?;
+                return match rows.first() {
+                    Some(row) => ex.resolve_async(&**t, &RowObj(row)).await,
+                    None => Ok(Value::null()),
+                };
+            }
+            let id = args.get::<ID>("id")?.map(|i| i.to_string()).unwrap_or_default();
+            if let Some(t) = parse("update_").filter(|t| t.grants.update) {
+                let pk = t
+                    .id_column()
+                    .and_then(|c| t.table.columns.get(c.index))
+                    .ok_or_else(|| FieldError::from("no single-column primary key"))?;
+                let cols = assignments(t, args)?;
+                if cols.is_empty() {
+                    return Err("argument \"data\": name at least one field to update".into());
+                }
+                let sets: Vec<String> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| format!("{} = CAST(${}::text AS {})", quote_ident(&c.name), i + 1, c.sql_type))
+                    .collect();
+                let mut params: Vec<Option<String>> = cols.into_iter().map(|(_, v)| v).collect();
+                params.push(Some(id));
+                let sql = format!(
+                    "UPDATE {} AS t SET {} WHERE t.{} = CAST(${}::text AS {}) RETURNING {}",
+                    table_ref(t),
+                    sets.join(", "),
+                    quote_ident(&pk.name),
+                    params.len(),
+                    pk.sql_type,
+                    select_list(&t.table, "t")
+                );
+                let rows = run(ex.context(), &t.table, &sql, &params).await?;
+                return match rows.first() {
+                    Some(row) => ex.resolve_async(&**t, &RowObj(row)).await,
+                    None => Ok(Value::null()),
+                };
+            }
+            if let Some(t) = parse("delete_").filter(|t| t.grants.delete) {
+                let pk = t
+                    .id_column()
+                    .and_then(|c| t.table.columns.get(c.index))
+                    .ok_or_else(|| FieldError::from("no single-column primary key"))?;
+                let sql = format!(
+                    "DELETE FROM {} AS t WHERE t.{pk} = CAST($1::text AS {ty}) RETURNING t.{pk}::text",
+                    from_clause(&t.table, "t").trim_end_matches(" AS t"),
+                    pk = quote_ident(&pk.name),
+                    ty = pk.sql_type,
+                );
+                let client = ex.context().pool.get().await.map_err(db_error)?;
+                let row = client.query_opt(&sql, &[&id]).await.map_err(db_error)?;
+                return match row {
+                    Some(r) => ex.resolve_async(&**t, &DeletedKey(r.get(0))).await,
+                    None => Ok(Value::null()),
+                };
+            }
+            Err(format!("unknown field {field:?} on Mutation").into())
+        })
+    }
+}
