@@ -13,6 +13,11 @@
 //! value (the previous values for a delete), plus the scan list; only those candidates are
 //! evaluated. Bucket keys follow `crate::key`, so no subscription that `EventFilter::matches`
 //! would accept is skipped.
+//!
+//! Each entry also keeps what is left to check once it has been found: the `mutation_in`
+//! conditions its kind satisfies are dropped, and the bucket's equality is checked inline
+//! (keys may collide) before the rest, so `id: 5` alone costs one comparison, not a walk of the
+//! filter tree. The result is the full filter's three-valued result.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -22,6 +27,7 @@ use indexmap::IndexMap;
 use walcast_model::{Event, Op};
 
 use crate::ast::{CmpOp, EventFilter, RowFilter};
+use crate::eval::Truth;
 use crate::key::{key, lookup, DatumKey, Lookup};
 
 const OPS: [Op; 4] = [Op::Create, Op::Update, Op::Delete, Op::Truncate];
@@ -50,12 +56,12 @@ struct Plan {
 }
 
 /// A required equality found in the top-level conjunction.
-enum Required {
-    Eq(usize, DatumKey),
+enum Required<'f> {
+    Eq(&'f RowFilter, usize, DatumKey),
     In(usize, Vec<DatumKey>),
 }
 
-fn required_in_row(f: &RowFilter, out: &mut Vec<Required>) {
+fn required_in_row<'f>(f: &'f RowFilter, out: &mut Vec<Required<'f>>) {
     match f {
         RowFilter::All(items) => items.iter().for_each(|i| required_in_row(i, out)),
         RowFilter::Cmp {
@@ -64,7 +70,7 @@ fn required_in_row(f: &RowFilter, out: &mut Vec<Required>) {
             value,
         } => {
             if let Some(k) = key(value) {
-                out.push(Required::Eq(*column, k));
+                out.push(Required::Eq(f, *column, k));
             }
         }
         RowFilter::In {
@@ -87,7 +93,11 @@ fn required_in_row(f: &RowFilter, out: &mut Vec<Required>) {
     }
 }
 
-fn walk_conjunction(f: &EventFilter, ops: &mut [bool; 4], required: &mut Vec<Required>) {
+fn walk_conjunction<'f>(
+    f: &'f EventFilter,
+    ops: &mut [bool; 4],
+    required: &mut Vec<Required<'f>>,
+) {
     match f {
         EventFilter::All(items) => items
             .iter()
@@ -113,36 +123,149 @@ fn walk_conjunction(f: &EventFilter, ops: &mut [bool; 4], required: &mut Vec<Req
     }
 }
 
-fn plan(f: &EventFilter) -> Plan {
+fn plan(f: &EventFilter) -> (Plan, Option<&RowFilter>) {
     let mut ops = [true; 4];
     let mut required = Vec::new();
     walk_conjunction(f, &mut ops, &mut required);
-    let best = required
+    let eq = required.iter().find_map(|r| match r {
+        Required::Eq(node, c, k) => Some((*node, *c, k.clone())),
+        Required::In(..) => None,
+    });
+    if let Some((node, column, k)) = eq {
+        let slot = Slot::Buckets {
+            column,
+            keys: vec![k],
+        };
+        return (Plan { ops, slot }, Some(node));
+    }
+    let best_in = required
         .iter()
-        .find_map(|r| match r {
-            Required::Eq(c, k) => Some((*c, vec![k.clone()])),
-            Required::In(..) => None,
+        .filter_map(|r| match r {
+            Required::In(c, keys) if !keys.is_empty() => Some((*c, keys)),
+            _ => None,
         })
-        .or_else(|| {
-            required
-                .iter()
-                .filter_map(|r| match r {
-                    Required::In(c, keys) if !keys.is_empty() => Some((*c, keys)),
-                    _ => None,
-                })
-                .min_by_key(|(_, keys)| keys.len())
-                .map(|(c, keys)| (c, keys.clone()))
-        });
-    Plan {
-        ops,
-        slot: match best {
-            Some((column, keys)) => Slot::Buckets { column, keys },
-            None => Slot::Scan,
-        },
+        .min_by_key(|(_, keys)| keys.len())
+        .map(|(c, keys)| (c, keys.clone()));
+    let slot = match best_in {
+        Some((column, keys)) => Slot::Buckets { column, keys },
+        None => Slot::Scan,
+    };
+    (Plan { ops, slot }, None)
+}
+
+/// The top-level conjuncts left to check once `mutation_in` holds (for every kind the entry is
+/// filed under) and the row has been checked against `eq`: `None` when nothing is left.
+fn residual(f: &EventFilter, eq: Option<&RowFilter>) -> Option<EventFilter> {
+    fn rows<'f>(rf: &'f RowFilter, eq: Option<&RowFilter>, out: &mut Vec<RowFilter>) {
+        match rf {
+            RowFilter::All(items) => items.iter().for_each(|i| rows(i, eq, out)),
+            other if eq.is_some_and(|e| std::ptr::eq(e, other)) => {}
+            other => out.push(other.clone()),
+        }
+    }
+    fn events(f: &EventFilter, eq: Option<&RowFilter>, out: &mut Vec<EventFilter>) {
+        match f {
+            EventFilter::All(items) => items.iter().for_each(|i| events(i, eq, out)),
+            EventFilter::OpIn(_) => {}
+            EventFilter::Node(rf) => {
+                let mut kept = Vec::new();
+                rows(rf, eq, &mut kept);
+                // An empty node is true for any row, and for truncate's absence of one.
+                if !kept.is_empty() {
+                    out.push(EventFilter::Node(RowFilter::All(kept)));
+                }
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    events(f, eq, &mut out);
+    match out.len() {
+        0 => None,
+        1 => out.pop(),
+        _ => Some(EventFilter::All(out)),
     }
 }
 
-type Bucket<K> = HashMap<K, Arc<EventFilter>>;
+/// A filed subscription.
+#[derive(Clone)]
+struct Entry {
+    filter: Arc<EventFilter>,
+    /// The bucket's equality (a `RowFilter::Cmp`), checked on the event's row.
+    eq: Option<RowFilter>,
+    /// The rest of the filter.
+    rest: Option<Arc<EventFilter>>,
+}
+
+fn unknown(_: &RowFilter) -> Truth {
+    Truth::Unknown
+}
+
+impl Entry {
+    /// The full filter's result, from the parts left to check.
+    fn evaluate(&self, ev: &Event) -> Truth {
+        let first = match &self.eq {
+            Some(cmp) => match ev.filter_row() {
+                Some(row) => cmp.evaluate_with(Some(&ev.table), row, &mut unknown),
+                None => Truth::Unknown,
+            },
+            None => Truth::True,
+        };
+        if first == Truth::False {
+            return Truth::False;
+        }
+        let rest = match &self.rest {
+            Some(f) => f.evaluate(ev),
+            None => Truth::True,
+        };
+        match (first, rest) {
+            (_, Truth::False) => Truth::False,
+            (Truth::True, Truth::True) => Truth::True,
+            _ => Truth::Unknown,
+        }
+    }
+}
+
+/// Subscriptions filed under one key: almost always one (`id: 5`), so without a map.
+enum Bucket<K> {
+    One(K, Entry),
+    Many(HashMap<K, Entry>),
+}
+
+impl<K: Clone + Eq + Hash> Bucket<K> {
+    fn insert(&mut self, key: K, entry: Entry) {
+        match self {
+            Bucket::One(k, _) if *k == key => *self = Bucket::One(key, entry),
+            Bucket::One(k, e) => {
+                let mut map = HashMap::with_capacity(2);
+                map.insert(k.clone(), e.clone());
+                map.insert(key, entry);
+                *self = Bucket::Many(map);
+            }
+            Bucket::Many(map) => {
+                map.insert(key, entry);
+            }
+        }
+    }
+
+    /// Removes `key`; true when the bucket is then empty.
+    fn remove(&mut self, key: &K) -> bool {
+        match self {
+            Bucket::One(k, _) => k == key,
+            Bucket::Many(map) => {
+                map.remove(key);
+                map.is_empty()
+            }
+        }
+    }
+
+    fn for_each<'s>(&'s self, mut visit: impl FnMut(&'s K, &'s Entry)) {
+        match self {
+            Bucket::One(k, e) => visit(k, e),
+            Bucket::Many(map) => map.iter().for_each(|(k, e)| visit(k, e)),
+        }
+    }
+}
 
 struct ColumnBuckets<K> {
     column: usize,
@@ -151,7 +274,7 @@ struct ColumnBuckets<K> {
 
 struct OpIndex<K> {
     columns: Vec<ColumnBuckets<K>>,
-    scan: IndexMap<K, Arc<EventFilter>>,
+    scan: IndexMap<K, Entry>,
 }
 
 impl<K> Default for OpIndex<K> {
@@ -207,7 +330,12 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
     ) -> Option<Arc<EventFilter>> {
         let previous = self.remove(table_oid, &key);
         let filter = filter.into();
-        let plan = plan(&filter);
+        let (plan, eq) = plan(&filter);
+        let entry = Entry {
+            eq: eq.cloned(),
+            rest: residual(&filter, eq).map(Arc::new),
+            filter: filter.clone(),
+        };
         let table = self.tables.entry(table_oid).or_default();
         for (slot, index) in table.ops.iter_mut().enumerate() {
             if !plan.ops[slot] {
@@ -215,7 +343,7 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
             }
             match &plan.slot {
                 Slot::Scan => {
-                    index.scan.insert(key.clone(), filter.clone());
+                    index.scan.insert(key.clone(), entry.clone());
                 }
                 Slot::Buckets { column, keys } => {
                     let at = match index.columns.iter().position(|c| c.column == *column) {
@@ -228,12 +356,16 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
                             index.columns.len() - 1
                         }
                     };
-                    if let Some(cb) = index.columns.get_mut(at) {
-                        for k in keys {
-                            cb.buckets
-                                .entry(k.clone())
-                                .or_default()
-                                .insert(key.clone(), filter.clone());
+                    let Some(cb) = index.columns.get_mut(at) else {
+                        continue;
+                    };
+                    for k in keys {
+                        match cb.buckets.get_mut(k) {
+                            Some(bucket) => bucket.insert(key.clone(), entry.clone()),
+                            None => {
+                                cb.buckets
+                                    .insert(k.clone(), Bucket::One(key.clone(), entry.clone()));
+                            }
                         }
                     }
                 }
@@ -264,11 +396,8 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
                         continue;
                     };
                     for k in keys {
-                        if let Some(bucket) = cb.buckets.get_mut(k) {
-                            bucket.remove(key);
-                            if bucket.is_empty() {
-                                cb.buckets.remove(k);
-                            }
+                        if cb.buckets.get_mut(k).is_some_and(|b| b.remove(key)) {
+                            cb.buckets.remove(k);
                         }
                     }
                     if cb.buckets.is_empty() {
@@ -297,32 +426,27 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
         self.tables.get(&table_oid)?.placed.get(key).map(|(f, _)| f)
     }
 
-    /// Visits each subscription that may match the event, once, without evaluating it.
-    pub fn for_each_candidate<'s>(
-        &'s self,
-        ev: &Event,
-        mut visit: impl FnMut(&'s K, &'s Arc<EventFilter>),
-    ) {
+    fn for_each_entry<'s>(&'s self, ev: &Event, mut visit: impl FnMut(&'s K, &'s Entry)) {
         let Some(table) = self.tables.get(&ev.table.oid) else {
             return;
         };
         let Some(index) = table.ops.get(op_slot(ev.op)) else {
             return;
         };
-        for (k, f) in &index.scan {
-            visit(k, f);
+        for (k, e) in &index.scan {
+            visit(k, e);
         }
         let Some(row) = ev.filter_row() else {
             return;
         };
         for cb in &index.columns {
-            let value = row.get(cb.column).unwrap_or(&walcast_model::Datum::Unavailable);
+            let value = row
+                .get(cb.column)
+                .unwrap_or(&walcast_model::Datum::Unavailable);
             match lookup(value) {
                 Lookup::Key(k) => {
                     if let Some(bucket) = cb.buckets.get(&k) {
-                        for (k, f) in bucket {
-                            visit(k, f);
-                        }
+                        bucket.for_each(&mut visit);
                     }
                 }
                 Lookup::Never => {}
@@ -330,15 +454,24 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
                     // A subscription with an `_in` sits in several buckets: visit it once.
                     let mut seen: HashSet<&K> = HashSet::new();
                     for bucket in cb.buckets.values() {
-                        for (k, f) in bucket {
+                        bucket.for_each(|k, e| {
                             if seen.insert(k) {
-                                visit(k, f);
+                                visit(k, e);
                             }
-                        }
+                        });
                     }
                 }
             }
         }
+    }
+
+    /// Visits each subscription that may match the event, once, without evaluating it.
+    pub fn for_each_candidate<'s>(
+        &'s self,
+        ev: &Event,
+        mut visit: impl FnMut(&'s K, &'s Arc<EventFilter>),
+    ) {
+        self.for_each_entry(ev, |k, e| visit(k, &e.filter));
     }
 
     /// The subscriptions that may match the event, unevaluated.
@@ -348,13 +481,24 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
         out
     }
 
+    /// Visits each candidate with its filter's in-memory result (relation conditions unknown),
+    /// equal to `filter.evaluate(ev)` but cheaper: what the index already established is not
+    /// evaluated again. The hub delivers `True`, and sends `Unknown` with
+    /// `filter.has_relations()` to a `RelationBatch`.
+    pub fn for_each_outcome<'s>(
+        &'s self,
+        ev: &Event,
+        mut visit: impl FnMut(&'s K, &'s Arc<EventFilter>, Truth),
+    ) {
+        self.for_each_entry(ev, |k, e| visit(k, &e.filter, e.evaluate(ev)));
+    }
+
     /// Visits each subscription whose filter matches the event in memory. A filter with
-    /// relation conditions that could still match comes out unknown and is not visited: use
-    /// [`SubscriptionIndex::for_each_candidate`] with `EventFilter::evaluate` and a
-    /// `RelationBatch` for those.
+    /// relation conditions that could still match comes out unknown and is not visited (see
+    /// [`SubscriptionIndex::for_each_outcome`]).
     pub fn for_each_match<'s>(&'s self, ev: &Event, mut visit: impl FnMut(&'s K)) {
-        self.for_each_candidate(ev, |k, f| {
-            if f.matches(ev) {
+        self.for_each_entry(ev, |k, e| {
+            if e.evaluate(ev).is_true() {
                 visit(k)
             }
         });

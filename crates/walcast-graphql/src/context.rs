@@ -3,13 +3,33 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures::Stream;
-use walcast_filter::EventFilter;
+use std::collections::HashMap;
+use walcast_filter::{EventFilter, RowFilter};
 use walcast_model::{Cursor, Event, ResumePoint, Table};
 
 use crate::session::QuerySession;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Arc<Event>> + Send>>;
+
+/// What a caller may read of one table, beyond the schema's shape.
+#[derive(Debug, Clone)]
+pub struct TableAccess {
+    /// Identifies the visible columns: a subscription made under another set is revoked.
+    pub columns_key: String,
+    /// Rows the caller may see (for deletes: judged on the previous values).
+    pub row_filter: Option<RowFilter>,
+}
+
+/// A caller's access, by table oid. Swapped when permissions are reloaded, so live
+/// subscriptions follow the new rules: a table no longer granted ends them.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub tables: HashMap<u32, TableAccess>,
+}
+
+pub type SharedAccess = Arc<ArcSwap<Access>>;
 
 /// The connection a subscription belongs to; `on_overflow` runs when its queue is full.
 #[derive(Clone)]
@@ -23,6 +43,7 @@ pub struct SubscriptionRequest {
     pub filter: EventFilter,
     pub after: Option<ResumePoint>,
     pub connection: Option<ConnectionHandle>,
+    pub access: SharedAccess,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +68,17 @@ pub trait EventSource: Send + Sync {
 pub struct Ctx {
     pub events: Arc<dyn EventSource>,
     pub pool: deadpool_postgres::Pool,
-    pub role: Arc<str>,
     pub connection: Option<ConnectionHandle>,
     /// The operation's read transaction.
     pub reads: Arc<QuerySession>,
+    pub access: SharedAccess,
+}
+
+impl Ctx {
+    /// The caller's row filter on a table (None: every row).
+    pub fn row_filter(&self, oid: u32) -> Option<RowFilter> {
+        self.access.load().tables.get(&oid).and_then(|t| t.row_filter.clone())
+    }
 }
 
 impl juniper::Context for Ctx {}

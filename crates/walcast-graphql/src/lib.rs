@@ -18,7 +18,8 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    ConnectionHandle, Ctx, EventSource, EventStream, SubscribeError, SubscriptionRequest,
+    Access, ConnectionHandle, Ctx, EventSource, EventStream, SharedAccess, SubscribeError,
+    SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;

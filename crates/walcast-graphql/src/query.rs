@@ -119,17 +119,27 @@ pub async fn select(
     run(ctx, table, &sql, &params).await
 }
 
-pub async fn by_id(ctx: &Ctx, t: &TableInfo, id: &str) -> Result<Option<Row>, FieldError<S>> {
+pub async fn by_id(
+    ctx: &Ctx,
+    t: &TableInfo,
+    id: &str,
+    role_filter: Option<&RowFilter>,
+) -> Result<Option<Row>, FieldError<S>> {
     let Some(col) = t.id_column().and_then(|c| t.table.columns.get(c.index)) else {
         return Ok(None);
     };
+    let mut b = SqlBuilder::new(&t.table, "t");
+    let cond = role_filter.map(|f| b.filter(f)).unwrap_or_else(|| "TRUE".into());
+    let mut params = b.params;
+    params.push(Some(id.to_owned()));
     let sql = format!(
-        "SELECT {} FROM {} WHERE t.{} = CAST($1::text AS {})",
+        "SELECT {} FROM {} WHERE t.{} = CAST(${}::text AS {}) AND {cond}",
         select_list(&t.table, "t"),
         from_clause(&t.table, "t"),
         quote_ident(&col.name),
+        params.len(),
         col.sql_type
     );
-    let rows = run(ctx, &t.table, &sql, &[Some(id.to_owned())]).await?;
+    let rows = run(ctx, &t.table, &sql, &params).await?;
     Ok(rows.into_iter().next())
 }

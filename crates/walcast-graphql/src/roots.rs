@@ -108,10 +108,14 @@ impl GraphQLValueAsync<S> for QueryRoot {
         Box::pin(async move {
             match kind {
                 RootField::Table => {
-                    let filter = match arg_json(args, "where") {
+                    let user = match arg_json(args, "where") {
                         Some(w) => parse_where(&t.table, &w)
                             .map_err(|e| FieldError::from(e.to_string()))?,
                         None => walcast_filter::RowFilter::always(),
+                    };
+                    let filter = match ex.context().row_filter(t.table.oid) {
+                        Some(role) => walcast_filter::RowFilter::All(vec![role, user]),
+                        None => user,
                     };
                     let order = match arg_json(args, "orderBy") {
                         Some(serde_json::Value::Array(items)) => items
@@ -132,7 +136,8 @@ impl GraphQLValueAsync<S> for QueryRoot {
                         .get::<ID>("id")?
                         .map(|i| i.to_string())
                         .unwrap_or_default();
-                    match query::by_id(ex.context(), t, &id).await? {
+                    let role = ex.context().row_filter(t.table.oid);
+                    match query::by_id(ex.context(), t, &id, role.as_ref()).await? {
                         Some(row) => ex.resolve_async(&**t, &RowObj(&row)).await,
                         None => Ok(Value::null()),
                     }
@@ -274,6 +279,7 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                     filter,
                     after,
                     connection: ctx.connection.clone(),
+                    access: ctx.access.clone(),
                 })
                 .map_err(|e| FieldError::from(e.to_string()))?;
             let owned = executor.as_owned_executor();

@@ -1,45 +1,85 @@
 //! The state every part of the server shares.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use walcast_graphql::{ConnectionHandle, Ctx, EventSource, Schema};
+use walcast_graphql::{Access, ConnectionHandle, Ctx, EventSource, Grants, Schema, SharedAccess, TableAccess, ViewTable};
 use walcast_model::Catalog;
 
 use crate::auth::{Authenticator, Identity};
 use crate::config::ServeArgs;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::permissions::{Permissions, RoleView};
 
-/// The schemas of the current catalog: every role's view is one of these.
+/// The schemas of the current catalog, one per view shape (tables, columns, mutations), built
+/// on first use: roles that see the same shape share one.
 pub struct SchemaSet {
     pub catalog: Arc<Catalog>,
-    /// Every exposed table.
-    pub full: Arc<Schema>,
-    /// No table: the view of a role no permission grants anything.
-    pub empty: Arc<Schema>,
+    mutations: bool,
+    by_shape: Mutex<HashMap<String, Arc<Schema>>>,
 }
 
 impl SchemaSet {
-    pub fn build(catalog: Arc<Catalog>, mutations: bool) -> SchemaSet {
-        let view = walcast_graphql::full_view(&catalog);
-        let full = Arc::new(walcast_graphql::build_schema(catalog.clone(), &view, mutations));
-        let empty = Arc::new(walcast_graphql::build_schema(catalog.clone(), &[], false));
+    pub fn new(catalog: Arc<Catalog>, mutations: bool) -> SchemaSet {
         SchemaSet {
             catalog,
-            full,
-            empty,
+            mutations,
+            by_shape: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The schema of a role. Without a permissions file every role but `public` sees everything.
-    pub fn for_role(&self, role: &str) -> Arc<Schema> {
-        if role == "public" {
-            self.empty.clone()
-        } else {
-            self.full.clone()
+    pub fn for_view(&self, view: &RoleView) -> Arc<Schema> {
+        let key = view.shape_key();
+        let mut cache = self.by_shape.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(schema) = cache.get(&key) {
+            return schema.clone();
         }
+        let tables: Vec<ViewTable> = view
+            .tables
+            .iter()
+            .map(|g| ViewTable {
+                table: g.table.clone(),
+                columns: g.columns.clone(),
+                grants: Grants {
+                    insert: g.insert,
+                    update: g.update,
+                    delete: g.delete,
+                },
+            })
+            .collect();
+        let schema = Arc::new(walcast_graphql::build_schema(self.catalog.clone(), &tables, self.mutations));
+        cache.insert(key, schema.clone());
+        schema
+    }
+}
+
+/// The per-event side of a view: which tables, which columns, which rows.
+pub fn access_of(view: &RoleView) -> Access {
+    Access {
+        tables: view
+            .tables
+            .iter()
+            .map(|g| {
+                let columns_key = match &g.columns {
+                    None => "*".to_owned(),
+                    Some(cols) => cols
+                        .iter()
+                        .filter_map(|&i| g.table.columns.get(i).map(|c| c.name.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                (
+                    g.table.oid,
+                    TableAccess {
+                        columns_key,
+                        row_filter: g.row_filter.clone(),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -49,38 +89,45 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub source: Arc<dyn EventSource>,
     pub pool: deadpool_postgres::Pool,
-    pub auth: Authenticator,
+    pub auth: ArcSwap<Authenticator>,
+    pub permissions: ArcSwap<Permissions>,
     pub metrics: Arc<Metrics>,
     /// Replication stream live and schema loaded.
     pub ready: AtomicBool,
     next_connection: AtomicU64,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Bumped when permissions, tokens or the catalog change: sessions recompute their view.
+    pub generation: tokio::sync::watch::Sender<u64>,
+}
+
+pub struct AppParts {
+    pub cfg: ServeArgs,
+    pub catalog: Arc<Catalog>,
+    pub hub: Arc<Hub>,
+    pub source: Arc<dyn EventSource>,
+    pub pool: deadpool_postgres::Pool,
+    pub auth: Authenticator,
+    pub permissions: Permissions,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl App {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        cfg: ServeArgs,
-        catalog: Arc<Catalog>,
-        hub: Arc<Hub>,
-        source: Arc<dyn EventSource>,
-        pool: deadpool_postgres::Pool,
-        auth: Authenticator,
-        metrics: Arc<Metrics>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> App {
-        let mutations = cfg.mutations;
+    pub fn new(p: AppParts) -> App {
+        let mutations = p.cfg.mutations;
         App {
-            cfg,
-            schemas: ArcSwap::from_pointee(SchemaSet::build(catalog, mutations)),
-            hub,
-            source,
-            pool,
-            auth,
-            metrics,
+            cfg: p.cfg,
+            schemas: ArcSwap::from_pointee(SchemaSet::new(p.catalog, mutations)),
+            hub: p.hub,
+            source: p.source,
+            pool: p.pool,
+            auth: ArcSwap::from_pointee(p.auth),
+            permissions: ArcSwap::from_pointee(p.permissions),
+            metrics: p.metrics,
             ready: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
-            shutdown,
+            shutdown: p.shutdown,
+            generation: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -92,13 +139,39 @@ impl App {
         self.next_connection.fetch_add(1, Relaxed)
     }
 
-    pub fn context(&self, who: &Identity, connection: Option<ConnectionHandle>) -> Ctx {
+    /// Installs a new catalog; every session recomputes its view.
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        self.schemas.store(Arc::new(SchemaSet::new(catalog, self.cfg.mutations)));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Re-reads the tokens and permissions files (SIGHUP). On error the old ones stay.
+    pub fn reload_auth(&self) {
+        match self.auth.load().reload() {
+            Ok(a) => self.auth.store(Arc::new(a)),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay"),
+        }
+        match self.permissions.load().reload() {
+            Ok(p) => self.permissions.store(Arc::new(p)),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay"),
+        }
+        tracing::info!("tokens and permissions reloaded");
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// What a caller sees now.
+    pub fn view(&self, who: &Identity) -> RoleView {
+        let schemas = self.schemas.load();
+        self.permissions.load().view(&schemas.catalog, who)
+    }
+
+    pub fn context(&self, access: SharedAccess, connection: Option<ConnectionHandle>) -> Ctx {
         Ctx {
             events: self.source.clone(),
             pool: self.pool.clone(),
-            role: who.role.as_str().into(),
             connection,
             reads: Arc::new(walcast_graphql::QuerySession::new(self.pool.clone())),
+            access,
         }
     }
 }

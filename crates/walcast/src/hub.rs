@@ -11,7 +11,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use walcast_filter::EventFilter;
-use walcast_graphql::{ConnectionHandle, EventSource, EventStream, SubscribeError, SubscriptionRequest};
+use walcast_graphql::{
+    ConnectionHandle, EventSource, EventStream, SharedAccess, SubscribeError, SubscriptionRequest,
+};
 use walcast_model::{Cursor, Event, ResumePoint, Transaction};
 use walcast_wal::Lsn;
 
@@ -24,6 +26,10 @@ struct Subscriber {
     filter: EventFilter,
     tx: mpsc::Sender<Arc<Event>>,
     connection: Option<ConnectionHandle>,
+    /// The caller's access, checked per event: permissions reloads apply at once.
+    access: SharedAccess,
+    /// The visible columns when subscribing; another set later revokes the subscription.
+    columns_key: String,
     /// Transactions this snapshot saw were part of the caller's query result: never resend them,
     /// even when the stream delivers them after the subscription started.
     seen: Option<walcast_model::Snapshot>,
@@ -111,6 +117,22 @@ impl Hub {
                         shaped = Arc::new(ev.in_layout(&sub.table));
                         &shaped
                     };
+                    let access = sub.access.load();
+                    let allowed = match access.tables.get(&ev.table.oid) {
+                        Some(a) if a.columns_key == sub.columns_key => a,
+                        // Access to the table (or to these columns) was withdrawn.
+                        _ => {
+                            dead.push((ev.table.oid, sub.id));
+                            continue;
+                        }
+                    };
+                    if allowed
+                        .row_filter
+                        .as_ref()
+                        .is_some_and(|f| !ev.filter_row().is_some_and(|row| f.matches(row)))
+                    {
+                        continue;
+                    }
                     if !sub.filter.matches(ev) || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
                         continue;
                     }
@@ -198,8 +220,13 @@ impl Hub {
         from: &ResumePoint,
         oid: u32,
         filter: &EventFilter,
+        role: Option<&walcast_filter::RowFilter>,
     ) -> Result<Vec<Arc<Event>>, SubscribeError> {
-        let wanted = |e: &&Arc<Event>| e.table.oid == oid && filter.matches(e);
+        let wanted = |e: &&Arc<Event>| {
+            e.table.oid == oid
+                && role.is_none_or(|f| e.filter_row().is_some_and(|row| f.matches(row)))
+                && filter.matches(e)
+        };
         match from {
             ResumePoint::After(after) => {
                 if *after < st.floor {
@@ -254,16 +281,27 @@ impl EventSource for HubSource {
         let (tx, rx) = mpsc::channel(hub.queue);
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
+        let (columns_key, role_filter) = match req.access.load().tables.get(&oid) {
+            Some(a) => (a.columns_key.clone(), a.row_filter.clone()),
+            None => {
+                return Err(SubscribeError::Unavailable(format!(
+                    "table {} is not available to this role",
+                    req.table.gql_name
+                )))
+            }
+        };
         // Replay and registration happen under one lock, so no event falls between them.
         let replay = {
             let mut st = hub.lock();
             let replay = match &req.after {
                 None => vec![],
-                Some(from) => Hub::replay(&st, from, oid, &req.filter)?,
+                Some(from) => Hub::replay(&st, from, oid, &req.filter, role_filter.as_ref())?,
             };
             st.by_table.entry(oid).or_default().push(Subscriber {
                 id,
                 table: req.table.clone(),
+                access: req.access.clone(),
+                columns_key,
                 filter: req.filter,
                 tx,
                 connection: req.connection,

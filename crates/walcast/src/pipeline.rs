@@ -12,7 +12,7 @@ use walcast_wal::{
     ensure_publication, Lsn, PgOutput, ReplicationClient, ReplicationEvent, ReplicationStream,
 };
 
-use crate::app::{App, SchemaSet};
+use crate::app::App;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -81,8 +81,7 @@ async fn session(
             );
         }
     }
-    app.schemas
-        .store(Arc::new(SchemaSet::build(catalog.clone(), app.cfg.mutations)));
+    app.set_catalog(catalog.clone());
 
     let url = app.cfg.replication_url()?;
     let mut repl = ReplicationClient::connect(url)
@@ -195,8 +194,7 @@ async fn handle(
                 Step::CatalogStale { schema, table } => {
                     tracing::info!(%schema, %table, "table changed shape: reloading the schema");
                     let catalog = load_catalog(app).await?;
-                    app.schemas
-                        .store(Arc::new(SchemaSet::build(catalog.clone(), app.cfg.mutations)));
+                    app.set_catalog(catalog.clone());
                     app.metrics.schema_reloads.fetch_add(1, Relaxed);
                     decoder.set_catalog(catalog);
                     match decoder.feed(PgOutput::Relation(rel)).context("decoding")? {

@@ -8,8 +8,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 use walcast_model::Catalog;
 
-use crate::app::App;
-use crate::auth::Authenticator;
+use crate::app::{App, AppParts};
+use crate::permissions::Permissions;
+use crate::auth::{AuthConfig, Authenticator};
 use crate::config::ServeArgs;
 use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
@@ -38,6 +39,26 @@ pub async fn termination() {
     }
 }
 
+/// SIGHUP re-reads tokens, permissions and the catalog, without dropping connections.
+fn spawn_reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            app.reload_auth();
+            match app.pool.get().await {
+                Ok(client) => match Catalog::load(&client, &app.cfg.selection()).await {
+                    Ok(catalog) => app.set_catalog(Arc::new(catalog)),
+                    Err(e) => tracing::error!(error = %e, "catalog not reloaded"),
+                },
+                Err(e) => tracing::error!(error = %e, "catalog not reloaded"),
+            }
+        }
+    });
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     serve_until(args, termination(), |_| {}).await
 }
@@ -62,22 +83,29 @@ pub async fn serve_until(
                 .context("loading the catalog")?,
         )
     };
-    let auth = Authenticator::load(args.tokens_file.as_deref())?;
+    let auth = Authenticator::from_config(&AuthConfig {
+        tokens_file: args.tokens_file.clone(),
+        jwt_secret: args.jwt_secret.clone(),
+        jwt_public_key: args.jwt_public_key.clone(),
+    })?;
+    let permissions = Permissions::load(args.permissions_file.as_deref())?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(args.client_queue, args.retention, metrics.clone());
     let source = Arc::new(HubSource(hub.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listen = args.listen;
-    let app = Arc::new(App::new(
-        args,
+    let app = Arc::new(App::new(AppParts {
+        cfg: args,
         catalog,
         hub,
         source,
         pool,
         auth,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ));
+        permissions,
+        metrics: metrics.clone(),
+        shutdown: shutdown_rx.clone(),
+    }));
+    spawn_reload_on_sighup(app.clone());
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

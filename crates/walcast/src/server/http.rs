@@ -25,7 +25,7 @@ pub async fn post(
 ) -> warp::reply::Response {
     let who = match (app.cfg.auth, authorization.as_deref().and_then(bearer)) {
         (AuthMode::Public, _) => Identity::public(),
-        (_, Some(token)) => match app.auth.verify(&token) {
+        (_, Some(token)) => match app.auth.load().verify(&token) {
             Ok(who) => who,
             Err(e) => {
                 return json_reply(
@@ -68,8 +68,10 @@ pub async fn post(
             )
         }
     };
-    let schema = app.schemas.load().for_role(&who.role);
-    let ctx = app.context(&who, None);
+    let view = app.view(&who);
+    let schema = app.schemas.load().for_view(&view);
+    let access = Arc::new(arc_swap::ArcSwap::from_pointee(crate::app::access_of(&view)));
+    let ctx = app.context(access, None);
     match juniper::execute(
         &request.query,
         request.operation_name.as_deref(),

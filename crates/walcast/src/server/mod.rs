@@ -148,7 +148,7 @@ fn upgrade(
                 .get("access_token")
                 .cloned()
                 .or_else(|| authorization.as_deref().and_then(bearer));
-            match token.map(|t| app.auth.verify(&t)) {
+            match token.map(|t| app.auth.load().verify(&t)) {
                 Some(Ok(who)) => Some(who),
                 Some(Err(e)) => {
                     return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)

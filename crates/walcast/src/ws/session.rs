@@ -11,11 +11,12 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use warp::ws::{Message, WebSocket};
 
-use walcast_graphql::ConnectionHandle;
+use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 
 use super::operation;
 use super::protocol::{ClientMsg, Protocol, ServerMsg};
-use crate::app::App;
+use crate::app::{access_of, App};
+use crate::permissions::RoleView;
 use crate::auth::{token_from_init, AuthError, Identity};
 use crate::config::AuthMode;
 
@@ -45,6 +46,9 @@ struct Session {
     protocol: Protocol,
     id: u64,
     identity: Option<Identity>,
+    /// What the identity may see; recomputed when permissions or the catalog change.
+    view: Option<Arc<RoleView>>,
+    access: SharedAccess,
     acked: bool,
     ops: HashMap<String, JoinHandle<()>>,
     out: mpsc::Sender<Out>,
@@ -86,6 +90,8 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
         app: app.clone(),
         protocol,
         identity,
+        view: None,
+        access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         acked: false,
         ops: HashMap::new(),
         out: out_tx,
@@ -96,6 +102,10 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
     tokio::pin!(auth_deadline);
     let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
     let mut shutdown = app.shutdown.clone();
+    let mut generation = app.generation.subscribe();
+    if s.identity.is_some() {
+        s.refresh_view();
+    }
     let slow = s.slow.clone();
     let close: Option<(u16, String)> = loop {
         tokio::select! {
@@ -132,6 +142,18 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
             _ = keep_alive.tick(), if s.acked && protocol == Protocol::Legacy => {
                 let _ = s.out.send(Out::Msg(ServerMsg::KeepAlive)).await;
             }
+            _ = generation.changed() => {
+                if s.identity.is_some() {
+                    s.refresh_view();
+                }
+            }
+            _ = expiry(s.identity.as_ref().and_then(|i| i.expires_at)) => {
+                let errors = serde_json::json!([{"message": "access token expired"}]);
+                for id in s.ops.keys().cloned().collect::<Vec<_>>() {
+                    let _ = s.out.send(Out::Msg(ServerMsg::Error { id, errors: errors.clone() })).await;
+                }
+                break Some((close::FORBIDDEN, "access token expired".into()));
+            }
             _ = slow.notified() => {
                 app.metrics.slow_consumer_closes.fetch_add(1, Relaxed);
                 break Some((close::TOO_MANY, "slow consumer".into()));
@@ -155,7 +177,25 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
     app.metrics.connections.fetch_sub(1, Relaxed);
 }
 
+/// Resolves when a token expires; never without one.
+async fn expiry(at: Option<std::time::SystemTime>) {
+    match at {
+        Some(at) => {
+            let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(left).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
+    fn refresh_view(&mut self) {
+        let who = self.identity.clone().unwrap_or_else(Identity::public);
+        let view = self.app.view(&who);
+        self.access.store(Arc::new(access_of(&view)));
+        self.view = Some(Arc::new(view));
+    }
+
     async fn send(&self, msg: ServerMsg) {
         let _ = self.out.send(Out::Msg(msg)).await;
     }
@@ -200,14 +240,17 @@ impl Session {
                     self.send(ServerMsg::Error { id, errors }).await;
                     return None;
                 }
-                let who = self.identity.clone().unwrap_or_else(Identity::public);
-                let schema = self.app.schemas.load().for_role(&who.role);
+                let view = match &self.view {
+                    Some(v) => v.clone(),
+                    None => Arc::new(RoleView::nothing()),
+                };
+                let schema = self.app.schemas.load().for_view(&view);
                 let slow = self.slow.clone();
                 let handle = ConnectionHandle {
                     id: self.id,
                     on_overflow: Arc::new(move || slow.notify_one()),
                 };
-                let ctx = self.app.context(&who, Some(handle));
+                let ctx = self.app.context(self.access.clone(), Some(handle));
                 let task = tokio::spawn(operation::run(
                     schema,
                     ctx,
@@ -247,16 +290,22 @@ impl Session {
             };
         }
         match self.app.cfg.auth {
-            AuthMode::Public => self.identity = Some(Identity::public()),
+            AuthMode::Public => {
+                self.identity = Some(Identity::public());
+                self.refresh_view();
+            }
             // Authenticated at the upgrade already.
             AuthMode::Strict => {}
             AuthMode::Handshake => {
                 let verified = match token_from_init(payload.as_ref()) {
-                    Some(token) => self.app.auth.verify(&token),
+                    Some(token) => self.app.auth.load().verify(&token),
                     None => Err(AuthError::Missing),
                 };
                 match verified {
-                    Ok(who) => self.identity = Some(who),
+                    Ok(who) => {
+                        self.identity = Some(who);
+                        self.refresh_view();
+                    }
                     Err(e) => {
                         let reason = format!("Forbidden: {e}");
                         return match self.protocol {
