@@ -172,15 +172,13 @@ impl RelationBatch {
     /// The filter's result for event number `event` with the answers recorded so far; a
     /// condition without an answer stays unknown.
     pub fn evaluate(&self, event: usize, ev: &Event, filter: &EventFilter) -> Truth {
-        filter.evaluate_with(ev, &mut |node| {
-            match self
-                .condition_of(&ev.table, node)
-                .and_then(|c| self.answers.get(&(c, event)))
-            {
-                Some(true) => Truth::True,
-                Some(false) => Truth::False,
-                None => Truth::Unknown,
-            }
+        filter.evaluate_with(ev, &mut |node| match self
+            .condition_of(&ev.table, node)
+            .and_then(|c| self.answers.get(&(c, event)))
+        {
+            Some(true) => Truth::True,
+            Some(false) => Truth::False,
+            None => Truth::Unknown,
         })
     }
 

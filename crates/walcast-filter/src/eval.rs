@@ -24,16 +24,20 @@ impl Truth {
         }
     }
 
-    pub fn not(self) -> Truth {
+    pub fn is_true(self) -> bool {
+        self == Truth::True
+    }
+}
+
+impl std::ops::Not for Truth {
+    type Output = Truth;
+
+    fn not(self) -> Truth {
         match self {
             Truth::True => Truth::False,
             Truth::False => Truth::True,
             Truth::Unknown => Truth::Unknown,
         }
-    }
-
-    pub fn is_true(self) -> bool {
-        self == Truth::True
     }
 }
 
@@ -92,7 +96,7 @@ impl RowEval<'_, '_> {
         match f {
             RowFilter::All(v) => all(v.iter().map(|f| self.eval(f))),
             RowFilter::Any(v) => any(v.iter().map(|f| self.eval(f))),
-            RowFilter::None(v) => any(v.iter().map(|f| self.eval(f))).not(),
+            RowFilter::None(v) => !any(v.iter().map(|f| self.eval(f))),
             RowFilter::IsNull { column, negated } => match col(*column) {
                 Datum::Unavailable => Truth::Unknown,
                 d => Truth::from_bool(matches!(d, Datum::Null) != *negated),
@@ -122,14 +126,12 @@ impl RowEval<'_, '_> {
                     return Truth::Unknown;
                 };
                 // SQL's `x IN (a, NULL)` is unknown, not false, when x is not a.
-                let found = any(values
-                    .iter()
-                    .map(|x| match self.compare(*column, v, x) {
-                        Some(o) => Truth::from_bool(o.is_eq()),
-                        None => Truth::Unknown,
-                    }));
+                let found = any(values.iter().map(|x| match self.compare(*column, v, x) {
+                    Some(o) => Truth::from_bool(o.is_eq()),
+                    None => Truth::Unknown,
+                }));
                 if *negated {
-                    found.not()
+                    !found
                 } else {
                     found
                 }
@@ -198,7 +200,7 @@ fn eval_event(f: &EventFilter, ev: &Event, resolve: &mut Resolver<'_>) -> Truth 
     match f {
         EventFilter::All(v) => all(v.iter().map(|f| eval_event(f, ev, resolve))),
         EventFilter::Any(v) => any(v.iter().map(|f| eval_event(f, ev, resolve))),
-        EventFilter::None(v) => any(v.iter().map(|f| eval_event(f, ev, resolve))).not(),
+        EventFilter::None(v) => !any(v.iter().map(|f| eval_event(f, ev, resolve))),
         EventFilter::OpIn(ops) => Truth::from_bool(ops.contains(&ev.op)),
         EventFilter::Node(rf) => match ev.filter_row() {
             Some(row) => rf.evaluate_with(Some(&ev.table), row, resolve),

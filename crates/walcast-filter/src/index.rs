@@ -80,7 +80,10 @@ fn required_in_row<'f>(f: &'f RowFilter, out: &mut Vec<Required<'f>>) {
         } => {
             // A NULL in the list never equals anything: only the other values can match.
             let mut keys = Vec::with_capacity(values.len());
-            for v in values.iter().filter(|v| !matches!(v, walcast_model::Datum::Null)) {
+            for v in values
+                .iter()
+                .filter(|v| !matches!(v, walcast_model::Datum::Null))
+            {
                 match key(v) {
                     Some(k) if !keys.contains(&k) => keys.push(k),
                     Some(_) => {}
@@ -93,11 +96,7 @@ fn required_in_row<'f>(f: &'f RowFilter, out: &mut Vec<Required<'f>>) {
     }
 }
 
-fn walk_conjunction<'f>(
-    f: &'f EventFilter,
-    ops: &mut [bool; 4],
-    required: &mut Vec<Required<'f>>,
-) {
+fn walk_conjunction<'f>(f: &'f EventFilter, ops: &mut [bool; 4], required: &mut Vec<Required<'f>>) {
     match f {
         EventFilter::All(items) => items
             .iter()
@@ -156,7 +155,7 @@ fn plan(f: &EventFilter) -> (Plan, Option<&RowFilter>) {
 /// The top-level conjuncts left to check once `mutation_in` holds (for every kind the entry is
 /// filed under) and the row has been checked against `eq`: `None` when nothing is left.
 fn residual(f: &EventFilter, eq: Option<&RowFilter>) -> Option<EventFilter> {
-    fn rows<'f>(rf: &'f RowFilter, eq: Option<&RowFilter>, out: &mut Vec<RowFilter>) {
+    fn rows(rf: &RowFilter, eq: Option<&RowFilter>, out: &mut Vec<RowFilter>) {
         match rf {
             RowFilter::All(items) => items.iter().for_each(|i| rows(i, eq, out)),
             other if eq.is_some_and(|e| std::ptr::eq(e, other)) => {}
@@ -204,6 +203,10 @@ fn unknown(_: &RowFilter) -> Truth {
 impl Entry {
     /// The full filter's result, from the parts left to check.
     fn evaluate(&self, ev: &Event) -> Truth {
+        // Without a row (truncate) node conditions behave differently: use the whole filter.
+        if ev.filter_row().is_none() {
+            return self.filter.evaluate(ev);
+        }
         let first = match &self.eq {
             Some(cmp) => match ev.filter_row() {
                 Some(row) => cmp.evaluate_with(Some(&ev.table), row, &mut unknown),

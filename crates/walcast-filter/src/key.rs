@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn canonical_forms() {
-        assert_eq!(key(&Datum::Numeric("1.50".into())), key(&Datum::Numeric("1.5".into())));
+        assert_eq!(
+            key(&Datum::Numeric("1.50".into())),
+            key(&Datum::Numeric("1.5".into()))
+        );
         assert_eq!(key(&Datum::Numeric("-0.0".into())), key(&Datum::Int(0)));
         assert_eq!(key(&Datum::Float(-0.0)), key(&Datum::Float(0.0)));
         assert_eq!(key(&Datum::Float(f64::NAN)), key(&Datum::Float(-f64::NAN)));

@@ -100,7 +100,7 @@ fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Filter
 }
 
 /// `AND`/`OR`/`NOT` take a list, or (as GraphQL input coercion allows) a single object.
-fn list<'a>(v: &'a Value) -> Vec<&'a Value> {
+fn list(v: &Value) -> Vec<&Value> {
     match v {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],

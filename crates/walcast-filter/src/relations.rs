@@ -99,12 +99,8 @@ pub fn relations(catalog: &Catalog, table: &Table) -> Vec<Relation> {
         let name = claim(wanted, column_field.is_some(), &mut taken);
         out.push(Relation {
             // A clash moved the name off the column: it is then an ordinary relation field.
-            column_field: column_field.filter(|i| {
-                table
-                    .columns
-                    .get(*i)
-                    .is_some_and(|c| c.gql_name == name)
-            }),
+            column_field: column_field
+                .filter(|i| table.columns.get(*i).is_some_and(|c| c.gql_name == name)),
             name,
             kind: RelationKind::ManyToOne,
             target_oid: target.oid,

@@ -300,10 +300,7 @@ impl<'t> SqlBuilder<'t> {
     }
 
     fn join(&mut self, table: &Table, alias: &str, items: &[RowFilter], sep: &str) -> String {
-        let parts: Vec<String> = items
-            .iter()
-            .map(|f| self.render(table, alias, f))
-            .collect();
+        let parts: Vec<String> = items.iter().map(|f| self.render(table, alias, f)).collect();
         format!("({})", parts.join(sep))
     }
 }

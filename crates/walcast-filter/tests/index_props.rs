@@ -8,8 +8,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use walcast_filter::relations::{Relation, RelationKind};
 use walcast_filter::{
-    CmpOp, EventFilter, FieldsMatch, Quantifier, RelationRef, RowFilter, SubscriptionIndex,
-    TextOp, Truth,
+    CmpOp, EventFilter, FieldsMatch, Quantifier, RelationRef, RowFilter, SubscriptionIndex, TextOp,
+    Truth,
 };
 use walcast_model::{Datum, Event, Kind, Op, Row, Table};
 
@@ -36,8 +36,15 @@ fn value(column: usize) -> BoxedStrategy<Datum> {
             (-1i64..2).prop_map(Datum::Int),
             prop_oneof![Just(0.0), Just(-0.0), Just(1.0), Just(1.5), Just(f64::NAN)]
                 .prop_map(Datum::Float),
-            prop_oneof![Just("1"), Just("1.0"), Just("1.50"), Just("-0"), Just("NaN"), Just("1e0")]
-                .prop_map(|s| Datum::Numeric(s.into())),
+            prop_oneof![
+                Just("1"),
+                Just("1.0"),
+                Just("1.50"),
+                Just("-0"),
+                Just("NaN"),
+                Just("1e0")
+            ]
+            .prop_map(|s| Datum::Numeric(s.into())),
         ]
         .boxed(),
         2 => prop_oneof![Just(""), Just("a"), Just("b"), Just("ab"), Just("ba")]
@@ -226,6 +233,11 @@ proptest! {
                     .filter(|&k| filters[k].evaluate_with(ev, &mut resolve(mode)).is_true())
                     .collect();
                 prop_assert_eq!(&via_index, &scan, "mode {} event {:?}", mode, ev);
+            }
+            let mut outcomes = Vec::new();
+            index.for_each_outcome(ev, |k, f, t| outcomes.push((*k, t, f.evaluate(ev))));
+            for (k, fast, full) in outcomes {
+                prop_assert_eq!(fast, full, "subscription {} {:?}", k, filters[k]);
             }
             let mut matched = BTreeSet::new();
             index.for_each_match(ev, |k| { matched.insert(*k); });

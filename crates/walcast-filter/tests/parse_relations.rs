@@ -4,8 +4,8 @@ mod common;
 
 use serde_json::json;
 use walcast_filter::{
-    parse_subscription_where_in, parse_where, parse_where_in, relation_sql, relations,
-    FilterError, Quantifier, RelationBatch, RelationKind, RowFilter, Truth,
+    parse_subscription_where_in, parse_where, parse_where_in, relation_sql, relations, FilterError,
+    Quantifier, RelationBatch, RelationKind, RowFilter, Truth,
 };
 use walcast_model::{Catalog, Datum, Kind, Op};
 
@@ -87,7 +87,13 @@ fn relation_conditions_parse_with_the_catalog() {
         panic!("{f:?}")
     };
     assert_eq!(*kind, Quantifier::Single);
-    assert!(matches!(**filter, RowFilter::Relation { kind: Quantifier::Some, .. }));
+    assert!(matches!(
+        **filter,
+        RowFilter::Relation {
+            kind: Quantifier::Some,
+            ..
+        }
+    ));
 
     // Without the catalog a relation key is an unknown field.
     let err = parse_where(posts, &json!({"author": {"name": "A"}})).unwrap_err();
@@ -119,15 +125,22 @@ fn relation_conditions_parse_with_the_catalog() {
     let err = parse_where_in(&c, users, &json!({"posts_some": {"nope": 1}})).unwrap_err();
     assert!(err.to_string().contains("where.posts_some.nope"), "{err}");
     let err = parse_where_in(&c, users, &json!({"posts_some": 5})).unwrap_err();
-    assert!(err.to_string().contains("expected an input object"), "{err}");
+    assert!(
+        err.to_string().contains("expected an input object"),
+        "{err}"
+    );
 }
 
 #[test]
 fn relation_sql_is_parameterised() {
     let c = common::blog();
     let posts = c.table_by_gql("posts").expect("posts");
-    let f = parse_where_in(&c, posts, &json!({"author": {"name": "x'); DROP TABLE users; --"}}))
-        .expect("parses");
+    let f = parse_where_in(
+        &c,
+        posts,
+        &json!({"author": {"name": "x'); DROP TABLE users; --"}}),
+    )
+    .expect("parses");
     let row_a = vec![Datum::Int(1), Datum::Int(7), Datum::Text("t".into())];
     let row_b = vec![Datum::Int(2), Datum::Unavailable, Datum::Text("t".into())];
     let q = relation_sql(posts, &f, &[&row_a, &row_b]);
@@ -135,7 +148,11 @@ fn relation_sql_is_parameterised() {
     assert_eq!(q.judged, vec![0]);
     assert_eq!(q.params[0].as_deref(), Some(r#"[[0,"7"]]"#));
     assert_eq!(q.params[1].as_deref(), Some("x'); DROP TABLE users; --"));
-    assert!(q.sql.contains(r#"FROM "public"."users" AS c_1"#), "{}", q.sql);
+    assert!(
+        q.sql.contains(r#"FROM "public"."users" AS c_1"#),
+        "{}",
+        q.sql
+    );
 }
 
 #[test]
@@ -145,11 +162,25 @@ fn batch_answers_by_condition() {
     let shared = json!({"node": {"author": {"name": "A"}}});
     let f1 = std::sync::Arc::new(parse_subscription_where_in(&c, &posts, &shared).expect("f1"));
     let f2 = std::sync::Arc::new(
-        parse_subscription_where_in(&c, &posts, &json!({"node": {"author": {"name": "A"}, "title": "x"}}))
-            .expect("f2"),
+        parse_subscription_where_in(
+            &c,
+            &posts,
+            &json!({"node": {"author": {"name": "A"}, "title": "x"}}),
+        )
+        .expect("f2"),
     );
-    let e0 = common::event(&posts, Op::Create, Some(vec![Datum::Int(1), Datum::Int(7), Datum::Text("x".into())]), None);
-    let e1 = common::event(&posts, Op::Delete, None, Some(vec![Datum::Int(2), Datum::Int(8), Datum::Text("y".into())]));
+    let e0 = common::event(
+        &posts,
+        Op::Create,
+        Some(vec![Datum::Int(1), Datum::Int(7), Datum::Text("x".into())]),
+        None,
+    );
+    let e1 = common::event(
+        &posts,
+        Op::Delete,
+        None,
+        Some(vec![Datum::Int(2), Datum::Int(8), Datum::Text("y".into())]),
+    );
     let mut batch = RelationBatch::new();
     for (i, ev) in [&e0, &e1].into_iter().enumerate() {
         for f in [&f1, &f2] {
@@ -161,7 +192,10 @@ fn batch_answers_by_condition() {
     // f2 is false for e1 in memory (title), so it was not added; the shared condition is one query.
     let queries = batch.queries();
     assert_eq!(queries.len(), 1);
-    assert_eq!(queries[0].params[0].as_deref(), Some(r#"[[0,"7"],[1,"8"]]"#));
+    assert_eq!(
+        queries[0].params[0].as_deref(),
+        Some(r#"[[0,"7"],[1,"8"]]"#)
+    );
     // Pretend the database said: only event 1's author is named A.
     batch.answer(&queries[0], [1]);
     assert!(!batch.matches(0, &e0, &f1));
@@ -205,7 +239,9 @@ fn validation_errors_name_the_field_and_value() {
     }
     // SQL-looking text is a plain value.
     let f = parse_where(&t, &json!({"title": "1; DROP TABLE x"})).expect("text");
-    assert!(matches!(f, RowFilter::Cmp { value: Datum::Text(ref s), .. } if s == "1; DROP TABLE x"));
+    assert!(
+        matches!(f, RowFilter::Cmp { value: Datum::Text(ref s), .. } if s == "1; DROP TABLE x")
+    );
     // Nesting is bounded.
     let mut deep = json!({"id": 1});
     for _ in 0..40 {

@@ -121,14 +121,33 @@ const COLS: &[Col] = &[
     Col {
         name: "num",
         sql: "numeric",
-        stored: &["0", "1.50", "-2", "NaN", "Infinity", "-Infinity", "0.001", "12345678901234567890.5"],
+        stored: &[
+            "0",
+            "1.50",
+            "-2",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "0.001",
+            "12345678901234567890.5",
+        ],
         ordered: true,
         text: false,
     },
     Col {
         name: "f8",
         sql: "float8",
-        stored: &["0", "-0", "1.5", "NaN", "Infinity", "-Infinity", "0.1", "1e300", "-2"],
+        stored: &[
+            "0",
+            "-0",
+            "1.5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "0.1",
+            "1e300",
+            "-2",
+        ],
         ordered: true,
         text: false,
     },
@@ -163,7 +182,13 @@ const COLS: &[Col] = &[
     Col {
         name: "d",
         sql: "date",
-        stored: &["2024-01-01", "2024-01-02", "infinity", "-infinity", "0044-03-15 BC"],
+        stored: &[
+            "2024-01-01",
+            "2024-01-02",
+            "infinity",
+            "-infinity",
+            "0044-03-15 BC",
+        ],
         ordered: true,
         text: false,
     },
@@ -191,10 +216,43 @@ const COLS: &[Col] = &[
 fn literals(col: usize) -> Vec<Value> {
     match COLS[col].name {
         "i4" => vec![json!(-2), json!(0), json!(1), json!("2"), json!(3)],
-        "i8" => vec![json!("9007199254740993"), json!(9007199254740992i64), json!(0), json!(-1), json!("1")],
-        "num" => vec![json!(1.5), json!("1.50"), json!("NaN"), json!("Infinity"), json!("-2"), json!("1e-3"), json!(0), json!("-Infinity")],
-        "f8" => vec![json!(0), json!(-0.0), json!(1.5), json!("NaN"), json!("Infinity"), json!("-Infinity"), json!(0.1), json!(1e300), json!(-2)],
-        "txt" => vec![json!(""), json!("a"), json!("b"), json!("ab"), json!("é"), json!("A"), json!("aab")],
+        "i8" => vec![
+            json!("9007199254740993"),
+            json!(9007199254740992i64),
+            json!(0),
+            json!(-1),
+            json!("1"),
+        ],
+        "num" => vec![
+            json!(1.5),
+            json!("1.50"),
+            json!("NaN"),
+            json!("Infinity"),
+            json!("-2"),
+            json!("1e-3"),
+            json!(0),
+            json!("-Infinity"),
+        ],
+        "f8" => vec![
+            json!(0),
+            json!(-0.0),
+            json!(1.5),
+            json!("NaN"),
+            json!("Infinity"),
+            json!("-Infinity"),
+            json!(0.1),
+            json!(1e300),
+            json!(-2),
+        ],
+        "txt" => vec![
+            json!(""),
+            json!("a"),
+            json!("b"),
+            json!("ab"),
+            json!("é"),
+            json!("A"),
+            json!("aab"),
+        ],
         "b" => vec![json!(true), json!(false)],
         "ts" => vec![
             json!("2024-01-01T00:00:00Z"),
@@ -204,7 +262,12 @@ fn literals(col: usize) -> Vec<Value> {
             json!("-infinity"),
             json!("0044-03-15 12:00:00+00 BC"),
         ],
-        "d" => vec![json!("2024-01-01"), json!("2024-01-02"), json!("infinity"), json!("0044-03-15 BC")],
+        "d" => vec![
+            json!("2024-01-01"),
+            json!("2024-01-02"),
+            json!("infinity"),
+            json!("0044-03-15 BC"),
+        ],
         "u" => vec![
             json!("00000000-0000-0000-0000-000000000001"),
             json!("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
@@ -290,7 +353,10 @@ fn memory_and_sql_agree_on_every_operator() {
     let rt = runtime();
     let client = rt.block_on(async {
         let client = connect(&cluster).await;
-        let cols: Vec<String> = COLS.iter().map(|c| format!("{} {}", c.name, c.sql)).collect();
+        let cols: Vec<String> = COLS
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.sql))
+            .collect();
         client
             .batch_execute(&format!(
                 "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); \
@@ -327,22 +393,23 @@ fn memory_and_sql_agree_on_every_operator() {
             "SELECT ({cond})::bool FROM public.t AS t WHERE t.id = ${}::text::int4",
             params.len()
         );
-        let (row, in_sql) = rt.block_on(async {
-            let mut p = vec![Some(id.to_string())];
-            p.extend(stored.iter().cloned());
-            client.execute(&insert, &refs(&p)).await.expect("insert");
-            let row = rows(&client, &table, "id")
-                .await
-                .into_iter()
-                .find(|r| r.first() == Some(&Datum::Int(i64::from(id))))
-                .expect("inserted row");
-            let got = client
-                .query_one(&sql, &refs(&params))
-                .await
-                .map_err(|e| format!("{sql}: {e}"))?;
-            Ok::<_, String>((row, truth(got.get::<_, Option<bool>>(0))))
-        })
-        .map_err(TestCaseError::fail)?;
+        let (row, in_sql) = rt
+            .block_on(async {
+                let mut p = vec![Some(id.to_string())];
+                p.extend(stored.iter().cloned());
+                client.execute(&insert, &refs(&p)).await.expect("insert");
+                let row = rows(&client, &table, "id")
+                    .await
+                    .into_iter()
+                    .find(|r| r.first() == Some(&Datum::Int(i64::from(id))))
+                    .expect("inserted row");
+                let got = client
+                    .query_one(&sql, &refs(&params))
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                Ok::<_, String>((row, truth(got.get::<_, Option<bool>>(0))))
+            })
+            .map_err(TestCaseError::fail)?;
         let in_memory = filter.evaluate_with(Some(&table), &row, &mut |_| Truth::Unknown);
         prop_assert_eq!(
             in_memory,
@@ -373,7 +440,6 @@ const BLOG: &str = "
         PRIMARY KEY (follower_id, followed_id));";
 
 struct Blog {
-    catalog: Catalog,
     tables: Vec<(Arc<Table>, Vec<Row>)>,
 }
 
@@ -441,8 +507,7 @@ fn post_rows() -> impl Strategy<Value = Vec<(Option<i32>, Option<&'static str>)>
 }
 
 fn follow_rows() -> impl Strategy<Value = Vec<(i32, i32)>> {
-    proptest::collection::btree_set((1..5i32, 1..5i32), 0..8)
-        .prop_map(|s| s.into_iter().collect())
+    proptest::collection::btree_set((1..5i32, 1..5i32), 0..8).prop_map(|s| s.into_iter().collect())
 }
 
 fn user_cond() -> impl Strategy<Value = Value> {
@@ -488,11 +553,15 @@ fn relation_filter() -> impl Strategy<Value = (bool, Value)> {
     let on_posts = prop_oneof![
         posts_leaf,
         users_leaf.prop_map(|v| json!({ "author": v })),
-        on_users.clone().prop_map(|v| json!({ "author": v, "title_not": "y" })),
+        on_users
+            .clone()
+            .prop_map(|v| json!({ "author": v, "title_not": "y" })),
         on_users
             .clone()
             .prop_map(|v| json!({ "OR": [{ "author": v }, { "title": "x" }] })),
-        on_users.clone().prop_map(|v| json!({ "NOT": [{ "author": v }] })),
+        on_users
+            .clone()
+            .prop_map(|v| json!({ "NOT": [{ "author": v }] })),
     ];
     prop_oneof![
         on_posts.prop_map(|v| (true, v)),
@@ -519,107 +588,113 @@ fn relation_conditions_agree_with_a_reference_evaluation() {
         ..Config::default()
     });
     let strategy = (user_rows(), post_rows(), follow_rows(), relation_filter());
-    let result = runner.run(&strategy, |(names, post_list, follows, (on_posts, input))| {
-        let blog = rt.block_on(async {
-            client
-                .batch_execute("TRUNCATE follows, posts, users")
-                .await
-                .expect("truncate");
-            for (i, name) in names.iter().enumerate() {
-                let p = [Some((i + 1).to_string()), name.map(str::to_owned)];
+    let result = runner.run(
+        &strategy,
+        |(names, post_list, follows, (on_posts, input))| {
+            let blog = rt.block_on(async {
                 client
-                    .execute("INSERT INTO users VALUES ($1::text::int4, $2)", &refs(&p))
+                    .batch_execute("TRUNCATE follows, posts, users")
                     .await
-                    .expect("user");
-            }
-            for (i, (author, title)) in post_list.iter().enumerate() {
-                let p = [
-                    Some((i + 1).to_string()),
-                    author.map(|a| a.to_string()),
-                    title.map(str::to_owned),
-                ];
-                client
-                    .execute(
-                        "INSERT INTO posts VALUES ($1::text::int4, $2::text::int4, $3)",
-                        &refs(&p),
-                    )
-                    .await
-                    .expect("post");
-            }
-            for (a, b) in &follows {
-                let p = [Some(a.to_string()), Some(b.to_string())];
-                client
-                    .execute(
-                        "INSERT INTO follows VALUES ($1::text::int4, $2::text::int4)",
-                        &refs(&p),
-                    )
-                    .await
-                    .expect("follow");
-            }
-            let mut tables = Vec::new();
-            for t in &catalog.tables {
-                let order = if t.name == "follows" { "1, 2" } else { "id" };
-                tables.push((t.clone(), rows(&client, t, order).await));
-            }
-            Blog {
-                catalog: Catalog::default(),
-                tables,
-            }
-        });
-        let _ = &blog.catalog;
-        let table = if on_posts { &posts } else { &users };
-        let filter = parse_where_in(&catalog, table, &input)
-            .map_err(|e| TestCaseError::fail(format!("{input}: {e}")))?;
-        let table_rows = blog.rows_of(table.oid).to_vec();
-        // A row that no longer exists (a delete's previous values) is judged the same way.
-        let mut candidates = table_rows.clone();
-        let gone: Row = if on_posts {
-            vec![Datum::Int(99), Datum::Int(1), Datum::Text("x".into())]
-        } else {
-            vec![Datum::Int(99), Datum::Text("alice".into())]
-        };
-        candidates.push(gone);
-        let expected: Vec<usize> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| blog.eval(table, &filter, r).is_true())
-            .map(|(i, _)| i)
-            .collect();
-        let refs_rows: Vec<&Row> = candidates.iter().collect();
-        let q = relation_sql(table, &filter, &refs_rows);
-        let mut got: Vec<usize> = rt
-            .block_on(client.query(&q.sql, &refs(&q.params)))
-            .map_err(|e| TestCaseError::fail(format!("{}: {e}", q.sql)))?
-            .iter()
-            .map(|r| r.get::<_, i64>(0) as usize)
-            .collect();
-        got.sort_unstable();
-        prop_assert_eq!(&got, &expected, "\nwhere: {}\nsql: {}\nparams: {:?}", input, q.sql, q.params);
+                    .expect("truncate");
+                for (i, name) in names.iter().enumerate() {
+                    let p = [Some((i + 1).to_string()), name.map(str::to_owned)];
+                    client
+                        .execute("INSERT INTO users VALUES ($1::text::int4, $2)", &refs(&p))
+                        .await
+                        .expect("user");
+                }
+                for (i, (author, title)) in post_list.iter().enumerate() {
+                    let p = [
+                        Some((i + 1).to_string()),
+                        author.map(|a| a.to_string()),
+                        title.map(str::to_owned),
+                    ];
+                    client
+                        .execute(
+                            "INSERT INTO posts VALUES ($1::text::int4, $2::text::int4, $3)",
+                            &refs(&p),
+                        )
+                        .await
+                        .expect("post");
+                }
+                for (a, b) in &follows {
+                    let p = [Some(a.to_string()), Some(b.to_string())];
+                    client
+                        .execute(
+                            "INSERT INTO follows VALUES ($1::text::int4, $2::text::int4)",
+                            &refs(&p),
+                        )
+                        .await
+                        .expect("follow");
+                }
+                let mut tables = Vec::new();
+                for t in &catalog.tables {
+                    let order = if t.name == "follows" { "1, 2" } else { "id" };
+                    tables.push((t.clone(), rows(&client, t, order).await));
+                }
+                Blog { tables }
+            });
+            let table = if on_posts { &posts } else { &users };
+            let filter = parse_where_in(&catalog, table, &input)
+                .map_err(|e| TestCaseError::fail(format!("{input}: {e}")))?;
+            let table_rows = blog.rows_of(table.oid).to_vec();
+            // A row that no longer exists (a delete's previous values) is judged the same way.
+            let mut candidates = table_rows.clone();
+            let gone: Row = if on_posts {
+                vec![Datum::Int(99), Datum::Int(1), Datum::Text("x".into())]
+            } else {
+                vec![Datum::Int(99), Datum::Text("alice".into())]
+            };
+            candidates.push(gone);
+            let expected: Vec<usize> = candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| blog.eval(table, &filter, r).is_true())
+                .map(|(i, _)| i)
+                .collect();
+            let refs_rows: Vec<&Row> = candidates.iter().collect();
+            let q = relation_sql(table, &filter, &refs_rows);
+            let mut got: Vec<usize> = rt
+                .block_on(client.query(&q.sql, &refs(&q.params)))
+                .map_err(|e| TestCaseError::fail(format!("{}: {e}", q.sql)))?
+                .iter()
+                .map(|r| r.get::<_, i64>(0) as usize)
+                .collect();
+            got.sort_unstable();
+            prop_assert_eq!(
+                &got,
+                &expected,
+                "\nwhere: {}\nsql: {}\nparams: {:?}",
+                input,
+                q.sql,
+                q.params
+            );
 
-        // The same filter as a plain WHERE on the table finds the same stored rows.
-        let mut b = SqlBuilder::new(table, "t");
-        let cond = b.filter(&filter);
-        let sql = format!(
-            "SELECT t.id FROM public.\"{}\" AS t WHERE {cond} ORDER BY t.id",
-            table.name
-        );
-        let ids: Vec<i32> = rt
-            .block_on(client.query(&sql, &refs(&b.params)))
-            .map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?
-            .iter()
-            .map(|r| r.get::<_, i32>(0))
-            .collect();
-        let stored: Vec<i32> = expected
-            .iter()
-            .filter(|&&i| i < table_rows.len())
-            .filter_map(|&i| match table_rows[i].first() {
-                Some(Datum::Int(id)) => Some(*id as i32),
-                _ => None,
-            })
-            .collect();
-        prop_assert_eq!(ids, stored, "\nwhere: {}\nsql: {}", input, sql);
-        Ok(())
-    });
+            // The same filter as a plain WHERE on the table finds the same stored rows.
+            let mut b = SqlBuilder::new(table, "t");
+            let cond = b.filter(&filter);
+            let sql = format!(
+                "SELECT t.id FROM public.\"{}\" AS t WHERE {cond} ORDER BY t.id",
+                table.name
+            );
+            let ids: Vec<i32> = rt
+                .block_on(client.query(&sql, &refs(&b.params)))
+                .map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect();
+            let stored: Vec<i32> = expected
+                .iter()
+                .filter(|&&i| i < table_rows.len())
+                .filter_map(|&i| match table_rows[i].first() {
+                    Some(Datum::Int(id)) => Some(*id as i32),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(ids, stored, "\nwhere: {}\nsql: {}", input, sql);
+            Ok(())
+        },
+    );
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -93,10 +93,11 @@ impl ReplicationStream {
                     let event = parse_copy_data(data)?;
                     if let ReplicationEvent::Keepalive {
                         reply_requested: true,
+                        wal_end,
                         ..
                     } = event
                     {
-                        if let Err(e) = self.send_status().await {
+                        if let Err(e) = self.send_reply(wal_end).await {
                             return Err(self.server_reason(e).await);
                         }
                     }
@@ -157,6 +158,27 @@ impl ReplicationStream {
         self.next_status = Instant::now() + self.status_interval;
         tracing::trace!(acknowledged = %self.acknowledged, "sent standby status update");
         Ok(())
+    }
+
+    /// Answers a keepalive that asks for a reply: everything up to `received` arrived (TCP keeps
+    /// order), but the flush position is left invalid so the slot does not move. A server that
+    /// shuts down waits until its walsenders' clients report the end of WAL as written (or as
+    /// flushed, when that is valid): a consumer that holds its confirmed position back — walcast
+    /// keeps its retention window in the slot — would otherwise block every fast shutdown.
+    async fn send_reply(&mut self, received: Lsn) -> Result<(), WalError> {
+        const CONTEXT: &str = "keepalive reply";
+        let mut payload = BytesMut::with_capacity(34);
+        payload.put_u8(b'r');
+        payload.put_u64(received.0.max(self.acknowledged.0));
+        payload.put_u64(0);
+        payload.put_u64(0);
+        payload.put_i64(pg_now());
+        payload.put_u8(0);
+        self.wire.queue(CONTEXT, |buf| {
+            frontend::CopyData::new(payload.freeze())?.write(buf);
+            Ok(())
+        })?;
+        self.wire.flush(CONTEXT).await
     }
 
     /// Reports the acknowledged position, ends the stream and the session.

@@ -103,7 +103,8 @@ async fn session(
         .context("starting replication")?;
     // Transactions committed before this position are the retention window being re-read:
     // history for `after:`, not news. Ready (and so serving) once the stream has caught up.
-    let live_from = live_from.max(*handled);
+    // After a reconnect everything past what was handled is news, whenever it committed.
+    let live_from = if handled.0 == 0 { live_from } else { *handled };
     tracing::info!(system = %system.system_id, timeline = system.timeline, %confirmed, %live_from, "replication started");
     *started = true;
     let mark_ready = |app: &App| {

@@ -80,7 +80,9 @@ pub fn blog() -> Catalog {
             ("title", Kind::Text),
         ],
     );
-    posts.foreign_keys.push(fk("posts_author_id_fkey", &[1], 1, &[1]));
+    posts
+        .foreign_keys
+        .push(fk("posts_author_id_fkey", &[1], 1, &[1]));
     let mut follows = table(
         3,
         "follows",
@@ -96,9 +98,15 @@ pub fn blog() -> Catalog {
     let mut comments = table(
         4,
         "comments",
-        &[("id", Kind::Int4), ("post", Kind::Int4), ("body", Kind::Text)],
+        &[
+            ("id", Kind::Int4),
+            ("post", Kind::Int4),
+            ("body", Kind::Text),
+        ],
     );
-    comments.foreign_keys.push(fk("comments_post_fkey", &[1], 2, &[1]));
+    comments
+        .foreign_keys
+        .push(fk("comments_post_fkey", &[1], 2, &[1]));
     match Catalog::new(vec![users, posts, follows, comments]) {
         Ok(c) => c,
         Err(e) => panic!("catalog: {e}"),

@@ -1,0 +1,575 @@
+//! The load generator: many graphql-transport-ws connections, each with some subscriptions,
+//! counting `next` messages and, when a payload carries `sent_at` (microseconds since the Unix
+//! epoch, as a number or a numeric string), the latency from that time to its arrival.
+//!
+//! It works against any graphql-transport-ws server: nothing in it knows walcast.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::stats::Histogram;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The placeholder in a query replaced by the subscription's number (modulo `--modulo`).
+pub const INDEX_PLACEHOLDER: &str = "{{i}}";
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// `ws://host:port/path`.
+    pub url: String,
+    /// A subscription document; [`INDEX_PLACEHOLDER`] is replaced per subscription.
+    pub query: String,
+    /// The placeholder takes `index % modulo` when set, else the plain index (0-based, global).
+    pub modulo: Option<u64>,
+    pub connections: usize,
+    pub subscriptions_per_connection: usize,
+    /// Sent as `access_token` in the `connection_init` payload.
+    pub token: Option<String>,
+    /// Handshakes in flight at once.
+    pub connect_concurrency: usize,
+    /// Group latencies by `sent_at` value, to tell when the last subscriber got each row.
+    pub track_rows: bool,
+    /// Connect and initialise only; subscribe when [`Load::subscribe_all`] is called.
+    pub defer_subscribe: bool,
+}
+
+impl LoadSpec {
+    pub fn new(url: impl Into<String>, query: impl Into<String>) -> LoadSpec {
+        LoadSpec {
+            url: url.into(),
+            query: query.into(),
+            modulo: None,
+            connections: 1,
+            subscriptions_per_connection: 1,
+            token: None,
+            connect_concurrency: 64,
+            track_rows: false,
+            defer_subscribe: false,
+        }
+    }
+
+    pub fn total_subscriptions(&self) -> u64 {
+        (self.connections * self.subscriptions_per_connection) as u64
+    }
+
+    /// The document of subscription number `global` (0-based over all connections).
+    pub fn query_for(&self, global: u64) -> String {
+        let n = match self.modulo {
+            Some(m) if m > 0 => global % m,
+            _ => global,
+        };
+        self.query.replace(INDEX_PLACEHOLDER, &n.to_string())
+    }
+}
+
+/// Counters shared by every connection task.
+struct Shared {
+    received: AtomicU64,
+    /// When `received` reaches this, `reached_at` is set and `reached` notified.
+    target: AtomicU64,
+    reached_at: Mutex<Option<Instant>>,
+    reached: Notify,
+}
+
+impl Shared {
+    fn count(&self, n: u64) {
+        let now = self.received.fetch_add(n, Relaxed) + n;
+        let target = self.target.load(Relaxed);
+        if target > 0 && now >= target && now - n < target {
+            if let Ok(mut at) = self.reached_at.lock() {
+                at.get_or_insert_with(Instant::now);
+            }
+            self.reached.notify_waiters();
+        }
+    }
+}
+
+/// Per row (identified by its `sent_at`): deliveries and the latency of the last one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowStat {
+    pub deliveries: u64,
+    pub last_latency_us: u64,
+}
+
+#[derive(Default)]
+struct ConnOutcome {
+    latency: Histogram,
+    rows: HashMap<i64, RowStat>,
+    received: u64,
+    errors: Vec<String>,
+    close: Option<String>,
+}
+
+/// What a run of the load generator saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub connections: usize,
+    pub subscriptions: u64,
+    pub received: u64,
+    /// Latency of every `next` whose payload carried `sent_at`, in microseconds.
+    pub latency: Histogram,
+    /// With `track_rows`: per row, the latency to the last subscriber that received it.
+    pub last_subscriber: Histogram,
+    pub rows: HashMap<i64, RowStat>,
+    /// GraphQL `error` messages and other failures, with how often each occurred.
+    pub errors: BTreeMap<String, u64>,
+    /// Connections the server closed, by close code and reason.
+    pub closes: BTreeMap<String, u64>,
+    pub connect_errors: BTreeMap<String, u64>,
+}
+
+impl LoadReport {
+    /// A short human summary for the `load` command and logs.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "connections {}  subscriptions {}  received {}",
+            self.connections, self.subscriptions, self.received
+        );
+        if self.latency.count() > 0 {
+            out.push_str(&format!(
+                "\nlatency ms: p50 {}  p95 {}  p99 {}  max {}  (n = {})",
+                crate::stats::ms(self.latency.quantile(0.5)),
+                crate::stats::ms(self.latency.quantile(0.95)),
+                crate::stats::ms(self.latency.quantile(0.99)),
+                crate::stats::ms(self.latency.max()),
+                self.latency.count()
+            ));
+        }
+        if self.last_subscriber.count() > 0 {
+            out.push_str(&format!(
+                "\nlatency to the last subscriber per row ms: p50 {}  p99 {}  max {}  (rows = {})",
+                crate::stats::ms(self.last_subscriber.quantile(0.5)),
+                crate::stats::ms(self.last_subscriber.quantile(0.99)),
+                crate::stats::ms(self.last_subscriber.max()),
+                self.last_subscriber.count()
+            ));
+        }
+        for (label, map) in [
+            ("connect error", &self.connect_errors),
+            ("error", &self.errors),
+            ("closed", &self.closes),
+        ] {
+            for (what, n) in map {
+                out.push_str(&format!("\n{label} x{n}: {what}"));
+            }
+        }
+        out
+    }
+}
+
+/// A running load: connections open, subscriptions live.
+pub struct Load {
+    spec: Arc<LoadSpec>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    go: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<ConnOutcome>>,
+    connect_errors: BTreeMap<String, u64>,
+}
+
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Load {
+    /// Opens every connection (`connect_concurrency` handshakes at a time), waits for each
+    /// `connection_ack`, and sends the subscriptions unless deferred. Connections that fail are
+    /// counted in [`Load::connect_errors`]; the others run.
+    pub async fn start(spec: LoadSpec) -> Load {
+        let spec = Arc::new(spec);
+        let shared = Arc::new(Shared {
+            received: AtomicU64::new(0),
+            target: AtomicU64::new(0),
+            reached_at: Mutex::new(None),
+            reached: Notify::new(),
+        });
+        let (stop, _) = watch::channel(false);
+        let (go, _) = watch::channel(false);
+        let mut load = Load {
+            spec: spec.clone(),
+            shared,
+            stop,
+            go,
+            tasks: Vec::with_capacity(spec.connections),
+            connect_errors: BTreeMap::new(),
+        };
+        let opened: Vec<(usize, anyhow::Result<Ws>)> = futures::stream::iter(0..spec.connections)
+            .map(|i| {
+                let spec = spec.clone();
+                async move { (i, open(&spec).await) }
+            })
+            .buffer_unordered(spec.connect_concurrency.max(1))
+            .collect()
+            .await;
+        for (index, result) in opened {
+            match result {
+                Ok(ws) => {
+                    let task = tokio::spawn(run_connection(
+                        ws,
+                        spec.clone(),
+                        index,
+                        load.shared.clone(),
+                        load.stop.subscribe(),
+                        load.go.subscribe(),
+                    ));
+                    load.tasks.push(task);
+                }
+                Err(e) => *load.connect_errors.entry(format!("{e:#}")).or_default() += 1,
+            }
+        }
+        load
+    }
+
+    pub fn connected(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn connect_errors(&self) -> &BTreeMap<String, u64> {
+        &self.connect_errors
+    }
+
+    /// Subscriptions of the connections that are open.
+    pub fn subscriptions(&self) -> u64 {
+        (self.tasks.len() * self.spec.subscriptions_per_connection) as u64
+    }
+
+    /// Sends the subscriptions of a load started with `defer_subscribe`.
+    pub fn subscribe_all(&self) {
+        let _ = self.go.send(true);
+    }
+
+    /// `next` messages received so far.
+    pub fn received(&self) -> u64 {
+        self.shared.received.load(Relaxed)
+    }
+
+    /// Notes the instant `target` messages have been received in all, for [`Load::wait_for`].
+    pub fn arm(&self, target: u64) {
+        self.shared.target.store(target, Relaxed);
+    }
+
+    /// Waits until `target` messages were received in all; gives up after `idle` without any
+    /// progress. Returns when the target was reached (`None` when it was not).
+    pub async fn wait_for(&self, target: u64, idle: Duration) -> Option<Instant> {
+        self.shared.target.store(target, Relaxed);
+        let mut last = self.received();
+        let mut last_progress = Instant::now();
+        loop {
+            let notified = self.shared.reached.notified();
+            if self.received() >= target {
+                let at = self.shared.reached_at.lock().ok().and_then(|a| *a);
+                return Some(at.unwrap_or_else(Instant::now));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            let now = self.received();
+            if now != last {
+                last = now;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() >= idle {
+                return None;
+            }
+        }
+    }
+
+    /// Forgets a reached target, for the next [`Load::wait_for`].
+    pub fn reset_target(&self) {
+        self.shared.target.store(0, Relaxed);
+        if let Ok(mut at) = self.shared.reached_at.lock() {
+            *at = None;
+        }
+    }
+
+    /// Closes every connection and gathers what they saw.
+    pub async fn finish(self) -> LoadReport {
+        let _ = self.stop.send(true);
+        let mut report = LoadReport {
+            connections: self.tasks.len(),
+            subscriptions: self.subscriptions(),
+            connect_errors: self.connect_errors,
+            ..LoadReport::default()
+        };
+        for task in self.tasks {
+            let outcome = match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    *report.errors.entry(format!("connection task: {e}")).or_default() += 1;
+                    continue;
+                }
+                Err(_) => {
+                    *report
+                        .errors
+                        .entry("connection did not close within 10 s".into())
+                        .or_default() += 1;
+                    continue;
+                }
+            };
+            report.received += outcome.received;
+            report.latency.merge(&outcome.latency);
+            for (row, stat) in outcome.rows {
+                let entry = report.rows.entry(row).or_default();
+                entry.deliveries += stat.deliveries;
+                entry.last_latency_us = entry.last_latency_us.max(stat.last_latency_us);
+            }
+            for e in outcome.errors {
+                *report.errors.entry(e).or_default() += 1;
+            }
+            if let Some(c) = outcome.close {
+                *report.closes.entry(c).or_default() += 1;
+            }
+        }
+        for stat in report.rows.values() {
+            report.last_subscriber.record(stat.last_latency_us);
+        }
+        report
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+}
+
+fn message_type(text: &str) -> Option<String> {
+    serde_json::from_str::<Envelope>(text)
+        .ok()
+        .map(|e| e.ty.into_owned())
+}
+
+/// Connects, sends `connection_init`, waits for `connection_ack`.
+async fn open(spec: &LoadSpec) -> anyhow::Result<Ws> {
+    let mut request = spec
+        .url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("bad WebSocket URL {:?}", spec.url))?;
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let (mut ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
+        .await
+        .map_err(|_| anyhow!("WebSocket handshake timed out"))?
+        .context("WebSocket handshake")?;
+    let payload = match &spec.token {
+        Some(token) => serde_json::json!({ "access_token": token }),
+        None => serde_json::json!({}),
+    };
+    let init = serde_json::json!({ "type": "connection_init", "payload": payload });
+    ws.send(Message::text(init.to_string()))
+        .await
+        .context("sending connection_init")?;
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| anyhow!("no connection_ack within {HANDSHAKE_TIMEOUT:?}"))?;
+        match frame {
+            Some(Ok(Message::Text(text))) => match message_type(&text).as_deref() {
+                Some("connection_ack") => return Ok(ws),
+                Some("ping") => {
+                    ws.send(Message::text(r#"{"type":"pong"}"#)).await?;
+                }
+                _ => bail!("unexpected message before connection_ack: {}", abbreviate(&text)),
+            },
+            Some(Ok(Message::Close(frame))) => bail!("closed before connection_ack: {}", describe_close(frame)),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e).context("waiting for connection_ack"),
+            None => bail!("closed before connection_ack"),
+        }
+    }
+}
+
+fn describe_close(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+    match frame {
+        Some(f) => format!("{} {}", u16::from(f.code), f.reason),
+        None => "no close frame".into(),
+    }
+}
+
+fn abbreviate(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+async fn send_subscriptions(
+    sink: &mut SplitSink<Ws, Message>,
+    spec: &LoadSpec,
+    index: usize,
+) -> anyhow::Result<()> {
+    let per = spec.subscriptions_per_connection;
+    for k in 0..per {
+        let global = (index * per + k) as u64;
+        let msg = serde_json::json!({
+            "id": (k + 1).to_string(),
+            "type": "subscribe",
+            "payload": { "query": spec.query_for(global) },
+        });
+        sink.feed(Message::text(msg.to_string())).await?;
+    }
+    sink.flush().await?;
+    Ok(())
+}
+
+/// The value of the first `"sent_at":` in a payload: an integer, possibly in quotes.
+pub fn find_sent_at(text: &str) -> Option<i64> {
+    const KEY: &str = "\"sent_at\":";
+    let at = text.find(KEY)? + KEY.len();
+    let rest = text[at..].trim_start();
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+async fn run_connection(
+    ws: Ws,
+    spec: Arc<LoadSpec>,
+    index: usize,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    mut go: watch::Receiver<bool>,
+) -> ConnOutcome {
+    let (mut sink, mut stream): (SplitSink<Ws, Message>, SplitStream<Ws>) = ws.split();
+    let mut out = ConnOutcome::default();
+    let mut subscribed = false;
+    if !spec.defer_subscribe {
+        if let Err(e) = send_subscriptions(&mut sink, &spec, index).await {
+            out.errors.push(format!("subscribing: {e}"));
+            return out;
+        }
+        subscribed = true;
+    }
+    loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let now = now_micros();
+                    match message_type(&text).as_deref() {
+                        Some("next") => {
+                            out.received += 1;
+                            shared.count(1);
+                            if let Some(sent) = find_sent_at(&text) {
+                                let latency = now.saturating_sub(sent).max(0) as u64;
+                                out.latency.record(latency);
+                                if spec.track_rows {
+                                    let row = out.rows.entry(sent).or_default();
+                                    row.deliveries += 1;
+                                    row.last_latency_us = row.last_latency_us.max(latency);
+                                }
+                            }
+                        }
+                        Some("ping") => {
+                            if sink.send(Message::text(r#"{"type":"pong"}"#)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some("error") => out.errors.push(format!("GraphQL error: {}", abbreviate(&text))),
+                        Some("complete") => out.errors.push("server completed a subscription".into()),
+                        Some(_) => {}
+                        None => out.errors.push(format!("not a graphql-transport-ws message: {}", abbreviate(&text))),
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    if !*stop.borrow() {
+                        out.close = Some(describe_close(frame));
+                    }
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if !*stop.borrow() {
+                        out.close = Some(format!("connection error: {e}"));
+                    }
+                    break;
+                }
+                None => {
+                    if !*stop.borrow() {
+                        out.close = Some("connection closed without a close frame".into());
+                    }
+                    break;
+                }
+            },
+            changed = go.changed(), if !subscribed => {
+                if changed.is_err() {
+                    break;
+                }
+                subscribed = true;
+                if let Err(e) = send_subscriptions(&mut sink, &spec, index).await {
+                    out.errors.push(format!("subscribing: {e}"));
+                    break;
+                }
+            }
+            _ = stop.changed() => {
+                let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sent_at() {
+        assert_eq!(
+            find_sent_at(r#"{"data":{"x":{"data":{"id":"1","sent_at":"1700000000123456"}}}}"#),
+            Some(1_700_000_000_123_456)
+        );
+        assert_eq!(find_sent_at(r#"{"sent_at": 42}"#), Some(42));
+        assert_eq!(find_sent_at(r#"{"sent_at":null}"#), None);
+        assert_eq!(find_sent_at(r#"{"other":1}"#), None);
+    }
+
+    #[test]
+    fn placeholder() {
+        let mut spec = LoadSpec::new("ws://x", "subscription { t(where: {bucket: {{i}}}) { id } }");
+        spec.modulo = Some(100);
+        assert_eq!(
+            spec.query_for(250),
+            "subscription { t(where: {bucket: 50}) { id } }"
+        );
+        spec.modulo = None;
+        assert!(spec.query_for(250).contains("bucket: 250"));
+    }
+
+    #[test]
+    fn message_types() {
+        assert_eq!(message_type(r#"{"id":"1","type":"next","payload":{"data":{}}}"#).as_deref(), Some("next"));
+        assert_eq!(message_type("nope"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! walcast-bench: benchmarks of walcast against the Postgres walsender, and a
+//! graphql-transport-ws load generator usable against any server.
+//!
+//! The binary's scenarios (`ingest`, `latency`, `fanout`, `matching`) are described in
+//! `docs/benchmarks.md`; the load generator is [`client::Load`].
+
+pub mod bench;
+pub mod client;
+pub mod db;
+pub mod http;
+pub mod proxy;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod walcast;

@@ -1,0 +1,336 @@
+//! `walcast-bench`: see `docs/benchmarks.md`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use walcast_bench::bench::{default_walcast_bin, raise_nofile_limit, Bench};
+use walcast_bench::client::{Load, LoadSpec};
+use walcast_bench::db::CLUSTER_SETTINGS;
+use walcast_bench::report;
+use walcast_bench::scenarios::{fanout, ingest, latency, matching};
+
+#[derive(Parser)]
+#[command(
+    name = "walcast-bench",
+    about = "Benchmarks walcast against the Postgres walsender (pg_recvlogical): ingest, latency, fan-out, matching.",
+    long_about = "Benchmarks walcast against the Postgres walsender (pg_recvlogical).\n\n\
+Starts a throw-away Postgres (or uses DATABASE_URL) and the release walcast binary, runs the \
+scenarios and prints a markdown report; --write FILE updates that file's sections. `load` is a \
+graphql-transport-ws load generator for any server."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every scenario.
+    All(RunArgs),
+    /// Ingest ceiling: walcast vs pg_recvlogical on the same backlog.
+    Ingest(RunArgs),
+    /// Commit-to-client latency at steady write rates, with S subscribers.
+    Latency(RunArgs),
+    /// Memory per connection and subscription, and latency to the last of many subscribers.
+    Fanout(RunArgs),
+    /// The in-process matching bench of walcast-filter.
+    Matching(RunArgs),
+    /// Load generator against any graphql-transport-ws server.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Small sizes (the whole run in about two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Rows of the ingest scenario [default: 200000; quick: 20000].
+    #[arg(long)]
+    rows: Option<u64>,
+    /// Rows per transaction in the ingest scenario.
+    #[arg(long, default_value_t = 1000)]
+    rows_per_tx: u64,
+    /// Runs of each ingest variant (the median is reported) [default: 3; quick: 1].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Write rates of the latency scenario, rows/s [default: 1000,10000; quick: 1000].
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<u64>,
+    /// Subscriber counts of the latency scenario [default: 1,100,1000; quick: 1,100].
+    #[arg(long, value_delimiter = ',')]
+    subscribers: Vec<usize>,
+    /// Seconds of writing per latency cell [default: 10; quick: 3].
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Connections of the fan-out scenario [default: 10000; quick: 1000].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Subscriptions per connection in the fan-out scenario.
+    #[arg(long, default_value_t = 10)]
+    subscriptions_per_connection: usize,
+    /// Rows (one per second) of the fan-out scenario [default: 10; quick: 3].
+    #[arg(long)]
+    fanout_rows: Option<u64>,
+    /// Update this markdown file (e.g. docs/benchmarks.md) with the results.
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Use this database instead of a throw-away cluster (needs wal_level=logical and REPLICATION).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The walcast binary [default: next to this one, else target/release/walcast].
+    #[arg(long)]
+    walcast_bin: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// WebSocket URL of the GraphQL endpoint.
+    #[arg(long)]
+    url: String,
+    /// Subscription document; `{{i}}` is replaced by the subscription number (see --modulo).
+    #[arg(long)]
+    query: String,
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, default_value_t = 1)]
+    subscriptions_per_connection: usize,
+    /// Access token, sent as `access_token` in the connection_init payload.
+    #[arg(long)]
+    token: Option<String>,
+    /// `{{i}}` becomes the subscription number modulo this.
+    #[arg(long)]
+    modulo: Option<u64>,
+    /// Stop after this many seconds [default: until --expect is reached or Ctrl-C].
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Stop once this many `next` messages have arrived.
+    #[arg(long)]
+    expect: Option<u64>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Also report, per row (by its sent_at), the latency to its last subscriber.
+    #[arg(long)]
+    track_rows: bool,
+}
+
+/// Sizes, with the --quick defaults applied.
+struct Sizes {
+    ingest: ingest::IngestConfig,
+    latency: latency::LatencyConfig,
+    fanout: fanout::FanoutConfig,
+    label: String,
+}
+
+fn sizes(a: &RunArgs) -> Sizes {
+    let q = a.quick;
+    let pick = |given: &[u64], full: &[u64], quick: &[u64]| -> Vec<u64> {
+        if !given.is_empty() {
+            given.to_vec()
+        } else if q {
+            quick.to_vec()
+        } else {
+            full.to_vec()
+        }
+    };
+    let subscribers: Vec<usize> = if !a.subscribers.is_empty() {
+        a.subscribers.clone()
+    } else if q {
+        vec![1, 100]
+    } else {
+        vec![1, 100, 1000]
+    };
+    let ingest = ingest::IngestConfig {
+        rows: a.rows.unwrap_or(if q { 20_000 } else { 200_000 }),
+        rows_per_tx: a.rows_per_tx.max(1),
+        repeats: a.repeats.unwrap_or(if q { 1 } else { 3 }),
+    };
+    let latency = latency::LatencyConfig {
+        rates: pick(&a.rates, &[1000, 10_000], &[1000]),
+        subscribers,
+        duration: Duration::from_secs(a.duration.unwrap_or(if q { 3 } else { 10 })),
+    };
+    let fanout = fanout::FanoutConfig {
+        connections: a.connections.unwrap_or(if q { 1000 } else { 10_000 }),
+        subscriptions_per_connection: a.subscriptions_per_connection,
+        rows: a.fanout_rows.unwrap_or(if q { 3 } else { 10 }),
+    };
+    let label = format!(
+        "{}: ingest {} rows x {} run(s); latency {:?} rows/s x {:?} subscribers, {} s each; fan-out {} connections x {} subscriptions, {} rows",
+        if q { "--quick" } else { "full" },
+        ingest.rows,
+        ingest.repeats,
+        latency.rates,
+        latency.subscribers,
+        latency.duration.as_secs(),
+        fanout.connections,
+        fanout.subscriptions_per_connection,
+        fanout.rows
+    );
+    Sizes {
+        ingest,
+        latency,
+        fanout,
+        label,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    All,
+    Ingest,
+    Latency,
+    Fanout,
+    Matching,
+}
+
+async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
+    let nofile = raise_nofile_limit();
+    let sizes = sizes(&args);
+    let started = Instant::now();
+    let stamp = format!(
+        "Measured {} on walcast `{}` ({}).\n\n",
+        report::today(),
+        report::walcast_commit(),
+        if args.quick { "--quick sizes" } else { "full sizes" }
+    );
+    let mut parts: Vec<(&str, String)> = Vec::new();
+    let needs_server = which != Which::Matching;
+    if needs_server {
+        let bin = args.walcast_bin.clone().unwrap_or_else(default_walcast_bin);
+        let own_cluster = args.database_url.is_none();
+        eprintln!("walcast-bench: {} (walcast: {})", sizes.label, bin.display());
+        let mut bench = Bench::new(args.database_url.clone(), bin, args.quick)
+            .await
+            .context("setting up")?;
+        parts.push((
+            "machine",
+            report::machine(
+                &bench.db.server_version,
+                own_cluster,
+                &sizes.label,
+                CLUSTER_SETTINGS,
+            ),
+        ));
+        if matches!(which, Which::All | Which::Ingest) {
+            let r = ingest::run(&mut bench, &sizes.ingest).await;
+            parts.push(("ingest", format!("{stamp}{}", r.markdown())));
+        }
+        if matches!(which, Which::All | Which::Latency) {
+            let r = latency::run(&mut bench, &sizes.latency).await;
+            parts.push(("latency", format!("{stamp}{}", r.markdown())));
+        }
+        if matches!(which, Which::All | Which::Fanout) {
+            let r = fanout::run(&mut bench, &sizes.fanout, nofile).await;
+            parts.push(("fanout", format!("{stamp}{}", r.markdown())));
+        }
+        if !own_cluster {
+            bench
+                .db
+                .cleanup(&[ingest::SLOT, latency::SLOT, fanout::SLOT])
+                .await?;
+        }
+    }
+    if matches!(which, Which::All | Which::Matching) {
+        let r = matching::run();
+        parts.push(("matching", format!("{stamp}{}", r.markdown())));
+    }
+    let doc = report::document(&parts);
+    println!("{doc}");
+    if let Some(path) = &args.write {
+        report::write(path, &parts)?;
+        eprintln!("walcast-bench: updated {}", path.display());
+    }
+    eprintln!(
+        "walcast-bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn run_load(a: LoadArgs) -> anyhow::Result<()> {
+    if a.connections == 0 || a.subscriptions_per_connection == 0 {
+        bail!("--connections and --subscriptions-per-connection must be at least 1");
+    }
+    raise_nofile_limit();
+    let mut spec = LoadSpec::new(a.url, a.query);
+    spec.connections = a.connections;
+    spec.subscriptions_per_connection = a.subscriptions_per_connection;
+    spec.token = a.token;
+    spec.modulo = a.modulo;
+    spec.connect_concurrency = a.connect_concurrency;
+    spec.track_rows = a.track_rows;
+    let t = Instant::now();
+    let load = Load::start(spec).await;
+    eprintln!(
+        "load: {} connection(s) open in {:.1} s, {} subscription(s)",
+        load.connected(),
+        t.elapsed().as_secs_f64(),
+        load.subscriptions()
+    );
+    for (e, n) in load.connect_errors() {
+        eprintln!("load: connection failed x{n}: {e}");
+    }
+    if load.connected() == 0 {
+        bail!("no connection opened");
+    }
+    let deadline = a.duration.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => break,
+        }
+        let now = load.received();
+        eprintln!("load: received {now} (+{}/s)", now - last);
+        last = now;
+        if a.expect.is_some_and(|e| now >= e) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    let report = load.finish().await;
+    println!("{}", report.summary());
+    if let Some(e) = a.expect {
+        if report.received < e {
+            bail!("received {} of the {e} expected", report.received);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walcast-bench: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Cmd::All(a) => run_scenarios(Which::All, a).await,
+            Cmd::Ingest(a) => run_scenarios(Which::Ingest, a).await,
+            Cmd::Latency(a) => run_scenarios(Which::Latency, a).await,
+            Cmd::Fanout(a) => run_scenarios(Which::Fanout, a).await,
+            Cmd::Matching(a) => run_scenarios(Which::Matching, a).await,
+            Cmd::Load(a) => run_load(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walcast-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

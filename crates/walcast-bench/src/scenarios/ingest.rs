@@ -1,0 +1,317 @@
+//! Ingest ceiling: N rows written first, then streamed, by pg_recvlogical and by walcast.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::bench::{Bench, QUERY_ALL};
+use crate::client::{Load, LoadSpec};
+use crate::db::{self, PUBLICATION};
+use crate::proxy::PausableProxy;
+use crate::stats::{rate, thousands};
+
+const RECV_SLOT: &str = "walcast_bench_recv";
+pub const SLOT: &str = "walcast_bench_ingest";
+const DECODED: &str = "walcast_events_decoded_total";
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub rows: u64,
+    pub rows_per_tx: u64,
+    /// Runs of each variant; the median is reported.
+    pub repeats: usize,
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub secs: f64,
+    /// Share of the WAL the walsender had decoded and sent before the clock started.
+    pub present: Option<f64>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestResult {
+    pub rows: u64,
+    pub rows_per_tx: u64,
+    pub recvlogical: Vec<Run>,
+    /// walcast started on the backlog (written while it was stopped).
+    pub cold: Vec<Run>,
+    /// walcast running, its replication stream paused while writing, no subscriber.
+    pub paused: Vec<Run>,
+    /// As `paused`, with one subscriber receiving every event over a WebSocket.
+    pub subscriber: Vec<Run>,
+    pub errors: Vec<String>,
+}
+
+fn median(runs: &[Run]) -> Option<&Run> {
+    let mut sorted: Vec<&Run> = runs.iter().collect();
+    sorted.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    sorted.get(sorted.len() / 2).copied()
+}
+
+impl IngestResult {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let n = self.rows as f64;
+        let base = median(&self.recvlogical).map(|r| n / r.secs);
+        out.push_str(&format!(
+            "{} rows of 4 small columns, {} per transaction, written before streaming starts; median of {} run(s).\n\n",
+            thousands(self.rows),
+            thousands(self.rows_per_tx),
+            self.recvlogical.len().max(self.cold.len())
+        ));
+        out.push_str("| reader | seconds | rows/s | vs pg_recvlogical | target | note |\n|---|---:|---:|---:|---:|---|\n");
+        let rows: [(&str, &[Run], Option<f64>); 4] = [
+            ("pg_recvlogical (pgoutput, -f /dev/null)", &self.recvlogical, None),
+            ("walcast, no subscriber, started on the backlog", &self.cold, Some(0.9)),
+            ("walcast, no subscriber, paused stream resumed", &self.paused, Some(0.9)),
+            ("walcast, 1 subscriber receiving every event", &self.subscriber, Some(0.6)),
+        ];
+        for (label, runs, target) in rows {
+            let Some(run) = median(runs) else {
+                continue;
+            };
+            let per_sec = n / run.secs;
+            let ratio = match (base, target) {
+                (Some(b), Some(_)) => format!("{:.2}x", per_sec / b),
+                _ => "1.00x".into(),
+            };
+            let target = match (base, target) {
+                (Some(b), Some(t)) => {
+                    let ok = per_sec / b >= t;
+                    format!("≥ {t}x {}", if ok { "met" } else { "**missed**" })
+                }
+                _ => String::new(),
+            };
+            let mut note = run.note.clone().unwrap_or_default();
+            if let Some(p) = run.present {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&format!("{:.1}% of the WAL sent before resuming", p * 100.0));
+            }
+            out.push_str(&format!(
+                "| {label} | {:.2} | {} | {ratio} | {target} | {note} |\n",
+                run.secs,
+                rate(per_sec)
+            ));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("\nError: {e}\n"));
+        }
+        out
+    }
+}
+
+pub async fn run(bench: &mut Bench, cfg: &IngestConfig) -> IngestResult {
+    let mut result = IngestResult {
+        rows: cfg.rows,
+        rows_per_tx: cfg.rows_per_tx,
+        ..Default::default()
+    };
+    for i in 0..cfg.repeats.max(1) {
+        eprintln!("ingest: run {} of {}", i + 1, cfg.repeats.max(1));
+        match recvlogical(bench, cfg).await {
+            Ok(r) => result.recvlogical.push(r),
+            Err(e) => result.errors.push(format!("pg_recvlogical: {e:#}")),
+        }
+        match cold(bench, cfg).await {
+            Ok(r) => result.cold.push(r),
+            Err(e) => result.errors.push(format!("walcast started on the backlog: {e:#}")),
+        }
+        match paused(bench, cfg, false).await {
+            Ok(r) => result.paused.push(r),
+            Err(e) => result.errors.push(format!("walcast, paused stream: {e:#}")),
+        }
+        match paused(bench, cfg, true).await {
+            Ok(r) => result.subscriber.push(r),
+            Err(e) => result.errors.push(format!("walcast with a subscriber: {e:#}")),
+        }
+    }
+    result
+}
+
+async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
+    let first = bench.db.next_id().await?;
+    let t = Instant::now();
+    bench.db.write_rows(first, cfg.rows, cfg.rows_per_tx).await?;
+    eprintln!(
+        "ingest: wrote {} rows in {:.2} s",
+        cfg.rows,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn recvlogical(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
+    let db = &bench.db;
+    db.drop_slot(RECV_SLOT).await?;
+    let bin = db.bin_dir.join("pg_recvlogical");
+    let status = Command::new(&bin)
+        .args(["-d", &db.url, "--slot", RECV_SLOT, "--create-slot", "-P", "pgoutput"])
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !status.success() {
+        bail!("pg_recvlogical --create-slot: {status}");
+    }
+    write(bench, cfg).await?;
+    let end = db.current_lsn().await?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-d", &db.url, "--slot", RECV_SLOT, "--start", "--no-loop"])
+        .arg(format!("--endpos={end}"))
+        .args(["-o", "proto_version=1"])
+        .arg("-o")
+        .arg(format!("publication_names={PUBLICATION}"));
+    if db.server_version_num >= 140000 {
+        // walcast asks for logical decoding messages too.
+        cmd.args(["-o", "messages=true"]);
+    }
+    cmd.args(["-f", "/dev/null"]).stdin(Stdio::null());
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || cmd.status())
+        .await?
+        .context("running pg_recvlogical --start")?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("pg_recvlogical --start: {status}");
+    }
+    db.drop_slot(RECV_SLOT).await?;
+    Ok(Run {
+        secs,
+        ..Default::default()
+    })
+}
+
+/// The slot is created by a first start; the rows are written while walcast is stopped; the
+/// clock runs from the second start until the decoded counter reaches N.
+async fn cold(bench: &mut Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
+    bench.db.drop_slot(SLOT).await?;
+    let opts = bench.walcast_options(SLOT);
+    let walcast = bench.start_walcast(&opts).await?;
+    walcast.stop().await?;
+    write(bench, cfg).await?;
+    let started = Instant::now();
+    let mut walcast = crate::walcast::Walcast::spawn(&opts)?;
+    // Nothing is served before the backlog is read: the first answer comes when it is.
+    let done = walcast
+        .wait_metric(
+            DECODED,
+            cfg.rows as f64,
+            Duration::from_millis(5),
+            Duration::from_secs(900),
+        )
+        .await?;
+    let secs = done.duration_since(started).as_secs_f64();
+    walcast.wait_ready(Duration::from_secs(60)).await?;
+    let decoded = walcast.metric(DECODED).await?;
+    walcast.stop().await?;
+    bench.db.drop_slot(SLOT).await?;
+    let note = (decoded as u64 != cfg.rows)
+        .then(|| format!("decoded {decoded}, expected {}", cfg.rows));
+    Ok(Run {
+        secs,
+        present: None,
+        note: Some(note.unwrap_or_else(|| "includes process start-up".into())),
+    })
+}
+
+/// walcast runs with its replication connection through a pausable proxy: paused while the
+/// rows are written, the clock runs from the resume until the events are decoded (or, with a
+/// subscriber, received).
+async fn paused(bench: &mut Bench, cfg: &IngestConfig, subscriber: bool) -> anyhow::Result<Run> {
+    bench.db.drop_slot(SLOT).await?;
+    let proxy = PausableProxy::start(bench.db.upstream).await?;
+    let mut opts = bench.walcast_options(SLOT);
+    opts.replication_url = Some(db::with_address(&bench.db.url, proxy.addr())?);
+    let walcast = bench.start_walcast(&opts).await?;
+    let load = if subscriber {
+        let mut spec = LoadSpec::new(walcast.ws_url(), QUERY_ALL);
+        spec.connections = 1;
+        let load = Load::start(spec).await;
+        if load.connected() != 1 {
+            bail!("subscriber did not connect: {:?}", load.connect_errors());
+        }
+        Bench::wait_subscriptions(&walcast, 1, Duration::from_secs(30)).await?;
+        Some(load)
+    } else {
+        None
+    };
+    let decoded0 = walcast.metric(DECODED).await?;
+    let closes0 = walcast.metric("walcast_slow_consumer_closes_total").await?;
+    let start_lsn = bench.db.current_lsn().await?;
+    proxy.pause();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write(bench, cfg).await?;
+    let end_lsn = bench.db.current_lsn().await?;
+    let sent = bench.db.sent_lsn(SLOT).await?;
+    let total = bench.db.lsn_diff(&end_lsn, &start_lsn).await?;
+    let present = match sent {
+        Some(sent) if total > 0.0 => {
+            Some((bench.db.lsn_diff(&sent, &start_lsn).await? / total).clamp(0.0, 1.0))
+        }
+        _ => None,
+    };
+    let target = decoded0 + cfg.rows as f64;
+    let (secs, note) = match &load {
+        Some(load) => {
+            let want = cfg.rows;
+            // The target is armed before the resume, so the instant it is reached is exact.
+            load.arm(want);
+            let waiting = load.wait_for(want, Duration::from_secs(30));
+            proxy.resume();
+            let started = Instant::now();
+            match waiting.await {
+                Some(at) => (at.duration_since(started).as_secs_f64(), None),
+                None => (
+                    started.elapsed().as_secs_f64(),
+                    Some(format!(
+                        "received {} of {want}",
+                        thousands(load.received())
+                    )),
+                ),
+            }
+        }
+        None => {
+            proxy.resume();
+            let started = Instant::now();
+            let done = walcast
+                .wait_metric(DECODED, target, Duration::from_millis(5), Duration::from_secs(900))
+                .await?;
+            (done.duration_since(started).as_secs_f64(), None)
+        }
+    };
+    let decoded = walcast.metric(DECODED).await? - decoded0;
+    let closes = walcast.metric("walcast_slow_consumer_closes_total").await? - closes0;
+    let mut notes: Vec<String> = note.into_iter().collect();
+    if let Some(load) = load {
+        let report = load.finish().await;
+        for (what, n) in report.closes.iter().chain(report.errors.iter()) {
+            notes.push(format!("{what} (x{n})"));
+        }
+        if report.received != cfg.rows {
+            notes.push(format!(
+                "subscriber received {} of {}",
+                thousands(report.received),
+                thousands(cfg.rows)
+            ));
+        }
+    }
+    if closes > 0.0 {
+        notes.push(format!("{closes} slow-consumer close(s)"));
+    }
+    if decoded as u64 != cfg.rows {
+        notes.push(format!("decoded {decoded}, expected {}", cfg.rows));
+    }
+    walcast.stop().await?;
+    drop(proxy);
+    bench.db.drop_slot(SLOT).await?;
+    Ok(Run {
+        secs,
+        present,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}

@@ -1,0 +1,6 @@
+//! The scenarios of the benchmark.
+
+pub mod fanout;
+pub mod ingest;
+pub mod latency;
+pub mod matching;

@@ -1,0 +1,532 @@
+//! Delivery guarantees under faults (API.md section 3), with real clients counting every event
+//! by a sequence number written in the row: the walsender killed mid-stream, Postgres restarted
+//! mid-stream, walcast killed with SIGKILL and clients resuming `after:` their last cursor, a
+//! client that stops reading, clients reconnecting in a loop, query-then-subscribe with writers
+//! in flight, an idle slot that must still advance, and a graceful shutdown.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+const DB: &str = "app";
+const TOKEN: &str = "delivery-token";
+const SEQ_QUERY: &str = "subscription($after: String) { seq_mutated(event: \"create\", after: $after) { key cursor data { n } } }";
+
+struct Setup {
+    walcast: Walcast,
+    pg: PgCluster,
+    _dir: TempDir,
+}
+
+fn setup(extra_env: &[(&str, &str)]) -> Setup {
+    let pg = pg();
+    pg.create_database(DB).expect("create database");
+    sql(
+        &pg,
+        DB,
+        "CREATE TABLE seq (n integer PRIMARY KEY, pad text);
+         CREATE TABLE other (id bigserial PRIMARY KEY, blob text);
+         ALTER TABLE other ALTER COLUMN blob SET STORAGE EXTERNAL;",
+    );
+    let url = pg.url(DB);
+    let dir = TempDir::new("delivery");
+    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
+    let tokens = tokens.to_str().expect("temp path is UTF-8");
+    let mut env = vec![
+        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
+        ("WALCAST_TOKENS_FILE", tokens),
+        ("WALCAST_TABLES", "seq"),
+    ];
+    env.extend_from_slice(extra_env);
+    let walcast = Walcast::start(&url, &env);
+    Setup {
+        walcast,
+        pg,
+        _dir: dir,
+    }
+}
+
+/// Writes `seq` rows `from..=to` in batches, retrying a batch until it commits: inserts are
+/// idempotent (`ON CONFLICT DO NOTHING`), so a batch that failed half-way is simply sent again.
+fn write_range(pg: &PgCluster, from: i32, to: i32, batch: i32, pause: Duration) {
+    let mut start = from;
+    while start <= to {
+        let end = (start + batch - 1).min(to);
+        let statement = format!(
+            "INSERT INTO seq (n) SELECT g FROM generate_series({start}, {end}) g ON CONFLICT DO NOTHING"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pg.psql(DB, &statement).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "could not write rows {start}..{end} for 60 s"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        start = end + 1;
+        thread::sleep(pause);
+    }
+}
+
+/// `n` is the primary key, so an `ID`: a string.
+fn num(v: &serde_json::Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+}
+
+/// A counting subscriber: keeps every `n` it received and the last cursor.
+struct Counter {
+    client: JsClient,
+    seen: Vec<i64>,
+    cursor: Option<String>,
+    cursors: Vec<String>,
+}
+
+impl Counter {
+    fn start(w: &Walcast, after: Option<&str>) -> Counter {
+        let url = w.ws_url();
+        let vars = json!({ "after": after }).to_string();
+        let client = JsClient::spawn(&[
+            "--protocol",
+            "transport",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--query",
+            SEQ_QUERY,
+            "--variables",
+            &vars,
+        ]);
+        Counter {
+            client,
+            seen: Vec::new(),
+            cursor: after.map(str::to_owned),
+            cursors: Vec::new(),
+        }
+    }
+
+    /// Reads events until `n` are held or nothing arrives for `quiet`.
+    fn read_until(&mut self, n: usize, quiet: Duration) {
+        while self.seen.len() < n {
+            let Some(line) = self.client.try_next_line(quiet) else {
+                return;
+            };
+            match line["kind"].as_str() {
+                Some("next") => {
+                    let m = &line["payload"]["data"]["seq_mutated"];
+                    assert!(line["payload"]["errors"].is_null(), "errors: {line}");
+                    let v = num(&m["data"]["n"]).unwrap_or_else(|| panic!("no n in {line}"));
+                    self.seen.push(v);
+                    self.cursor = m["cursor"].as_str().map(str::to_owned);
+                    self.cursors.extend(self.cursor.clone());
+                }
+                Some("closed") | Some("error") => {
+                    eprintln!("subscriber ended: {line}");
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every number from 1 to `n` exactly once, in order.
+    fn assert_exactly(&self, n: i64, what: &str) {
+        let dups = self.seen.len() - self.seen.iter().collect::<BTreeSet<_>>().len();
+        let missing: Vec<i64> = (1..=n)
+            .filter(|i| !self.seen.contains(i))
+            .take(10)
+            .collect();
+        assert_eq!(dups, 0, "{what}: {dups} duplicated events");
+        assert!(
+            missing.is_empty(),
+            "{what}: missing events, first: {missing:?} (got {})",
+            self.seen.len()
+        );
+        assert_eq!(self.seen.len() as i64, n, "{what}: event count");
+        assert!(
+            self.seen.windows(2).all(|w| w[0] < w[1]),
+            "{what}: events out of commit order"
+        );
+    }
+}
+
+#[test]
+fn walsender_killed_mid_stream_loses_and_repeats_nothing() {
+    let s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    let done = AtomicBool::new(false);
+    let kills = thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let mut kills = 0;
+            while !done.load(Ordering::Relaxed) && kills < 4 {
+                thread::sleep(Duration::from_millis(700));
+                let killed =
+                    s.pg.psql(
+                        DB,
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication",
+                    )
+                    .unwrap_or_default();
+                if killed.trim() != "0" && !killed.is_empty() {
+                    kills += 1;
+                }
+            }
+            kills
+        });
+        write_range(&s.pg, 1, 3000, 50, Duration::from_millis(20));
+        done.store(true, Ordering::Relaxed);
+        killer.join().expect("killer thread")
+    });
+    c.read_until(3000, Duration::from_secs(30));
+    c.assert_exactly(3000, "after killing the walsender");
+    assert!(kills >= 1, "the walsender was never terminated");
+    let reconnects = metric_sum(
+        &s.walcast.get("/metrics").1,
+        "walcast_replication_reconnects_total",
+    );
+    assert!(
+        reconnects.unwrap_or(0) >= 1,
+        "no replication reconnect was counted"
+    );
+}
+
+#[test]
+fn postgres_restart_mid_stream_loses_and_repeats_nothing() {
+    let mut s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 1, 500, 50, Duration::ZERO);
+    s.pg.restart().expect("restart Postgres");
+    write_range(&s.pg, 501, 1000, 50, Duration::ZERO);
+    c.read_until(1000, Duration::from_secs(40));
+    c.assert_exactly(1000, "across a Postgres restart");
+    let (status, _) = s.walcast.get("/readyz");
+    assert_eq!(status, 200, "ready again after the restart");
+    drop(c);
+    s.walcast.stop();
+}
+
+#[test]
+fn walcast_killed_clients_resume_after_their_cursor() {
+    let mut s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 1, 400, 40, Duration::ZERO);
+    c.read_until(400, Duration::from_secs(20));
+    // Some events are read, the process dies without a goodbye, writes go on while it is down.
+    s.walcast.kill();
+    write_range(&s.pg, 401, 800, 40, Duration::ZERO);
+    s.walcast.restart();
+    let cursor = c.cursor.clone().expect("a cursor was received");
+    let mut resumed = Counter::start(&s.walcast, Some(&cursor));
+    resumed.seen = c.seen.clone();
+    write_range(&s.pg, 801, 1000, 40, Duration::ZERO);
+    resumed.read_until(1000, Duration::from_secs(30));
+    resumed.assert_exactly(1000, "resuming after the last cursor across kill -9");
+}
+
+#[test]
+fn expired_cursor_is_an_error_not_a_gap() {
+    let s = setup(&[("WALCAST_RETENTION", "1s")]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 1, 5, 5, Duration::ZERO);
+    c.read_until(5, Duration::from_secs(10));
+    // Inside the first transaction: resuming there needs events no longer retained.
+    let old = c.cursors.first().cloned().expect("a cursor");
+    thread::sleep(Duration::from_millis(2500));
+    write_range(&s.pg, 6, 10, 5, Duration::ZERO);
+    c.read_until(10, Duration::from_secs(10));
+    let mut late = Counter::start(&s.walcast, Some(&old));
+    let (line, _) = late.client.wait_kind("error", EVENT_TIMEOUT);
+    assert!(line.to_string().contains("CURSOR_EXPIRED"), "{line}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_and_others_are_not_slowed() {
+    let s = setup(&[("WALCAST_CLIENT_QUEUE", "256")]);
+    let url = s.walcast.ws_url();
+    let mut stalled = RawWs::connect(&url, "graphql-transport-ws");
+    stalled.send_json(&json!({"type": "connection_init", "payload": {"access_token": TOKEN}}));
+    assert_eq!(stalled.recv_json(CONNECT_TIMEOUT)["type"], "connection_ack");
+    stalled.send_json(&json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { seq_mutated { key data { n pad } } }"}}));
+    let mut healthy = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(2, CONNECT_TIMEOUT);
+    // Large rows fill the socket buffers of the client that does not read. Transactions stay
+    // smaller than the queue, which takes a transaction whole.
+    for b in 0..100 {
+        let (from, to) = (b * 30 + 1, b * 30 + 30);
+        let statement = format!(
+            "INSERT INTO seq (n, pad) SELECT g, repeat('x', 8000) FROM generate_series({from}, {to}) g"
+        );
+        s.pg.psql(DB, &statement).expect("insert");
+        thread::sleep(Duration::from_millis(20));
+    }
+    healthy.read_until(3000, Duration::from_secs(30));
+    healthy.assert_exactly(3000, "the reading client");
+    // Now read what the stalled client was sent: some events, then the close.
+    let (code, reason, _frames) = stalled.expect_close(Duration::from_secs(30));
+    assert_eq!(code, 4429, "close code ({reason})");
+    assert!(reason.contains("slow consumer"), "{reason}");
+    let closes = metric_sum(
+        &s.walcast.get("/metrics").1,
+        "walcast_slow_consumer_closes_total",
+    );
+    assert_eq!(closes, Some(1));
+}
+
+#[test]
+fn reconnecting_clients_lose_nothing() {
+    let s = setup(&[]);
+    let total: i64 = 600;
+    let url = s.walcast.ws_url();
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..10u64)
+            .map(|i| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let mut seen: Vec<i64> = Vec::new();
+                    let mut cursor: Option<String> = None;
+                    let deadline = Instant::now() + Duration::from_secs(90);
+                    while (seen.len() as i64) < total && Instant::now() < deadline {
+                        let vars = json!({ "after": cursor }).to_string();
+                        let mut client = JsClient::spawn(&[
+                            "--protocol",
+                            "transport",
+                            "--url",
+                            &url,
+                            "--token",
+                            TOKEN,
+                            "--query",
+                            SEQ_QUERY,
+                            "--variables",
+                            &vars,
+                        ]);
+                        // The first connection stays until its first event; later ones live a
+                        // short, different while and are dropped mid-stream.
+                        let life = Instant::now() + Duration::from_millis(2000 + 300 * i);
+                        loop {
+                            if (seen.len() as i64) >= total
+                                || (cursor.is_some() && Instant::now() >= life)
+                            {
+                                break;
+                            }
+                            let Some(line) = client.try_next_line(Duration::from_millis(100))
+                            else {
+                                continue;
+                            };
+                            if line["kind"] == "next" {
+                                let m = &line["payload"]["data"]["seq_mutated"];
+                                seen.push(num(&m["data"]["n"]).unwrap_or(-1));
+                                cursor = m["cursor"].as_str().map(str::to_owned);
+                            }
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        // Every client is subscribed before the first row.
+        s.walcast
+            .wait_subscriptions_at_least(10, Duration::from_secs(60));
+        for b in 0..60 {
+            let (from, to) = (b * 10 + 1, b * 10 + 10);
+            s.pg.psql(
+                DB,
+                &format!("INSERT INTO seq (n) SELECT generate_series({from}, {to})"),
+            )
+            .expect("insert");
+            thread::sleep(Duration::from_millis(100));
+        }
+        for (i, c) in clients.into_iter().enumerate() {
+            let seen = c.join().expect("client thread");
+            let expected: Vec<i64> = (1..=total).collect();
+            assert_eq!(
+                seen, expected,
+                "client {i}: every event once, in order, across reconnects"
+            );
+        }
+    });
+}
+
+#[test]
+fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
+    let s = setup(&[]);
+    sql(&s.pg, DB, "ALTER TABLE seq REPLICA IDENTITY FULL");
+    for run in 0..10 {
+        let base = run * 100_000;
+        let pg = &s.pg;
+        thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+            .map(|w| {
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        let n = base + w * 1000 + i;
+                        let st = format!(
+                            "BEGIN; INSERT INTO seq (n, pad) VALUES ({n}, 'v0'); SELECT pg_sleep(0.002); UPDATE seq SET pad = 'v1' WHERE n = {n}; COMMIT;"
+                        );
+                        pg.psql(DB, &st).expect("writer transaction");
+                    }
+                })
+            })
+            .collect();
+            thread::sleep(Duration::from_millis(150));
+            // The snapshot and its cursor in one request, while writers run.
+            let (status, body) = s.walcast.graphql(
+                &format!("{{ seq(where: {{n_gte: {base}}}, first: 100000) {{ n pad }} _cursor }}"),
+                json!({}),
+                Some(TOKEN),
+            );
+            assert_eq!(status, 200, "{body}");
+            let cursor = body["data"]["_cursor"].as_str().expect("cursor").to_owned();
+            let mut table: std::collections::BTreeMap<i64, String> = body["data"]["seq"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .map(|r| {
+                    (
+                        num(&r["n"]).unwrap_or(-1),
+                        r["pad"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            let url = s.walcast.ws_url();
+            let q = "subscription($after: String) { seq_mutated(after: $after, where: {n_gte: %BASE%}) { event data { n pad } } }"
+            .replace("%BASE%", &base.to_string());
+            let vars = json!({ "after": cursor }).to_string();
+            let mut client = JsClient::spawn(&[
+                "--protocol",
+                "transport",
+                "--url",
+                &url,
+                "--token",
+                TOKEN,
+                "--query",
+                &q,
+                "--variables",
+                &vars,
+            ]);
+            for w in writers {
+                w.join().expect("writer");
+            }
+            let expected: std::collections::BTreeMap<i64, String> =
+                s.pg.psql(
+                    DB,
+                    &format!("SELECT n, pad FROM seq WHERE n >= {base} ORDER BY n"),
+                )
+                .expect("select")
+                .lines()
+                .filter_map(|l| {
+                    l.split_once('|')
+                        .map(|(n, p)| (n.parse().unwrap_or(-1), p.to_owned()))
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while table != expected && Instant::now() < deadline {
+                let Some(line) = client.try_next_line(Duration::from_millis(500)) else {
+                    continue;
+                };
+                if line["kind"] != "next" {
+                    continue;
+                }
+                let m = &line["payload"]["data"]["seq_mutated"];
+                let n = num(&m["data"]["n"]).unwrap_or(-1);
+                let pad = m["data"]["pad"].as_str().unwrap_or("").to_owned();
+                match m["event"].as_str() {
+                    Some("create") => {
+                        assert!(
+                            !table.contains_key(&n),
+                            "run {run}: row {n} both in the snapshot and created in the stream"
+                        );
+                        table.insert(n, pad);
+                    }
+                    Some("update") => {
+                        assert!(
+                            table.contains_key(&n),
+                            "run {run}: update of {n} before its create"
+                        );
+                        table.insert(n, pad);
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+            assert_eq!(table, expected, "run {run}: snapshot + stream = the table");
+            client.expect_no_message(Duration::from_millis(300));
+        });
+    }
+}
+
+#[test]
+fn an_idle_slot_still_advances_while_other_tables_write() {
+    let s = setup(&[]);
+    let lsn = |pg: &PgCluster| -> i64 {
+        pg.psql(DB, "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'walcast'")
+            .expect("slot")
+            .trim()
+            .parse()
+            .expect("an LSN")
+    };
+    let before = lsn(&s.pg);
+    // About 100 MB of WAL in a table walcast does not publish.
+    for _ in 0..10 {
+        sql(&s.pg, DB, "INSERT INTO other (blob) SELECT repeat(md5(g::text), 320) FROM generate_series(1, 1000) g");
+    }
+    let written: i64 =
+        s.pg.psql(DB, "SELECT pg_current_wal_lsn() - '0/0'")
+            .expect("lsn")
+            .trim()
+            .parse()
+            .expect("lsn");
+    assert!(
+        written - before > 50_000_000,
+        "wrote {} bytes of WAL",
+        written - before
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = lsn(&s.pg);
+        if now >= written - 1_000_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "confirmed_flush_lsn stuck {} bytes behind",
+            written - now
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn sigterm_completes_subscriptions_and_exits_zero() {
+    let mut s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 1, 10, 10, Duration::ZERO);
+    c.read_until(10, Duration::from_secs(10));
+    let started = Instant::now();
+    let status = s.walcast.stop().expect("was running");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (line, _) = c.client.wait_kind("closed", EVENT_TIMEOUT);
+    assert_eq!(line["code"], json!(1001), "{line}");
+    // The slot is confirmed past what was delivered: nothing is re-sent on the next start.
+    s.walcast.restart();
+    let mut again = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 11, 12, 2, Duration::ZERO);
+    again.read_until(2, Duration::from_secs(10));
+    assert_eq!(again.seen, vec![11, 12]);
+}
