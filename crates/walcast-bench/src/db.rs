@@ -36,6 +36,8 @@ pub struct Database {
     pub server_version_num: i32,
     client: Client,
     own_table: bool,
+    /// A throw-away cluster of this process: its backends are local processes.
+    pub own_cluster: bool,
     // Dropped last: stops the throw-away server.
     _cluster: Option<PgCluster>,
 }
@@ -95,11 +97,11 @@ async fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    tokio::net::lookup_host((host.as_str(), port))
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .with_context(|| format!("resolving {host}:{port}"))?
-        .next()
-        .ok_or_else(|| anyhow!("{host}:{port} resolves to nothing"))
+        .with_context(|| format!("resolving {host}:{port}"))?;
+    let first = addrs.next();
+    first.ok_or_else(|| anyhow!("{host}:{port} resolves to nothing"))
 }
 
 impl Database {
@@ -148,6 +150,7 @@ impl Database {
             server_version_num: row.get(1),
             client,
             own_table: false,
+            own_cluster: cluster.is_some(),
             _cluster: cluster,
         };
         db.setup().await?;
@@ -287,6 +290,18 @@ impl Database {
             .query_opt(
                 "SELECT r.sent_lsn::text FROM pg_stat_replication r \
                  JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// Process id of the walsender reading `slot`.
+    pub async fn walsender_pid(&self, slot: &str) -> anyhow::Result<Option<i32>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
                 &[&slot],
             )
             .await?;

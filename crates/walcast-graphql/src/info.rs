@@ -1,9 +1,10 @@
 //! The run-time type information juniper passes to every `meta` and `resolve` call: which
 //! tables and columns exist, with their GraphQL names computed once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use juniper::ArcStr;
+use walcast_filter::{Relation, RelationKind};
 use walcast_model::{Catalog, Table};
 
 use crate::scalars::ScalarType;
@@ -34,6 +35,27 @@ pub struct TableInfo {
     pub mutated_key: ArcStr,
     /// Which item mutations the view allows on this table.
     pub grants: Grants,
+    /// Relations to other tables of the same view; set once every table's info exists.
+    pub relations: OnceLock<Vec<RelationInfo>>,
+}
+
+/// A relation field: its catalog relation and the related table as this view sees it.
+#[derive(Debug)]
+pub struct RelationInfo {
+    pub relation: Relation,
+    pub target: Weak<TableInfo>,
+    /// The field's name on the row type (`_rel` appended when a column has the name).
+    pub name: ArcStr,
+}
+
+impl RelationInfo {
+    pub fn target(&self) -> Option<Arc<TableInfo>> {
+        self.target.upgrade()
+    }
+
+    pub fn is_to_one(&self) -> bool {
+        self.relation.kind == RelationKind::ManyToOne
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,11 +99,44 @@ impl TableInfo {
             grants,
             columns,
             table,
+            relations: OnceLock::new(),
         }
     }
 
     pub fn column(&self, gql_name: &str) -> Option<&ColumnInfo> {
         self.columns.iter().find(|c| &*c.name == gql_name)
+    }
+
+    pub fn relations(&self) -> &[RelationInfo] {
+        self.relations.get().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn relation(&self, name: &str) -> Option<&RelationInfo> {
+        self.relations().iter().find(|r| &*r.name == name)
+    }
+
+    /// Links every table of a view to the related tables the same view has: a relation whose
+    /// target or key columns the view hides does not exist for it.
+    pub fn link(catalog: &Catalog, tables: &[Arc<TableInfo>]) {
+        for t in tables {
+            let visible = |info: &TableInfo, cols: &[usize]| cols.iter().all(|c| info.columns.iter().any(|ci| ci.index == *c));
+            let rels = walcast_filter::relations(catalog, &t.table)
+                .into_iter()
+                .filter_map(|r| {
+                    let target = tables.iter().find(|x| x.table.oid == r.target_oid)?;
+                    if !visible(t, &r.local_columns) || !visible(target, &r.remote_columns) {
+                        return None;
+                    }
+                    let name: ArcStr = r.name.as_str().into();
+                    Some(RelationInfo {
+                        target: Arc::downgrade(target),
+                        name,
+                        relation: r,
+                    })
+                })
+                .collect();
+            let _ = t.relations.set(rels);
+        }
     }
 
     /// The single-column primary key, if the role can see it.

@@ -94,6 +94,16 @@ impl GraphQLType<S> for WhereInput {
                 }
             }
         }
+        for rel in info.relations() {
+            let Some(target) = rel.target() else { continue };
+            if rel.is_to_one() {
+                args.push(registry.arg::<Option<WhereInput>>(rel.name.clone(), &target));
+            } else {
+                for q in ["_some", "_every", "_none"] {
+                    args.push(registry.arg::<Option<WhereInput>>(format!("{}{q}", rel.name), &target));
+                }
+            }
+        }
         for combinator in ["AND", "OR", "NOT"] {
             args.push(registry.arg::<Option<Vec<WhereInput>>>(combinator, info));
         }

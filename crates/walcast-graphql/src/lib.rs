@@ -38,13 +38,14 @@ pub struct ViewTable {
 
 /// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`.
 pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) -> Schema {
-    let tables = view
+    let tables: Vec<Arc<TableInfo>> = view
         .iter()
         .map(|v| {
             let grants = if mutations { v.grants } else { Grants::default() };
             Arc::new(TableInfo::new(v.table.clone(), v.columns.as_deref(), grants))
         })
         .collect();
+    TableInfo::link(&catalog, &tables);
     let info = SchemaInfo {
         catalog,
         tables,

@@ -9,7 +9,7 @@ use juniper::{
     FieldError, GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, Registry,
     Value, ValuesStream, ID,
 };
-use walcast_filter::{parse_mutated, parse_subscription_where, parse_where, EventFilter};
+use walcast_filter::{parse_mutated_in, parse_subscription_where_in, parse_where_in, EventFilter};
 use walcast_model::{Event, ResumePoint};
 
 use crate::context::{Ctx, SubscriptionRequest};
@@ -109,7 +109,7 @@ impl GraphQLValueAsync<S> for QueryRoot {
             match kind {
                 RootField::Table => {
                     let user = match arg_json(args, "where") {
-                        Some(w) => parse_where(&t.table, &w)
+                        Some(w) => parse_where_in(&info.catalog, &t.table, &w)
                             .map_err(|e| FieldError::from(e.to_string()))?,
                         None => walcast_filter::RowFilter::always(),
                     };
@@ -216,6 +216,7 @@ enum Payload {
 }
 
 fn subscription_filter(
+    catalog: &walcast_model::Catalog,
     kind: RootField,
     t: &TableInfo,
     args: &Arguments<S>,
@@ -225,14 +226,14 @@ fn subscription_filter(
         RootField::Mutated => {
             let event = arg_string(args, "event")?;
             let filter =
-                parse_mutated(&t.table, event.as_deref(), arg_json(args, "where").as_ref())
+                parse_mutated_in(catalog, &t.table, event.as_deref(), arg_json(args, "where").as_ref())
                     .map_err(invalid)?;
             Ok((filter, Payload::Mutated))
         }
         RootField::Table => {
             let w = arg_json(args, "where").or_else(|| arg_json(args, "filter"));
             let filter =
-                parse_subscription_where(&t.table, w.as_ref().unwrap_or(&serde_json::Value::Null))
+                parse_subscription_where_in(catalog, &t.table, w.as_ref().unwrap_or(&serde_json::Value::Null))
                     .map_err(invalid)?;
             Ok((filter, Payload::Prisma))
         }
@@ -262,7 +263,7 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                 FieldError::from(format!("unknown field {field:?} on Subscription"))
             })?;
             let t: &'i Arc<TableInfo> = t;
-            let (filter, payload) = subscription_filter(kind, t, &args)?;
+            let (filter, payload) = subscription_filter(&info.catalog, kind, t, &args)?;
             let after = match arg_string(&args, "after")? {
                 None => None,
                 Some(c) => Some(ResumePoint::decode(&c).ok_or_else(|| {

@@ -10,20 +10,21 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use walcast_filter::EventFilter;
+use walcast_filter::{EventFilter, RelationBatch, SubscriptionIndex, Truth};
 use walcast_graphql::{
     ConnectionHandle, EventSource, EventStream, SharedAccess, SubscribeError, SubscriptionRequest,
 };
-use walcast_model::{Cursor, Event, ResumePoint, Transaction};
+use walcast_model::{Cursor, Event, ResumePoint, Table, Transaction};
 use walcast_wal::Lsn;
 
 use crate::metrics::Metrics;
 
 struct Subscriber {
     id: u64,
+    oid: u32,
     /// The table's shape the subscription's filter and fields were built for.
     table: Arc<walcast_model::Table>,
-    filter: EventFilter,
+    filter: Arc<EventFilter>,
     tx: mpsc::Sender<Arc<Event>>,
     connection: Option<ConnectionHandle>,
     /// The caller's access, checked per event: permissions reloads apply at once.
@@ -45,8 +46,16 @@ struct Retained {
 
 #[derive(Default)]
 struct State {
-    /// Live subscriptions by table oid.
-    by_table: HashMap<u32, Vec<Subscriber>>,
+    /// Live subscriptions by id.
+    subs: HashMap<u64, Subscriber>,
+    /// Subscriptions by table, event kind and the equalities their filters require, so an
+    /// event visits only those that may match.
+    index: SubscriptionIndex<u64>,
+    /// The table shape the index entries of each table were built for.
+    layouts: HashMap<u32, Arc<Table>>,
+    /// Subscriptions built for an older shape of their table (before an ALTER TABLE): matched
+    /// one by one on the event in their shape.
+    stale: HashMap<u32, Vec<u64>>,
     /// Transactions inside the retention window, oldest first.
     retained: VecDeque<Retained>,
     /// Resuming after a position before this one would skip transactions no longer retained.
@@ -101,56 +110,56 @@ impl Hub {
     /// Retains a committed transaction and, when `live`, hands it to every matching
     /// subscription in statement order. Transactions re-read from the WAL at start-up (the
     /// retention window) are retained without being delivered: they are history.
-    pub fn dispatch(&self, tx: &Transaction, live: bool) {
-        let mut st = self.lock();
-        let mut matched = 0u64;
+    ///
+    /// Conditions on related rows are answered by the database: one query per distinct
+    /// condition for the whole transaction, never one per subscriber.
+    pub async fn dispatch(&self, tx: &Transaction, live: bool, pool: &deadpool_postgres::Pool) {
+        let mut deliveries: Vec<(usize, u64)> = Vec::new();
+        let mut pending: Vec<(usize, u64)> = Vec::new();
+        let mut batch = RelationBatch::new();
         if live {
-            let mut dead: Vec<(u32, u64)> = Vec::new();
-            for ev in &tx.events {
-                let Some(subs) = st.by_table.get(&ev.table.oid) else { continue };
-                for sub in subs {
-                    // After ALTER TABLE, older subscriptions see events in the shape they know.
-                    let shaped;
-                    let ev = if Arc::ptr_eq(&sub.table, &ev.table) || Event::same_layout(&sub.table, &ev.table) {
-                        ev
-                    } else {
-                        shaped = Arc::new(ev.in_layout(&sub.table));
-                        &shaped
-                    };
-                    let access = sub.access.load();
-                    let allowed = match access.tables.get(&ev.table.oid) {
-                        Some(a) if a.columns_key == sub.columns_key => a,
-                        // Access to the table (or to these columns) was withdrawn.
-                        _ => {
-                            dead.push((ev.table.oid, sub.id));
-                            continue;
-                        }
-                    };
-                    if allowed
-                        .row_filter
-                        .as_ref()
-                        .is_some_and(|f| !ev.filter_row().is_some_and(|row| f.matches(row)))
-                    {
-                        continue;
-                    }
-                    if !sub.filter.matches(ev) || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
-                        continue;
-                    }
-                    match sub.tx.try_send(ev.clone()) {
-                        Ok(()) => matched += 1,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            if let Some(conn) = &sub.connection {
-                                (conn.on_overflow)();
-                            }
-                            dead.push((ev.table.oid, sub.id));
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => dead.push((ev.table.oid, sub.id)),
-                    }
+            let mut st = self.lock();
+            for (i, ev) in tx.events.iter().enumerate() {
+                Self::match_event(&self.metrics, &mut st, i, ev, &mut deliveries, &mut pending, &mut batch);
+            }
+        }
+        if !pending.is_empty() {
+            answer_relations(&mut batch, pool).await;
+            let st = self.lock();
+            for (i, id) in pending {
+                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else { continue };
+                if batch.matches(i, ev, &sub.filter) {
+                    deliveries.push((i, id));
                 }
             }
-            for (oid, id) in dead {
-                Self::remove_locked(&mut st, &self.metrics, oid, id);
+            deliveries.sort_by_key(|(i, _)| *i);
+        }
+        let mut st = self.lock();
+        let mut matched = 0u64;
+        let mut dead: Vec<u64> = Vec::new();
+        for (i, id) in deliveries {
+            let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else { continue };
+            if dead.contains(&id) {
+                continue;
             }
+            let ev = if Arc::ptr_eq(&sub.table, &ev.table) || Event::same_layout(&sub.table, &ev.table) {
+                ev.clone()
+            } else {
+                Arc::new(ev.in_layout(&sub.table))
+            };
+            match sub.tx.try_send(ev) {
+                Ok(()) => matched += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(conn) = &sub.connection {
+                        (conn.on_overflow)();
+                    }
+                    dead.push(id);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => dead.push(id),
+            }
+        }
+        for id in dead {
+            Self::remove_locked(&mut st, &self.metrics, id);
         }
         if !tx.events.is_empty() {
             st.retained.push_back(Retained {
@@ -168,6 +177,78 @@ impl Hub {
             .max(st.position);
         self.evict_locked(&mut st, now_micros());
         self.metrics.events_matched.fetch_add(matched, Relaxed);
+    }
+
+    /// Decides, in memory, who receives event `i`: `deliveries` for certain matches, `pending`
+    /// (and `batch`) for those whose relation conditions the database must answer.
+    fn match_event(
+        metrics: &Metrics,
+        st: &mut State,
+        i: usize,
+        ev: &Arc<Event>,
+        deliveries: &mut Vec<(usize, u64)>,
+        pending: &mut Vec<(usize, u64)>,
+        batch: &mut RelationBatch,
+    ) {
+        let oid = ev.table.oid;
+        // A new shape of the table: entries built for the old one leave the index.
+        let current = st.layouts.get(&oid).cloned();
+        if let Some(layout) = current {
+            if !Arc::ptr_eq(&layout, &ev.table) && !Event::same_layout(&layout, &ev.table) {
+                let moved: Vec<u64> = st
+                    .subs
+                    .values()
+                    .filter(|s| s.oid == oid && !Event::same_layout(&s.table, &ev.table))
+                    .map(|s| s.id)
+                    .collect();
+                for id in &moved {
+                    st.index.remove(oid, id);
+                }
+                st.stale.entry(oid).or_default().extend(moved);
+                st.layouts.insert(oid, ev.table.clone());
+            }
+        } else {
+            st.layouts.insert(oid, ev.table.clone());
+        }
+        let mut revoked: Vec<u64> = Vec::new();
+        let mut consider = |sub: &Subscriber, ev: &Arc<Event>, truth: Truth| {
+            let access = sub.access.load();
+            let Some(allowed) = access.tables.get(&oid).filter(|a| a.columns_key == sub.columns_key) else {
+                // Access to the table (or to these columns) was withdrawn.
+                revoked.push(sub.id);
+                return;
+            };
+            let row_ok = allowed
+                .row_filter
+                .as_ref()
+                .is_none_or(|f| ev.filter_row().is_some_and(|row| f.matches(row)));
+            if !row_ok || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
+                return;
+            }
+            if truth.is_true() {
+                deliveries.push((i, sub.id));
+            } else if truth == Truth::Unknown && sub.filter.has_relations() {
+                batch.add(i, ev, &sub.filter);
+                pending.push((i, sub.id));
+            }
+        };
+        let subs = &st.subs;
+        st.index.for_each_outcome(ev, |id, _, truth| {
+            if let Some(sub) = subs.get(id) {
+                consider(sub, ev, truth);
+            }
+        });
+        if let Some(stale) = st.stale.get(&oid) {
+            for id in stale {
+                let Some(sub) = subs.get(id) else { continue };
+                let shaped = Arc::new(ev.in_layout(&sub.table));
+                let truth = sub.filter.evaluate(&shaped);
+                consider(sub, &shaped, truth);
+            }
+        }
+        for id in revoked {
+            Self::remove_locked(st, metrics, id);
+        }
     }
 
     fn evict_locked(&self, st: &mut State, now: i64) {
@@ -196,22 +277,19 @@ impl Hub {
         }
     }
 
-    fn remove_locked(st: &mut State, metrics: &Metrics, oid: u32, id: u64) {
-        if let Some(subs) = st.by_table.get_mut(&oid) {
-            let before = subs.len();
-            subs.retain(|s| s.id != id);
-            if subs.len() < before {
-                metrics.subscriptions.fetch_sub(1, Relaxed);
+    fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
+        if let Some(sub) = st.subs.remove(&id) {
+            st.index.remove(sub.oid, &id);
+            if let Some(stale) = st.stale.get_mut(&sub.oid) {
+                stale.retain(|s| *s != id);
             }
-            if subs.is_empty() {
-                st.by_table.remove(&oid);
-            }
+            metrics.subscriptions.fetch_sub(1, Relaxed);
         }
     }
 
-    fn remove(&self, oid: u32, id: u64) {
+    fn remove(&self, id: u64) {
         let mut st = self.lock();
-        Self::remove_locked(&mut st, &self.metrics, oid, id);
+        Self::remove_locked(&mut st, &self.metrics, id);
     }
 
     /// Retained events after a resume point that a subscription would have received.
@@ -261,13 +339,12 @@ impl Hub {
 /// Unregisters its subscription when the stream is dropped (complete, stop, disconnect).
 struct Registration {
     hub: Arc<Hub>,
-    oid: u32,
     id: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.remove(self.oid, self.id);
+        self.hub.remove(self.id);
     }
 }
 
@@ -297,25 +374,35 @@ impl EventSource for HubSource {
                 None => vec![],
                 Some(from) => Hub::replay(&st, from, oid, &req.filter, role_filter.as_ref())?,
             };
-            st.by_table.entry(oid).or_default().push(Subscriber {
+            let filter = Arc::new(req.filter);
+            let current = st.layouts.get(&oid).is_none_or(|l| Event::same_layout(l, &req.table));
+            if current {
+                st.index.insert(oid, id, filter.clone());
+            } else {
+                st.stale.entry(oid).or_default().push(id);
+            }
+            st.subs.insert(
                 id,
-                table: req.table.clone(),
-                access: req.access.clone(),
-                columns_key,
-                filter: req.filter,
-                tx,
-                connection: req.connection,
-                seen: match req.after {
-                    Some(ResumePoint::Snapshot(s)) => Some(s),
-                    _ => None,
+                Subscriber {
+                    id,
+                    oid,
+                    table: req.table.clone(),
+                    access: req.access.clone(),
+                    columns_key,
+                    filter,
+                    tx,
+                    connection: req.connection,
+                    seen: match req.after {
+                        Some(ResumePoint::Snapshot(s)) => Some(s),
+                        _ => None,
+                    },
                 },
-            });
+            );
             hub.metrics.subscriptions.fetch_add(1, Relaxed);
             replay
         };
         let guard = Registration {
             hub: hub.clone(),
-            oid,
             id,
         };
         let live = ReceiverStream::new(rx).map(move |ev| {
@@ -327,5 +414,27 @@ impl EventSource for HubSource {
 
     fn cursor_now(&self) -> Cursor {
         self.0.lock().position
+    }
+}
+
+/// Runs the batch's relation queries; a condition whose query fails stays unknown (no delivery).
+async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::Pool) {
+    use tokio_postgres::types::ToSql;
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "relation conditions not evaluated: no database connection");
+            return;
+        }
+    };
+    for q in batch.queries() {
+        let refs: Vec<&(dyn ToSql + Sync)> = q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        match client.query(&q.sql, &refs).await {
+            Ok(rows) => {
+                let ordinals: Vec<i64> = rows.iter().filter_map(|r| r.try_get::<_, i64>(0).ok()).collect();
+                batch.answer(&q, ordinals);
+            }
+            Err(e) => tracing::error!(error = %e, "relation condition query failed"),
+        }
     }
 }

@@ -226,7 +226,9 @@ async fn handle(
         .last_commit_micros
         .store(tx.commit_time.max(0) as u64, Relaxed);
     // Every subscriber's queue accepts the transaction, or its connection is closed as slow.
-    app.hub.dispatch(&tx, tx.end_lsn > live_from);
+    app.hub
+        .dispatch(&tx, tx.end_lsn > live_from, &app.pool)
+        .await;
     *handled = tx.end_lsn;
     Ok(Some(tx.end_lsn))
 }
