@@ -18,6 +18,8 @@ pub struct Bench {
     pub db: Database,
     pub walcast_bin: PathBuf,
     pub quick: bool,
+    /// Where to put `perf record` profiles of the ingest runs (none when unset).
+    pub perf_dir: Option<PathBuf>,
     work: tempfile::TempDir,
     permissions_file: PathBuf,
     runs: usize,
@@ -41,6 +43,7 @@ impl Bench {
             db,
             walcast_bin,
             quick,
+            perf_dir: None,
             work,
             permissions_file,
             runs: 0,

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod db;
 pub mod http;
+pub mod perf;
 pub mod proxy;
 pub mod report;
 pub mod scenarios;

@@ -83,6 +83,10 @@ struct RunArgs {
     /// The walcast binary [default: next to this one, else target/release/walcast].
     #[arg(long)]
     walcast_bin: Option<PathBuf>,
+    /// Record CPU profiles (perf record -g) of walcast and the walsender during the ingest runs
+    /// into this directory.
+    #[arg(long)]
+    perf_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -206,6 +210,7 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         let mut bench = Bench::new(args.database_url.clone(), bin, args.quick)
             .await
             .context("setting up")?;
+        bench.perf_dir = args.perf_dir.clone();
         parts.push((
             "machine",
             report::machine(

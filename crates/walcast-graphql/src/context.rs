@@ -71,6 +71,8 @@ pub struct Ctx {
     pub connection: Option<ConnectionHandle>,
     /// The operation's read transaction.
     pub reads: Arc<QuerySession>,
+    /// Counts the queries that load related rows (shared by every operation).
+    pub relation_queries: Arc<std::sync::atomic::AtomicU64>,
     pub access: SharedAccess,
 }
 

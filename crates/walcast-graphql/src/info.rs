@@ -23,6 +23,8 @@ pub struct ColumnInfo {
 #[derive(Debug)]
 pub struct TableInfo {
     pub table: Arc<Table>,
+    /// The catalog the view was built from (relation filters resolve against it).
+    pub catalog: Arc<Catalog>,
     pub columns: Vec<ColumnInfo>,
     pub name: ArcStr,
     pub mutated: ArcStr,
@@ -67,7 +69,12 @@ pub struct Grants {
 
 impl TableInfo {
     /// `visible`: the column indexes this role may read (None: all).
-    pub fn new(table: Arc<Table>, visible: Option<&[usize]>, grants: Grants) -> TableInfo {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        table: Arc<Table>,
+        visible: Option<&[usize]>,
+        grants: Grants,
+    ) -> TableInfo {
         let single_pk = match table.primary_key.as_slice() {
             [one] => Some(*one),
             _ => None,
@@ -99,6 +106,7 @@ impl TableInfo {
             grants,
             columns,
             table,
+            catalog,
             relations: OnceLock::new(),
         }
     }

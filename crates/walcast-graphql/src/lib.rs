@@ -8,6 +8,7 @@ pub mod input;
 pub mod mutations;
 pub mod objects;
 pub mod query;
+pub mod relations;
 pub mod roots;
 pub mod scalars;
 pub mod session;
@@ -42,7 +43,7 @@ pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) 
         .iter()
         .map(|v| {
             let grants = if mutations { v.grants } else { Grants::default() };
-            Arc::new(TableInfo::new(v.table.clone(), v.columns.as_deref(), grants))
+            Arc::new(TableInfo::new(catalog.clone(), v.table.clone(), v.columns.as_deref(), grants))
         })
         .collect();
     TableInfo::link(&catalog, &tables);

@@ -273,7 +273,7 @@ impl GraphQLValueAsync<S> for MutationRoot {
                 );
                 let rows = run(ex.context(), &t.table, &sql, &params).await?;
                 return match rows.first() {
-                    Some(row) => ex.resolve_async(&**t, &RowObj(row)).await,
+                    Some(row) => ex.resolve_async(&**t, &RowObj { row, batch: None }).await,
                     None => Ok(Value::null()),
                 };
             }
@@ -305,7 +305,7 @@ impl GraphQLValueAsync<S> for MutationRoot {
                 );
                 let rows = run(ex.context(), &t.table, &sql, &params).await?;
                 return match rows.first() {
-                    Some(row) => ex.resolve_async(&**t, &RowObj(row)).await,
+                    Some(row) => ex.resolve_async(&**t, &RowObj { row, batch: None }).await,
                     None => Ok(Value::null()),
                 };
             }

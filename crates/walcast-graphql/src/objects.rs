@@ -6,7 +6,14 @@ use juniper::{
     ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor, FieldError, GraphQLEnum,
     GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value, ID,
 };
-use walcast_model::{Datum, Event, Kind, Op, Row};
+use std::sync::Arc;
+
+use walcast_filter::{parse_where_in, RowFilter};
+use walcast_model::{Batch, Datum, Event, Kind, Op, Row};
+
+use crate::input::WhereInput;
+use crate::relations::related;
+use crate::scalars::input_to_json;
 
 use crate::context::Ctx;
 use crate::info::{ColumnInfo, TableInfo};
@@ -93,8 +100,21 @@ fn sync<'a>(r: ExecutionResult<S>) -> BoxFuture<'a, ExecutionResult<S>> {
     Box::pin(future::ready(r))
 }
 
-/// A row of a table, resolved from the WAL tuple or a query result.
-pub struct RowObj<'r>(pub &'r Row);
+/// A row of a table, resolved from the WAL tuple or a query result; relation fields load for
+/// the whole batch (transaction or query result) the row belongs to.
+pub struct RowObj<'r> {
+    pub row: &'r Row,
+    pub batch: Option<&'r Arc<Batch>>,
+}
+
+impl<'r> RowObj<'r> {
+    pub fn of(ev: &'r Event) -> Option<RowObj<'r>> {
+        ev.new.as_ref().map(|row| RowObj {
+            row,
+            batch: Some(&ev.batch),
+        })
+    }
+}
 
 impl GraphQLType<S> for RowObj<'_> {
     fn name(info: &TableInfo) -> Option<ArcStr> {
@@ -102,14 +122,31 @@ impl GraphQLType<S> for RowObj<'_> {
     }
 
     fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
-        let fields: Vec<_> = info
+        let relation_columns: Vec<usize> = info
+            .relations()
+            .iter()
+            .filter_map(|r| r.relation.column_field)
+            .collect();
+        let mut fields: Vec<_> = info
             .columns
             .iter()
+            .filter(|c| !relation_columns.contains(&c.index))
             .map(|c| column_field(registry, c, c.not_null))
             .collect();
-        registry
-            .build_object_type::<Self>(info, &fields)
-            .into_meta()
+        for rel in info.relations() {
+            let Some(target) = rel.target() else { continue };
+            if rel.is_to_one() {
+                fields.push(registry.field::<Option<RowObj>>(rel.name.clone(), &target));
+            } else {
+                fields.push(
+                    registry
+                        .field::<Vec<RowObj>>(rel.name.clone(), &target)
+                        .argument(registry.arg::<Option<WhereInput>>("where", &target))
+                        .argument(registry.arg::<Option<i32>>("first", &())),
+                );
+            }
+        }
+        registry.build_object_type::<Self>(info, &fields).into_meta()
     }
 }
 
@@ -132,7 +169,7 @@ impl GraphQLValue<S> for RowObj<'_> {
         _: &Arguments<S>,
         _: &Executor<Ctx, S>,
     ) -> ExecutionResult<S> {
-        column_value(info, self.0, field, true)
+        column_value(info, self.row, field, true)
     }
 }
 
@@ -144,9 +181,45 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
         args: &'a Arguments<S>,
         ex: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
-        sync(self.resolve_field(info, field, args, ex))
+        let Some(rel) = info.relation(field) else {
+            return sync(self.resolve_field(info, field, args, ex));
+        };
+        Box::pin(async move {
+            let target = rel
+                .target()
+                .ok_or_else(|| FieldError::from(format!("{field}: the related table is gone")))?;
+            let ctx = ex.context();
+            let role = ctx.row_filter(target.table.oid);
+            let user = match args.get_input_value("where").map(|v| input_to_json(&v.item)) {
+                Some(w) if !w.is_null() => Some(
+                    parse_where_in(&info.catalog, &target.table, &w)
+                        .map_err(|e| FieldError::from(format!("{field}: {e}")))?,
+                ),
+                _ => None,
+            };
+            let filter = match (role, user) {
+                (Some(a), Some(b)) => Some(RowFilter::All(vec![a, b])),
+                (a, b) => a.or(b),
+            };
+            let rows = related(ctx, info, rel, &target, self.row, self.batch, filter).await?;
+            if rel.is_to_one() {
+                match rows.first().and_then(|ev| RowObj::of(ev)) {
+                    Some(obj) => ex.resolve_async(&*target, &obj).await,
+                    None => Ok(Value::null()),
+                }
+            } else {
+                let first = args.get::<i32>("first")?.map(|n| n.max(0) as usize);
+                let objs: Vec<RowObj> = rows
+                    .iter()
+                    .take(first.unwrap_or(usize::MAX))
+                    .filter_map(|ev| RowObj::of(ev))
+                    .collect();
+                ex.resolve_async(&*target, &objs).await
+            }
+        })
     }
 }
+
 
 /// The scalar values of a row before the change (Prisma's `previousValues`).
 pub struct PreviousObj<'r>(pub &'r Row);
@@ -211,10 +284,11 @@ fn commit_time(ev: &Event) -> Value<S> {
 async fn resolve_row<'a>(
     info: &'a TableInfo,
     row: Option<&'a Row>,
+    batch: Option<&'a Arc<Batch>>,
     ex: &'a Executor<'_, '_, Ctx, S>,
 ) -> ExecutionResult<S> {
     match row {
-        Some(row) => ex.resolve_async(info, &RowObj(row)).await,
+        Some(row) => ex.resolve_async(info, &RowObj { row, batch }).await,
         None => Ok(Value::null()),
     }
 }
@@ -272,7 +346,7 @@ impl GraphQLValueAsync<S> for MutatedObj<'_> {
             "event" => sync(Ok(Value::scalar(ev.op.as_str().to_owned()))),
             "cursor" => sync(Ok(Value::scalar(ev.cursor.encode()))),
             "commitTime" => sync(Ok(commit_time(ev))),
-            "data" => Box::pin(resolve_row(info, ev.new.as_ref(), ex)),
+            "data" => Box::pin(resolve_row(info, ev.new.as_ref(), Some(&ev.batch), ex)),
             other => sync(Err(
                 format!("unknown field {other:?} on {}", info.mutated).into()
             )),
@@ -338,7 +412,7 @@ impl GraphQLValueAsync<S> for PayloadObj<'_> {
                 }
                 .to_owned(),
             ))),
-            "node" => Box::pin(resolve_row(info, ev.new.as_ref(), ex)),
+            "node" => Box::pin(resolve_row(info, ev.new.as_ref(), Some(&ev.batch), ex)),
             "updatedFields" => sync(Ok(match (ev.op, ev.updated_field_names()) {
                 (Op::Update, Some(names)) => Value::list(
                     names

@@ -13,6 +13,14 @@ use crate::info::TableInfo;
 /// Largest page a list query returns when `first` is not given.
 const DEFAULT_LIMIT: i64 = 1000;
 
+/// A Postgres error with its server message (tokio-postgres' Display says only "db error").
+pub fn pg_error(e: &tokio_postgres::Error) -> FieldError<S> {
+    match e.as_db_error() {
+        Some(db) => FieldError::from(format!("database: {}: {}", db.code().code(), db.message())),
+        None => FieldError::from(format!("database: {e}")),
+    }
+}
+
 fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
     FieldError::from(format!("database: {e}"))
 }
@@ -56,7 +64,7 @@ async fn run(
     let open = ctx.reads.get().await?;
     let client = open.as_ref().ok_or_else(|| db_error("no read transaction"))?.client()?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(sql, &refs).await.map_err(db_error)?;
+    let rows = client.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
     Ok(rows.iter().map(|r| decode_row(table, r)).collect())
 }
 

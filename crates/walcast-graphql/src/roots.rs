@@ -128,7 +128,8 @@ impl GraphQLValueAsync<S> for QueryRoot {
                     let first = args.get::<i32>("first")?;
                     let skip = args.get::<i32>("skip")?;
                     let rows = query::select(ex.context(), t, &filter, &order, first, skip).await?;
-                    let objs: Vec<RowObj> = rows.iter().map(RowObj).collect();
+                    let events = crate::relations::query_batch(&t.table, rows, true);
+                    let objs: Vec<RowObj> = events.iter().filter_map(|ev| RowObj::of(ev)).collect();
                     ex.resolve_async(&**t, &objs).await
                 }
                 RootField::ById => {
@@ -138,7 +139,13 @@ impl GraphQLValueAsync<S> for QueryRoot {
                         .unwrap_or_default();
                     let role = ex.context().row_filter(t.table.oid);
                     match query::by_id(ex.context(), t, &id, role.as_ref()).await? {
-                        Some(row) => ex.resolve_async(&**t, &RowObj(&row)).await,
+                        Some(row) => {
+                            let events = crate::relations::query_batch(&t.table, vec![row], true);
+                            match events.first().and_then(|ev| RowObj::of(ev)) {
+                                Some(obj) => ex.resolve_async(&**t, &obj).await,
+                                None => Ok(Value::null()),
+                            }
+                        }
                         None => Ok(Value::null()),
                     }
                 }

@@ -7,7 +7,7 @@ use walcast_wal::{PgOutput, PgTimestamp, Relation, TupleValue};
 
 use crate::catalog::{Catalog, Table, TableSelection};
 use crate::datum::Datum;
-use crate::event::{Cursor, Event, Op, Row, Transaction};
+use crate::event::{Batch, Cursor, Event, Op, Row, Transaction};
 use crate::value::decode_text;
 
 /// Seconds between 1970-01-01 and 2000-01-01, the Postgres epoch.
@@ -104,7 +104,8 @@ impl ChangeDecoder {
                     .tx
                     .take()
                     .ok_or(ChangeError::OutsideTransaction("Commit"))?;
-                let events = tx
+                let batch = Arc::new(Batch::default());
+                let events: Vec<Arc<Event>> = tx
                     .events
                     .into_iter()
                     .enumerate()
@@ -114,9 +115,11 @@ impl ChangeDecoder {
                             lsn: end_lsn,
                             seq: seq as u32,
                         };
+                        ev.batch = batch.clone();
                         Arc::new(ev)
                     })
                     .collect();
+                Batch::link(&events);
                 Ok(Step::Committed(Transaction {
                     xid: tx.xid,
                     commit_lsn,
@@ -226,6 +229,7 @@ impl ChangeDecoder {
             cursor: Cursor::default(),
             xid,
             commit_time,
+            batch: Arc::default(),
         }
     }
 

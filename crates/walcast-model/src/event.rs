@@ -1,6 +1,8 @@
 //! Change events: one per row changed by a committed transaction.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use walcast_wal::Lsn;
 
@@ -64,6 +66,38 @@ impl Cursor {
     }
 }
 
+/// What the events of one transaction (or the rows of one query result) share: related rows
+/// are loaded once for all of them, whichever subscriber asks first.
+#[derive(Default)]
+pub struct Batch {
+    /// The events of the transaction, in order.
+    pub siblings: OnceLock<Vec<Weak<Event>>>,
+    /// Reads the transaction's data as of a query's snapshot instead of now.
+    pub in_query: bool,
+    /// Loaded relations, by a key the loader chooses.
+    pub cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("siblings", &self.siblings.get().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// Groups events as one batch.
+    pub fn link(events: &[Arc<Event>]) {
+        if let Some(first) = events.first() {
+            let _ = first
+                .batch
+                .siblings
+                .set(events.iter().map(Arc::downgrade).collect());
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub table: Arc<Table>,
@@ -81,6 +115,8 @@ pub struct Event {
     pub xid: u32,
     /// Microseconds since the Unix epoch.
     pub commit_time: i64,
+    /// Shared with the other events of the transaction.
+    pub batch: Arc<Batch>,
 }
 
 impl Event {
@@ -291,6 +327,7 @@ impl Event {
             cursor: self.cursor,
             xid: self.xid,
             commit_time: self.commit_time,
+            batch: self.batch.clone(),
         }
     }
 }

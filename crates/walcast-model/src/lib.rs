@@ -10,4 +10,4 @@ pub mod value;
 pub use catalog::{Catalog, CatalogError, Column, ForeignKey, ReplicaIdentity, Table, TableSelection};
 pub use changes::{ChangeDecoder, ChangeError, Step};
 pub use datum::{Datum, Kind, PgType};
-pub use event::{Cursor, Event, Op, ResumePoint, Row, Snapshot, Transaction};
+pub use event::{Batch, Cursor, Event, Op, ResumePoint, Row, Snapshot, Transaction};

@@ -171,6 +171,7 @@ impl App {
             pool: self.pool.clone(),
             connection,
             reads: Arc::new(walcast_graphql::QuerySession::new(self.pool.clone())),
+            relation_queries: self.metrics.relation_queries.clone(),
             access,
         }
     }

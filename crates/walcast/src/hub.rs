@@ -124,7 +124,7 @@ impl Hub {
             }
         }
         if !pending.is_empty() {
-            answer_relations(&mut batch, pool).await;
+            answer_relations(&mut batch, pool, &self.metrics).await;
             let st = self.lock();
             for (i, id) in pending {
                 let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else { continue };
@@ -418,7 +418,7 @@ impl EventSource for HubSource {
 }
 
 /// Runs the batch's relation queries; a condition whose query fails stays unknown (no delivery).
-async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::Pool) {
+async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::Pool, metrics: &Metrics) {
     use tokio_postgres::types::ToSql;
     let client = match pool.get().await {
         Ok(c) => c,
@@ -429,6 +429,7 @@ async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::P
     };
     for q in batch.queries() {
         let refs: Vec<&(dyn ToSql + Sync)> = q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        metrics.relation_queries.fetch_add(1, Relaxed);
         match client.query(&q.sql, &refs).await {
             Ok(rows) => {
                 let ordinals: Vec<i64> = rows.iter().filter_map(|r| r.try_get::<_, i64>(0).ok()).collect();

@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Commit time of the last transaction handled, microseconds since the Unix epoch.
     pub last_commit_micros: AtomicU64,
     pub confirmed_lsn: AtomicU64,
+    /// Queries that loaded related rows or answered relation conditions.
+    pub relation_queries: std::sync::Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -88,6 +90,12 @@ impl Metrics {
             "counter",
             "Schema rebuilds from the catalog.",
             self.schema_reloads.load(Relaxed),
+        );
+        put(
+            "walcast_relation_queries_total",
+            "counter",
+            "Queries that loaded related rows or answered relation conditions.",
+            self.relation_queries.load(Relaxed),
         );
         put(
             "walcast_slot_confirmed_lsn",
