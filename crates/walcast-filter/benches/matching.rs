@@ -85,6 +85,7 @@ fn events(table: &Arc<Table>, n: usize, ids: u64, rng: &mut Rng) -> Vec<Event> {
                 cursor: Cursor::default(),
                 xid: 1,
                 commit_time: 0,
+                batch: Default::default(),
             }
         })
         .collect()

@@ -820,11 +820,11 @@ fn introspection_typename_fragments_aliases_operation_names_and_variables() {
             "--token",
             TOKEN,
             "--validate",
-            "subscription { messages_mutated(event: \"create\") { key event data { text user_id date_created } } }",
+            "subscription { messages_mutated(event: \"create\") { key event data { text user_id date_created user { name } } } }",
             "--validate",
             "subscription { messages_mutated { key nope } }",
             "--validate",
-            "query Q($w: articlesWhereInput) { articles(where: $w, first: 1) { title author_id } _cursor }",
+            "query Q($w: articlesWhereInput) { articles(where: $w, first: 1) { title author_id author { name } comments { body } } _cursor }",
         ],
     );
     let out = tool.next_line(CONNECT_TIMEOUT);

@@ -124,5 +124,6 @@ pub fn event(table: &Arc<Table>, op: Op, new: Option<Row>, old: Option<Row>) -> 
         cursor: Cursor::default(),
         xid: 1,
         commit_time: 0,
+        batch: Default::default(),
     }
 }
