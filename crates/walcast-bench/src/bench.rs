@@ -9,7 +9,8 @@ use crate::db::{Database, PUBLICATION, TABLE};
 use crate::walcast::{Walcast, WalcastOptions};
 
 /// Subscription to every row of the bench table, with the fields a client would want.
-pub const QUERY_ALL: &str = "subscription { bench_mutated { key event data { id bucket sent_at payload } } }";
+pub const QUERY_ALL: &str =
+    "subscription { bench_mutated { key event data { id bucket sent_at payload } } }";
 /// Subscription to the rows of one bucket (`{{i}}` is replaced by the subscription number % 100).
 pub const QUERY_BUCKET: &str =
     "subscription { bench_mutated(where: {bucket: {{i}}}) { key event data { id bucket sent_at payload } } }";
@@ -36,8 +37,11 @@ impl Bench {
             .tempdir()
             .context("creating a work directory")?;
         let permissions_file = work.path().join("permissions.toml");
-        std::fs::write(&permissions_file, format!("[public.{TABLE}]\nselect = true\n"))
-            .context("writing the permissions file")?;
+        std::fs::write(
+            &permissions_file,
+            format!("[public.{TABLE}]\nselect = true\n"),
+        )
+        .context("writing the permissions file")?;
         let db = Database::open(database_url).await?;
         Ok(Bench {
             db,

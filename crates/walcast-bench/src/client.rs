@@ -313,7 +313,10 @@ impl Load {
             let outcome = match tokio::time::timeout(Duration::from_secs(10), task).await {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => {
-                    *report.errors.entry(format!("connection task: {e}")).or_default() += 1;
+                    *report
+                        .errors
+                        .entry(format!("connection task: {e}"))
+                        .or_default() += 1;
                     continue;
                 }
                 Err(_) => {
@@ -392,9 +395,14 @@ async fn open(spec: &LoadSpec) -> anyhow::Result<Ws> {
                 Some("ping") => {
                     ws.send(Message::text(r#"{"type":"pong"}"#)).await?;
                 }
-                _ => bail!("unexpected message before connection_ack: {}", abbreviate(&text)),
+                _ => bail!(
+                    "unexpected message before connection_ack: {}",
+                    abbreviate(&text)
+                ),
             },
-            Some(Ok(Message::Close(frame))) => bail!("closed before connection_ack: {}", describe_close(frame)),
+            Some(Ok(Message::Close(frame))) => {
+                bail!("closed before connection_ack: {}", describe_close(frame))
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e).context("waiting for connection_ack"),
             None => bail!("closed before connection_ack"),
@@ -557,7 +565,10 @@ mod tests {
 
     #[test]
     fn placeholder() {
-        let mut spec = LoadSpec::new("ws://x", "subscription { t(where: {bucket: {{i}}}) { id } }");
+        let mut spec = LoadSpec::new(
+            "ws://x",
+            "subscription { t(where: {bucket: {{i}}}) { id } }",
+        );
         spec.modulo = Some(100);
         assert_eq!(
             spec.query_for(250),
@@ -569,7 +580,10 @@ mod tests {
 
     #[test]
     fn message_types() {
-        assert_eq!(message_type(r#"{"id":"1","type":"next","payload":{"data":{}}}"#).as_deref(), Some("next"));
+        assert_eq!(
+            message_type(r#"{"id":"1","type":"next","payload":{"data":{}}}"#).as_deref(),
+            Some("next")
+        );
         assert_eq!(message_type("nope"), None);
     }
 }

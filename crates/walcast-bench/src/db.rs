@@ -73,9 +73,9 @@ pub fn redact(url: &str) -> String {
 
 /// `url` with its host and port replaced by `addr` (URL form only).
 pub fn with_address(url: &str, addr: SocketAddr) -> anyhow::Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow!("a postgres:// URL is needed to route replication through the proxy"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow!("a postgres:// URL is needed to route replication through the proxy")
+    })?;
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     let userinfo = authority
@@ -230,7 +230,10 @@ impl Database {
     pub async fn next_id(&self) -> anyhow::Result<i64> {
         let row = self
             .client
-            .query_one(&format!("SELECT coalesce(max(id), 0) + 1 FROM public.{TABLE}"), &[])
+            .query_one(
+                &format!("SELECT coalesce(max(id), 0) + 1 FROM public.{TABLE}"),
+                &[],
+            )
             .await?;
         Ok(row.get(0))
     }

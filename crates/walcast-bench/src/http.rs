@@ -14,8 +14,9 @@ pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Res
         let mut stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
@@ -62,9 +63,7 @@ fn dechunk(mut body: &str) -> anyhow::Result<String> {
         if size == 0 {
             return Ok(out);
         }
-        let chunk = rest
-            .get(..size)
-            .ok_or_else(|| anyhow!("truncated chunk"))?;
+        let chunk = rest.get(..size).ok_or_else(|| anyhow!("truncated chunk"))?;
         out.push_str(chunk);
         body = rest.get(size..).unwrap_or("").trim_start_matches("\r\n");
     }

@@ -199,14 +199,22 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         "Measured {} on walcast `{}` ({}).\n\n",
         report::today(),
         report::walcast_commit(),
-        if args.quick { "--quick sizes" } else { "full sizes" }
+        if args.quick {
+            "--quick sizes"
+        } else {
+            "full sizes"
+        }
     );
     let mut parts: Vec<(&str, String)> = Vec::new();
     let needs_server = which != Which::Matching;
     if needs_server {
         let bin = args.walcast_bin.clone().unwrap_or_else(default_walcast_bin);
         let own_cluster = args.database_url.is_none();
-        eprintln!("walcast-bench: {} (walcast: {})", sizes.label, bin.display());
+        eprintln!(
+            "walcast-bench: {} (walcast: {})",
+            sizes.label,
+            bin.display()
+        );
         let mut bench = Bench::new(args.database_url.clone(), bin, args.quick)
             .await
             .context("setting up")?;

@@ -181,7 +181,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// The machine and run description.
-pub fn machine(pg_version: &str, own_cluster: bool, sizes: &str, settings: &[(&str, &str)]) -> String {
+pub fn machine(
+    pg_version: &str,
+    own_cluster: bool,
+    sizes: &str,
+    settings: &[(&str, &str)],
+) -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -209,7 +214,9 @@ pub fn machine(pg_version: &str, own_cluster: bool, sizes: &str, settings: &[(&s
         format!("{pg_version} (DATABASE_URL)")
     };
     out.push_str(&format!("| Postgres | {pg} |\n"));
-    out.push_str(&format!("| build | release (`cargo build --release`) |\n| sizes | {sizes} |\n"));
+    out.push_str(&format!(
+        "| build | release (`cargo build --release`) |\n| sizes | {sizes} |\n"
+    ));
     out
 }
 

@@ -155,7 +155,18 @@ mod tests {
 
     #[test]
     fn buckets_round_trip_within_precision() {
-        for v in [0u64, 1, 255, 256, 257, 1000, 12_345, 1 << 20, 987_654_321, u64::MAX / 3] {
+        for v in [
+            0u64,
+            1,
+            255,
+            256,
+            257,
+            1000,
+            12_345,
+            1 << 20,
+            987_654_321,
+            u64::MAX / 3,
+        ] {
             let lo = value_of(index_of(v));
             assert!(lo <= v, "{v}: {lo}");
             assert!((v - lo) as f64 <= v as f64 / 128.0 + 1.0, "{v}: {lo}");

@@ -157,7 +157,8 @@ impl Walcast {
             }
             // The listener is bound before replication is live, but nothing is served until
             // then: a request waits (short timeout, so an exit is noticed).
-            if let Ok((200, _)) = http::get(self.addr, "/readyz", Duration::from_millis(500)).await {
+            if let Ok((200, _)) = http::get(self.addr, "/readyz", Duration::from_millis(500)).await
+            {
                 return Ok(());
             }
             if start.elapsed() > timeout {
@@ -237,7 +238,9 @@ impl Walcast {
 
     /// Resident set size of the server process, in bytes (`VmRSS` of /proc/PID/status).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let pid = self.pid().ok_or_else(|| anyhow!("walcast is not running"))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("walcast is not running"))?;
         rss_of(pid)
     }
 

@@ -79,7 +79,11 @@ pub struct Ctx {
 impl Ctx {
     /// The caller's row filter on a table (None: every row).
     pub fn row_filter(&self, oid: u32) -> Option<RowFilter> {
-        self.access.load().tables.get(&oid).and_then(|t| t.row_filter.clone())
+        self.access
+            .load()
+            .tables
+            .get(&oid)
+            .and_then(|t| t.row_filter.clone())
     }
 }
 

@@ -127,7 +127,10 @@ impl TableInfo {
     /// target or key columns the view hides does not exist for it.
     pub fn link(catalog: &Catalog, tables: &[Arc<TableInfo>]) {
         for t in tables {
-            let visible = |info: &TableInfo, cols: &[usize]| cols.iter().all(|c| info.columns.iter().any(|ci| ci.index == *c));
+            let visible = |info: &TableInfo, cols: &[usize]| {
+                cols.iter()
+                    .all(|c| info.columns.iter().any(|ci| ci.index == *c))
+            };
             let rels = walcast_filter::relations(catalog, &t.table)
                 .into_iter()
                 .filter_map(|r| {
@@ -166,7 +169,11 @@ pub struct SchemaInfo {
 
 impl SchemaInfo {
     pub fn has_mutations(&self) -> bool {
-        self.mutations && self.tables.iter().any(|t| t.grants.insert || t.grants.update || t.grants.delete)
+        self.mutations
+            && self
+                .tables
+                .iter()
+                .any(|t| t.grants.insert || t.grants.update || t.grants.delete)
     }
 
     pub fn table(&self, gql_name: &str) -> Option<&Arc<TableInfo>> {

@@ -100,7 +100,9 @@ impl GraphQLType<S> for WhereInput {
                 args.push(registry.arg::<Option<WhereInput>>(rel.name.clone(), &target));
             } else {
                 for q in ["_some", "_every", "_none"] {
-                    args.push(registry.arg::<Option<WhereInput>>(format!("{}{q}", rel.name), &target));
+                    args.push(
+                        registry.arg::<Option<WhereInput>>(format!("{}{q}", rel.name), &target),
+                    );
                 }
             }
         }

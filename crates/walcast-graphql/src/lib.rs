@@ -42,8 +42,17 @@ pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) 
     let tables: Vec<Arc<TableInfo>> = view
         .iter()
         .map(|v| {
-            let grants = if mutations { v.grants } else { Grants::default() };
-            Arc::new(TableInfo::new(catalog.clone(), v.table.clone(), v.columns.as_deref(), grants))
+            let grants = if mutations {
+                v.grants
+            } else {
+                Grants::default()
+            };
+            Arc::new(TableInfo::new(
+                catalog.clone(),
+                v.table.clone(),
+                v.columns.as_deref(),
+                grants,
+            ))
         })
         .collect();
     TableInfo::link(&catalog, &tables);

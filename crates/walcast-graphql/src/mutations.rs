@@ -68,8 +68,14 @@ impl GraphQLType<S> for ItemInput {
     }
 
     fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
-        let args: Vec<_> = info.columns.iter().map(|c| input_field(registry, c)).collect();
-        registry.build_input_object_type::<Self>(info, &args).into_meta()
+        let args: Vec<_> = info
+            .columns
+            .iter()
+            .map(|c| input_field(registry, c))
+            .collect();
+        registry
+            .build_input_object_type::<Self>(info, &args)
+            .into_meta()
     }
 }
 
@@ -81,7 +87,9 @@ impl GraphQLValue<S> for ItemInput {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -95,7 +103,9 @@ impl GraphQLType<S> for DeletedKey {
 
     fn meta(info: &TableInfo, registry: &mut Registry<S>) -> MetaType<S> {
         let fields = [registry.field::<ID>("id", &())];
-        registry.build_object_type::<Self>(info, &fields).into_meta()
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
     }
 }
 
@@ -107,9 +117,17 @@ impl GraphQLValue<S> for DeletedKey {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
-    fn resolve_field(&self, _: &TableInfo, field: &str, _: &Arguments<S>, _: &Executor<Ctx, S>) -> ExecutionResult<S> {
+    fn resolve_field(
+        &self,
+        _: &TableInfo,
+        field: &str,
+        _: &Arguments<S>,
+        _: &Executor<Ctx, S>,
+    ) -> ExecutionResult<S> {
         match field {
             "id" => Ok(Value::scalar(self.0.clone())),
             other => Err(format!("unknown field {other:?}").into()),
@@ -125,7 +143,9 @@ impl GraphQLValueAsync<S> for DeletedKey {
         args: &'a Arguments<S>,
         ex: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
-        Box::pin(futures::future::ready(self.resolve_field(info, field, args, ex)))
+        Box::pin(futures::future::ready(
+            self.resolve_field(info, field, args, ex),
+        ))
     }
 }
 
@@ -134,7 +154,11 @@ pub struct MutationRoot;
 impl GraphQLType<S> for MutationRoot {
     fn name(info: &SchemaInfo) -> Option<ArcStr> {
         // juniper leaves a mutation root of this name out of the schema.
-        Some(ArcStr::from(if info.has_mutations() { "Mutation" } else { "_EmptyMutation" }))
+        Some(ArcStr::from(if info.has_mutations() {
+            "Mutation"
+        } else {
+            "_EmptyMutation"
+        }))
     }
 
     fn meta(info: &SchemaInfo, registry: &mut Registry<S>) -> MetaType<S> {
@@ -166,7 +190,9 @@ impl GraphQLType<S> for MutationRoot {
                 );
             }
         }
-        registry.build_object_type::<Self>(info, &fields).into_meta()
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
     }
 }
 
@@ -178,7 +204,9 @@ impl GraphQLValue<S> for MutationRoot {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -206,7 +234,10 @@ fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
 }
 
 /// The `data` argument as (column, parameter) pairs, every name checked against the view.
-fn assignments<'t>(t: &'t TableInfo, args: &Arguments<S>) -> Result<Vec<(&'t walcast_model::Column, Option<String>)>, FieldError<S>> {
+fn assignments<'t>(
+    t: &'t TableInfo,
+    args: &Arguments<S>,
+) -> Result<Vec<(&'t walcast_model::Column, Option<String>)>, FieldError<S>> {
     let data = args
         .get_input_value("data")
         .map(|v| input_to_json(&v.item))
@@ -216,9 +247,9 @@ fn assignments<'t>(t: &'t TableInfo, args: &Arguments<S>) -> Result<Vec<(&'t wal
     };
     map.iter()
         .map(|(k, v)| {
-            let c = t
-                .column(k)
-                .ok_or_else(|| FieldError::from(format!("data: unknown field {k:?} on {}", t.input)))?;
+            let c = t.column(k).ok_or_else(|| {
+                FieldError::from(format!("data: unknown field {k:?} on {}", t.input))
+            })?;
             let col = t
                 .table
                 .columns
@@ -229,7 +260,12 @@ fn assignments<'t>(t: &'t TableInfo, args: &Arguments<S>) -> Result<Vec<(&'t wal
         .collect()
 }
 
-async fn run(ctx: &Ctx, table: &Table, sql: &str, params: &[Option<String>]) -> Result<Vec<Row>, FieldError<S>> {
+async fn run(
+    ctx: &Ctx,
+    table: &Table,
+    sql: &str,
+    params: &[Option<String>],
+) -> Result<Vec<Row>, FieldError<S>> {
     let client = ctx.pool.get().await.map_err(db_error)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client.query(sql, &refs).await.map_err(db_error)?;
@@ -251,7 +287,13 @@ impl GraphQLValueAsync<S> for MutationRoot {
                     .and_then(|r| r.strip_suffix("_item"))
                     .and_then(|n| info.table(n))
             };
-            let table_ref = |t: &TableInfo| format!("{}.{}", quote_ident(&t.table.schema), quote_ident(&t.table.name));
+            let table_ref = |t: &TableInfo| {
+                format!(
+                    "{}.{}",
+                    quote_ident(&t.table.schema),
+                    quote_ident(&t.table.name)
+                )
+            };
             if let Some(t) = parse("create_").filter(|t| t.grants.insert) {
                 let cols = assignments(t, args)?;
                 let names: Vec<String> = cols.iter().map(|(c, _)| quote_ident(&c.name)).collect();
@@ -277,7 +319,10 @@ impl GraphQLValueAsync<S> for MutationRoot {
                     None => Ok(Value::null()),
                 };
             }
-            let id = args.get::<ID>("id")?.map(|i| i.to_string()).unwrap_or_default();
+            let id = args
+                .get::<ID>("id")?
+                .map(|i| i.to_string())
+                .unwrap_or_default();
             if let Some(t) = parse("update_").filter(|t| t.grants.update) {
                 let pk = t
                     .id_column()
@@ -290,7 +335,14 @@ impl GraphQLValueAsync<S> for MutationRoot {
                 let sets: Vec<String> = cols
                     .iter()
                     .enumerate()
-                    .map(|(i, (c, _))| format!("{} = CAST(${}::text AS {})", quote_ident(&c.name), i + 1, c.sql_type))
+                    .map(|(i, (c, _))| {
+                        format!(
+                            "{} = CAST(${}::text AS {})",
+                            quote_ident(&c.name),
+                            i + 1,
+                            c.sql_type
+                        )
+                    })
                     .collect();
                 let mut params: Vec<Option<String>> = cols.into_iter().map(|(_, v)| v).collect();
                 params.push(Some(id));

@@ -146,7 +146,9 @@ impl GraphQLType<S> for RowObj<'_> {
                 );
             }
         }
-        registry.build_object_type::<Self>(info, &fields).into_meta()
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
     }
 }
 
@@ -159,7 +161,9 @@ impl GraphQLValue<S> for RowObj<'_> {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 
     fn resolve_field(
@@ -190,7 +194,10 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
                 .ok_or_else(|| FieldError::from(format!("{field}: the related table is gone")))?;
             let ctx = ex.context();
             let role = ctx.row_filter(target.table.oid);
-            let user = match args.get_input_value("where").map(|v| input_to_json(&v.item)) {
+            let user = match args
+                .get_input_value("where")
+                .map(|v| input_to_json(&v.item))
+            {
                 Some(w) if !w.is_null() => Some(
                     parse_where_in(&info.catalog, &target.table, &w)
                         .map_err(|e| FieldError::from(format!("{field}: {e}")))?,
@@ -219,7 +226,6 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
         })
     }
 }
-
 
 /// The scalar values of a row before the change (Prisma's `previousValues`).
 pub struct PreviousObj<'r>(pub &'r Row);
@@ -251,7 +257,9 @@ impl GraphQLValue<S> for PreviousObj<'_> {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 
     fn resolve_field(
@@ -328,7 +336,9 @@ impl GraphQLValue<S> for MutatedObj<'_> {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -390,7 +400,9 @@ impl GraphQLValue<S> for PayloadObj<'_> {
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 

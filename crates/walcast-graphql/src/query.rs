@@ -62,7 +62,10 @@ async fn run(
     params: &[Option<String>],
 ) -> Result<Vec<Row>, FieldError<S>> {
     let open = ctx.reads.get().await?;
-    let client = open.as_ref().ok_or_else(|| db_error("no read transaction"))?.client()?;
+    let client = open
+        .as_ref()
+        .ok_or_else(|| db_error("no read transaction"))?
+        .client()?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
     Ok(rows.iter().map(|r| decode_row(table, r)).collect())
@@ -137,7 +140,9 @@ pub async fn by_id(
         return Ok(None);
     };
     let mut b = SqlBuilder::new(&t.table, "t");
-    let cond = role_filter.map(|f| b.filter(f)).unwrap_or_else(|| "TRUE".into());
+    let cond = role_filter
+        .map(|f| b.filter(f))
+        .unwrap_or_else(|| "TRUE".into());
     let mut params = b.params;
     params.push(Some(id.to_owned()));
     let sql = format!(

@@ -31,10 +31,7 @@ fn pg_error(e: tokio_postgres::Error) -> FieldError<S> {
 
 /// The key of `row` on `columns`; None when a value is null or unknown (no related row).
 fn row_key(row: &Row, columns: &[usize]) -> Option<Vec<DatumKey>> {
-    columns
-        .iter()
-        .map(|&c| row.get(c).and_then(key))
-        .collect()
+    columns.iter().map(|&c| row.get(c).and_then(key)).collect()
 }
 
 /// The rows of the batch that belong to `table` (new values; previous ones for deletes).
@@ -69,7 +66,10 @@ pub async fn related(
         return Ok(vec![]);
     };
     let mut b = SqlBuilder::new(&target.table, "t");
-    let cond = filter.as_ref().map(|f| b.filter(f)).unwrap_or_else(|| "TRUE".into());
+    let cond = filter
+        .as_ref()
+        .map(|f| b.filter(f))
+        .unwrap_or_else(|| "TRUE".into());
     let params = b.params;
     let fingerprint = serde_json::json!([parent.table.oid, &*rel.name, cond, params]).to_string();
     let own_batch;
@@ -96,10 +96,19 @@ pub async fn related(
             if rows.is_empty() {
                 rows.push(row.clone());
             }
-            load(ctx, &parent.table, rel, &target.table, &rows, cond, params, batch.in_query)
-                .await
-                .map(Arc::new)
-                .map_err(|e| e.message().to_owned())
+            load(
+                ctx,
+                &parent.table,
+                rel,
+                &target.table,
+                &rows,
+                cond,
+                params,
+                batch.in_query,
+            )
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.message().to_owned())
         })
         .await
         .clone()
@@ -123,7 +132,9 @@ async fn load(
     let mut keys: Vec<Vec<String>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for row in parents {
-        let Some(k) = row_key(row, &r.local_columns) else { continue };
+        let Some(k) = row_key(row, &r.local_columns) else {
+            continue;
+        };
         if !seen.insert(k) {
             continue;
         }
@@ -148,7 +159,12 @@ async fn load(
         .filter_map(|&c| target.columns.get(c))
         .collect();
     let tuple = |cols: Vec<String>| format!("({})", cols.join(", "));
-    let lhs = tuple(remote.iter().map(|c| format!("t.{}", quote_ident(&c.name))).collect());
+    let lhs = tuple(
+        remote
+            .iter()
+            .map(|c| format!("t.{}", quote_ident(&c.name)))
+            .collect(),
+    );
     let casts: Vec<String> = remote
         .iter()
         .enumerate()
@@ -172,17 +188,28 @@ async fn load(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let rows = if in_query {
         let open = ctx.reads.get().await?;
-        let client = open.as_ref().ok_or_else(|| db_error("no read transaction"))?.client()?;
+        let client = open
+            .as_ref()
+            .ok_or_else(|| db_error("no read transaction"))?
+            .client()?;
         client.query(&sql, &refs).await.map_err(pg_error)?
     } else {
         let client = ctx.pool.get().await.map_err(db_error)?;
         client.query(&sql, &refs).await.map_err(pg_error)?
     };
     // The related rows form a batch of their own, so their relations load together too.
-    let loaded = query_batch(target, rows.iter().map(|r| decode_row(target, r)).collect(), in_query);
+    let loaded = query_batch(
+        target,
+        rows.iter().map(|r| decode_row(target, r)).collect(),
+        in_query,
+    );
     let mut grouped = Grouped::new();
     for ev in loaded {
-        if let Some(k) = ev.new.as_ref().and_then(|row| row_key(row, &r.remote_columns)) {
+        if let Some(k) = ev
+            .new
+            .as_ref()
+            .and_then(|row| row_key(row, &r.remote_columns))
+        {
             grouped.entry(k).or_default().push(ev);
         }
     }

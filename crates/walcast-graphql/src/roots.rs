@@ -72,12 +72,14 @@ impl GraphQLValue<S> for QueryRoot {
     type Context = Ctx;
     type TypeInfo = SchemaInfo;
 
-    fn type_name(&self, info: &SchemaInfo) -> Option<ArcStr> {
+    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
         Some(ArcStr::from("Query"))
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -206,12 +208,14 @@ impl GraphQLValue<S> for SubscriptionRoot {
     type Context = Ctx;
     type TypeInfo = SchemaInfo;
 
-    fn type_name(&self, info: &SchemaInfo) -> Option<ArcStr> {
+    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
         Some(ArcStr::from("Subscription"))
     }
 
     fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
-        self.type_name(info).map(|n| n.to_string()).unwrap_or_default()
+        self.type_name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -232,16 +236,23 @@ fn subscription_filter(
     match kind {
         RootField::Mutated => {
             let event = arg_string(args, "event")?;
-            let filter =
-                parse_mutated_in(catalog, &t.table, event.as_deref(), arg_json(args, "where").as_ref())
-                    .map_err(invalid)?;
+            let filter = parse_mutated_in(
+                catalog,
+                &t.table,
+                event.as_deref(),
+                arg_json(args, "where").as_ref(),
+            )
+            .map_err(invalid)?;
             Ok((filter, Payload::Mutated))
         }
         RootField::Table => {
             let w = arg_json(args, "where").or_else(|| arg_json(args, "filter"));
-            let filter =
-                parse_subscription_where_in(catalog, &t.table, w.as_ref().unwrap_or(&serde_json::Value::Null))
-                    .map_err(invalid)?;
+            let filter = parse_subscription_where_in(
+                catalog,
+                &t.table,
+                w.as_ref().unwrap_or(&serde_json::Value::Null),
+            )
+            .map_err(invalid)?;
             Ok((filter, Payload::Prisma))
         }
         RootField::ById => Err("unknown subscription field".into()),

@@ -17,7 +17,9 @@ pub struct Open {
 
 impl Open {
     pub fn client(&self) -> Result<&Object, FieldError<S>> {
-        self.client.as_ref().ok_or_else(|| FieldError::from("the read transaction has ended"))
+        self.client
+            .as_ref()
+            .ok_or_else(|| FieldError::from("the read transaction has ended"))
     }
 }
 

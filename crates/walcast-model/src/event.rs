@@ -208,7 +208,12 @@ impl Snapshot {
                 .map(|x| x.parse().ok())
                 .collect::<Option<Vec<u64>>>()?,
         };
-        Some(Snapshot { lsn, xmin, xmax, xip })
+        Some(Snapshot {
+            lsn,
+            xmin,
+            xmax,
+            xip,
+        })
     }
 }
 
@@ -249,7 +254,12 @@ impl ResumePoint {
         if parts.next().is_some() {
             return None;
         }
-        Some(ResumePoint::Snapshot(Snapshot { lsn: Lsn(lsn), xmin, xmax, xip }))
+        Some(ResumePoint::Snapshot(Snapshot {
+            lsn: Lsn(lsn),
+            xmin,
+            xmax,
+            xip,
+        }))
     }
 }
 
@@ -274,9 +284,13 @@ mod snapshot_tests {
 
     #[test]
     fn resume_points_round_trip() {
-        let snap = ResumePoint::Snapshot(Snapshot::from_pg(Lsn(0xAB), "100:105:101,103").expect("parses"));
+        let snap =
+            ResumePoint::Snapshot(Snapshot::from_pg(Lsn(0xAB), "100:105:101,103").expect("parses"));
         assert_eq!(ResumePoint::decode(&snap.encode()), Some(snap));
-        let after = ResumePoint::After(Cursor { lsn: Lsn(9), seq: 2 });
+        let after = ResumePoint::After(Cursor {
+            lsn: Lsn(9),
+            seq: 2,
+        });
         assert_eq!(ResumePoint::decode(&after.encode()), Some(after));
         assert_eq!(ResumePoint::decode("S1-2"), None);
         assert_eq!(ResumePoint::decode("Sxyz-1-2-"), None);
@@ -301,14 +315,20 @@ impl Event {
             .columns
             .iter()
             .map(|c| {
-                self.table
-                    .column_index(&c.name)
-                    .filter(|&i| self.table.columns.get(i).is_some_and(|n| n.ty.oid == c.ty.oid))
+                self.table.column_index(&c.name).filter(|&i| {
+                    self.table
+                        .columns
+                        .get(i)
+                        .is_some_and(|n| n.ty.oid == c.ty.oid)
+                })
             })
             .collect();
         let row = |r: &Row| -> Row {
             map.iter()
-                .map(|m| m.and_then(|i| r.get(i).cloned()).unwrap_or(Datum::Unavailable))
+                .map(|m| {
+                    m.and_then(|i| r.get(i).cloned())
+                        .unwrap_or(Datum::Unavailable)
+                })
                 .collect()
         };
         Event {

@@ -7,7 +7,9 @@ pub mod event;
 pub mod naming;
 pub mod value;
 
-pub use catalog::{Catalog, CatalogError, Column, ForeignKey, ReplicaIdentity, Table, TableSelection};
+pub use catalog::{
+    Catalog, CatalogError, Column, ForeignKey, ReplicaIdentity, Table, TableSelection,
+};
 pub use changes::{ChangeDecoder, ChangeError, Step};
 pub use datum::{Datum, Kind, PgType};
 pub use event::{Batch, Cursor, Event, Op, ResumePoint, Row, Snapshot, Transaction};

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use walcast_graphql::{Access, ConnectionHandle, Ctx, EventSource, Grants, Schema, SharedAccess, TableAccess, ViewTable};
+use walcast_graphql::{
+    Access, ConnectionHandle, Ctx, EventSource, Grants, Schema, SharedAccess, TableAccess,
+    ViewTable,
+};
 use walcast_model::Catalog;
 
 use crate::auth::{Authenticator, Identity};
@@ -50,7 +53,11 @@ impl SchemaSet {
                 },
             })
             .collect();
-        let schema = Arc::new(walcast_graphql::build_schema(self.catalog.clone(), &tables, self.mutations));
+        let schema = Arc::new(walcast_graphql::build_schema(
+            self.catalog.clone(),
+            &tables,
+            self.mutations,
+        ));
         cache.insert(key, schema.clone());
         schema
     }
@@ -141,7 +148,8 @@ impl App {
 
     /// Installs a new catalog; every session recomputes its view.
     pub fn set_catalog(&self, catalog: Arc<Catalog>) {
-        self.schemas.store(Arc::new(SchemaSet::new(catalog, self.cfg.mutations)));
+        self.schemas
+            .store(Arc::new(SchemaSet::new(catalog, self.cfg.mutations)));
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -149,11 +157,15 @@ impl App {
     pub fn reload_auth(&self) {
         match self.auth.load().reload() {
             Ok(a) => self.auth.store(Arc::new(a)),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay")
+            }
         }
         match self.permissions.load().reload() {
             Ok(p) => self.permissions.store(Arc::new(p)),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay")
+            }
         }
         tracing::info!("tokens and permissions reloaded");
         self.generation.send_modify(|g| *g += 1);

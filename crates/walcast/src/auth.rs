@@ -130,14 +130,7 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Static tokens only, from `tokens_file`; see [`Authenticator::from_config`] for JWTs.
-    pub fn load(tokens_file: Option<&Path>) -> anyhow::Result<Authenticator> {
-        Authenticator::from_config(&AuthConfig {
-            tokens_file: tokens_file.map(Path::to_path_buf),
-            ..AuthConfig::default()
-        })
-    }
-
+    /// Static tokens from the tokens file, and JWT verification with the configured key.
     pub fn from_config(config: &AuthConfig) -> anyhow::Result<Authenticator> {
         let static_tokens = match &config.tokens_file {
             Some(path) => load_tokens_file(path)?,

@@ -120,14 +120,24 @@ impl Hub {
         if live {
             let mut st = self.lock();
             for (i, ev) in tx.events.iter().enumerate() {
-                Self::match_event(&self.metrics, &mut st, i, ev, &mut deliveries, &mut pending, &mut batch);
+                Self::match_event(
+                    &self.metrics,
+                    &mut st,
+                    i,
+                    ev,
+                    &mut deliveries,
+                    &mut pending,
+                    &mut batch,
+                );
             }
         }
         if !pending.is_empty() {
             answer_relations(&mut batch, pool, &self.metrics).await;
             let st = self.lock();
             for (i, id) in pending {
-                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else { continue };
+                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
+                    continue;
+                };
                 if batch.matches(i, ev, &sub.filter) {
                     deliveries.push((i, id));
                 }
@@ -138,11 +148,15 @@ impl Hub {
         let mut matched = 0u64;
         let mut dead: Vec<u64> = Vec::new();
         for (i, id) in deliveries {
-            let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else { continue };
+            let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
+                continue;
+            };
             if dead.contains(&id) {
                 continue;
             }
-            let ev = if Arc::ptr_eq(&sub.table, &ev.table) || Event::same_layout(&sub.table, &ev.table) {
+            let ev = if Arc::ptr_eq(&sub.table, &ev.table)
+                || Event::same_layout(&sub.table, &ev.table)
+            {
                 ev.clone()
             } else {
                 Arc::new(ev.in_layout(&sub.table))
@@ -173,7 +187,10 @@ impl Hub {
             .events
             .last()
             .map(|e| e.cursor)
-            .unwrap_or(Cursor { lsn: tx.end_lsn, seq: 0 })
+            .unwrap_or(Cursor {
+                lsn: tx.end_lsn,
+                seq: 0,
+            })
             .max(st.position);
         self.evict_locked(&mut st, now_micros());
         self.metrics.events_matched.fetch_add(matched, Relaxed);
@@ -213,7 +230,11 @@ impl Hub {
         let mut revoked: Vec<u64> = Vec::new();
         let mut consider = |sub: &Subscriber, ev: &Arc<Event>, truth: Truth| {
             let access = sub.access.load();
-            let Some(allowed) = access.tables.get(&oid).filter(|a| a.columns_key == sub.columns_key) else {
+            let Some(allowed) = access
+                .tables
+                .get(&oid)
+                .filter(|a| a.columns_key == sub.columns_key)
+            else {
                 // Access to the table (or to these columns) was withdrawn.
                 revoked.push(sub.id);
                 return;
@@ -375,7 +396,10 @@ impl EventSource for HubSource {
                 Some(from) => Hub::replay(&st, from, oid, &req.filter, role_filter.as_ref())?,
             };
             let filter = Arc::new(req.filter);
-            let current = st.layouts.get(&oid).is_none_or(|l| Event::same_layout(l, &req.table));
+            let current = st
+                .layouts
+                .get(&oid)
+                .is_none_or(|l| Event::same_layout(l, &req.table));
             if current {
                 st.index.insert(oid, id, filter.clone());
             } else {
@@ -418,7 +442,11 @@ impl EventSource for HubSource {
 }
 
 /// Runs the batch's relation queries; a condition whose query fails stays unknown (no delivery).
-async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::Pool, metrics: &Metrics) {
+async fn answer_relations(
+    batch: &mut RelationBatch,
+    pool: &deadpool_postgres::Pool,
+    metrics: &Metrics,
+) {
     use tokio_postgres::types::ToSql;
     let client = match pool.get().await {
         Ok(c) => c,
@@ -428,11 +456,15 @@ async fn answer_relations(batch: &mut RelationBatch, pool: &deadpool_postgres::P
         }
     };
     for q in batch.queries() {
-        let refs: Vec<&(dyn ToSql + Sync)> = q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         metrics.relation_queries.fetch_add(1, Relaxed);
         match client.query(&q.sql, &refs).await {
             Ok(rows) => {
-                let ordinals: Vec<i64> = rows.iter().filter_map(|r| r.try_get::<_, i64>(0).ok()).collect();
+                let ordinals: Vec<i64> = rows
+                    .iter()
+                    .filter_map(|r| r.try_get::<_, i64>(0).ok())
+                    .collect();
                 batch.answer(&q, ordinals);
             }
             Err(e) => tracing::error!(error = %e, "relation condition query failed"),

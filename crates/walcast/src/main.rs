@@ -7,8 +7,8 @@ mod config;
 mod db;
 mod hub;
 mod metrics;
-mod pipeline;
 mod permissions;
+mod pipeline;
 mod server;
 mod ws;
 

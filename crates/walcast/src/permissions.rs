@@ -112,6 +112,7 @@ pub struct TableGrant {
     /// Visible column indexes, ascending; `None` means every column.
     pub columns: Option<Vec<usize>>,
     /// The `<table>WhereInput` rows must match, claims substituted; `None` means every row.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub filter: Option<Value>,
     /// `filter`, parsed and validated against the table.
     pub row_filter: Option<RowFilter>,
@@ -134,6 +135,7 @@ impl TableGrant {
     }
 
     /// Whether the column at this index is visible.
+    #[cfg(test)]
     pub fn sees_column(&self, index: usize) -> bool {
         match &self.columns {
             None => index < self.table.columns.len(),
@@ -161,6 +163,7 @@ impl RoleView {
         RoleView::default()
     }
 
+    #[cfg(test)]
     pub fn grant(&self, oid: u32) -> Option<&TableGrant> {
         self.tables
             .binary_search_by_key(&oid, |g| g.table.oid)
@@ -168,6 +171,7 @@ impl RoleView {
             .and_then(|i| self.tables.get(i))
     }
 
+    #[cfg(test)]
     pub fn grant_by_gql(&self, gql_name: &str) -> Option<&TableGrant> {
         self.tables.iter().find(|g| g.table.gql_name == gql_name)
     }

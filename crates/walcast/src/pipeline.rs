@@ -175,7 +175,9 @@ async fn positions(app: &App) -> anyhow::Result<(Lsn, Lsn)> {
 fn confirm(app: &App, stream: &mut ReplicationStream, handled: Lsn) {
     let lsn = app.hub.confirmable(handled);
     stream.acknowledge(lsn);
-    app.metrics.confirmed_lsn.store(stream.acknowledged().0, Relaxed);
+    app.metrics
+        .confirmed_lsn
+        .store(stream.acknowledged().0, Relaxed);
 }
 
 /// Feeds one message; returns the end of a transaction it completed.

@@ -1818,23 +1818,3 @@ fn a_flood_of_init_messages() {
         expect_raw_silence(ws, Duration::from_millis(500));
     }
 }
-
-#[test]
-fn zz_probe() {
-    let s = setup("handshake", Some(PERMISSIONS), &[]);
-    // graphcool: retry init after init_fail
-    let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-subscriptions");
-    for t in ["a", "b", "c", READER] {
-        ws.send_json(&init_frame("graphql-subscriptions", Some(t)));
-        eprintln!("PROBE graphcool init {t}: {:?}", ws.recv(Duration::from_secs(2)));
-    }
-    // token removed from tokens file + SIGHUP
-    let mut c = s.client("transport", Some(READER), "subscription { articles_mutated { data { title } } }");
-    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
-    s.dir.write("tokens.toml", "[\"e2e-admin-token\"]\nrole = \"admin\"\n");
-    s.reload_permissions(PERMISSIONS);
-    s.sql("INSERT INTO articles (title, status) VALUES ('after token removal', 'published')");
-    eprintln!("PROBE after token removal: {:?}", c.drain(Duration::from_secs(3)));
-    let (st, body) = s.walcast.graphql("{ articles { title } }", json!({}), Some(READER));
-    eprintln!("PROBE http removed token: {st} {body}");
-}

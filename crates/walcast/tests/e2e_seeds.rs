@@ -58,7 +58,16 @@ impl Setup {
 
     fn client(&self, protocol: &str, query: &str, extra: &[&str]) -> JsClient {
         let url = self.walcast.ws_url();
-        let mut args = vec!["--protocol", protocol, "--url", &url, "--token", TOKEN, "--query", query];
+        let mut args = vec![
+            "--protocol",
+            protocol,
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--query",
+            query,
+        ];
         args.extend_from_slice(extra);
         let mut c = JsClient::spawn(&args);
         c.wait_kind("connected", CONNECT_TIMEOUT);
@@ -70,7 +79,9 @@ impl Setup {
 fn next_payload(c: &mut JsClient) -> Value {
     let (line, skipped) = c.wait_kind("next", EVENT_TIMEOUT);
     assert!(
-        skipped.iter().all(|l| l["kind"] != "next" && l["kind"] != "error"),
+        skipped
+            .iter()
+            .all(|l| l["kind"] != "next" && l["kind"] != "error"),
         "unexpected lines before the event: {}",
         show(&skipped)
     );
@@ -97,8 +108,11 @@ fn directus_event_filter_variables_and_payloads() {
     );
     s.walcast.wait_subscriptions_at_least(3, CONNECT_TIMEOUT);
 
-    let id = s.sql("INSERT INTO articles (title, author_id) VALUES ('New Article', 1) RETURNING id");
-    s.sql(&format!("UPDATE articles SET status = 'published', title = 'Updated Article' WHERE id = {id}"));
+    let id =
+        s.sql("INSERT INTO articles (title, author_id) VALUES ('New Article', 1) RETURNING id");
+    s.sql(&format!(
+        "UPDATE articles SET status = 'published', title = 'Updated Article' WHERE id = {id}"
+    ));
     s.sql(&format!("DELETE FROM articles WHERE id = {id}"));
 
     let c = next_payload(&mut created);
@@ -128,13 +142,24 @@ fn directus_event_filter_variables_and_payloads() {
 #[test]
 fn directus_unquoted_event_is_an_error_that_shows_the_quoted_form() {
     let s = setup(&[]);
-    let mut c = s.client("transport", "subscription { articles_mutated(event: create) { key } }", &[]);
+    let mut c = s.client(
+        "transport",
+        "subscription { articles_mutated(event: create) { key } }",
+        &[],
+    );
     let line = c.expect_kind("error", EVENT_TIMEOUT);
     let text = line.to_string();
     assert!(text.contains("event"), "error names the argument: {text}");
-    let mut bad = s.client("transport", r#"subscription { articles_mutated(event: "created") { key } }"#, &[]);
+    let mut bad = s.client(
+        "transport",
+        r#"subscription { articles_mutated(event: "created") { key } }"#,
+        &[],
+    );
     let text = bad.expect_kind("error", EVENT_TIMEOUT).to_string();
-    assert!(text.contains(r#"\"create\""#) && text.contains("created"), "{text}");
+    assert!(
+        text.contains(r#"\"create\""#) && text.contains("created"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -184,15 +209,39 @@ fn queries_over_http_and_graphql_transport_ws() {
         Some(TOKEN),
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["articles"], json!([{"title": "Streaming the WAL"}]), "{body}");
-    assert_eq!(body["data"]["one"], json!({"title": "Subscriptions without triggers"}), "{body}");
-    assert!(body["data"]["_cursor"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+    assert_eq!(
+        body["data"]["articles"],
+        json!([{"title": "Streaming the WAL"}]),
+        "{body}"
+    );
+    assert_eq!(
+        body["data"]["one"],
+        json!({"title": "Subscriptions without triggers"}),
+        "{body}"
+    );
+    assert!(
+        body["data"]["_cursor"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
 
-    let (status, body) = s.walcast.graphql("{ articles(where: {nope: 1}) { title } }", json!({}), Some(TOKEN));
+    let (status, body) = s.walcast.graphql(
+        "{ articles(where: {nope: 1}) { title } }",
+        json!({}),
+        Some(TOKEN),
+    );
     assert_eq!(status, 400, "{body}");
-    assert!(body.to_string().contains("nope"), "the error names the field: {body}");
+    assert!(
+        body.to_string().contains("nope"),
+        "the error names the field: {body}"
+    );
 
-    let mut q = s.client("transport", "{ users(where: {name_starts_with: \"G\"}) { name } }", &[]);
+    let mut q = s.client(
+        "transport",
+        "{ users(where: {name_starts_with: \"G\"}) { name } }",
+        &[],
+    );
     let p = next_payload(&mut q);
     assert_eq!(p["data"]["users"], json!([{"name": "Grace"}]), "{p}");
 }
@@ -242,14 +291,19 @@ fn prisma_flow(protocol: &str) {
     );
     let u1 = next_payload(&mut all);
     assert_eq!(u1["data"]["post"]["mutation"], "UPDATED", "{u1}");
-    assert_eq!(u1["data"]["post"]["updatedFields"], json!(["imageUrl"]), "{u1}");
+    assert_eq!(
+        u1["data"]["post"]["updatedFields"],
+        json!(["imageUrl"]),
+        "{u1}"
+    );
     assert_eq!(
         u1["data"]["post"]["previousValues"],
         json!({"description": "first", "imageUrl": "a.png"}),
         "{u1}"
     );
     let u2 = next_payload(&mut all);
-    let mut fields: Vec<String> = serde_json::from_value(u2["data"]["post"]["updatedFields"].clone()).expect("a list");
+    let mut fields: Vec<String> =
+        serde_json::from_value(u2["data"]["post"]["updatedFields"].clone()).expect("a list");
     fields.sort();
     assert_eq!(fields, vec!["description", "title"], "{u2}");
     let d = next_payload(&mut all);
@@ -261,7 +315,8 @@ fn prisma_flow(protocol: &str) {
 
     let mut only = next_payload(&mut desc);
     let post = &mut only["data"]["post"];
-    let mut fields: Vec<String> = serde_json::from_value(post["updatedFields"].take()).expect("a list");
+    let mut fields: Vec<String> =
+        serde_json::from_value(post["updatedFields"].take()).expect("a list");
     fields.sort();
     assert_eq!(fields, vec!["description", "title"], "{only}");
     assert_eq!(
@@ -279,8 +334,14 @@ fn prisma_flow(protocol: &str) {
     );
     created.expect_no_message(Duration::from_millis(300));
 
-    assert_eq!(next_payload(&mut or)["data"]["post"], json!({"mutation": "CREATED", "node": {"title": "T"}}));
-    assert_eq!(next_payload(&mut or)["data"]["post"], json!({"mutation": "UPDATED", "node": {"title": "T2"}}));
+    assert_eq!(
+        next_payload(&mut or)["data"]["post"],
+        json!({"mutation": "CREATED", "node": {"title": "T"}})
+    );
+    assert_eq!(
+        next_payload(&mut or)["data"]["post"],
+        json!({"mutation": "UPDATED", "node": {"title": "T2"}})
+    );
     or.expect_no_message(Duration::from_millis(300));
 }
 

@@ -101,8 +101,11 @@ impl FanoutResult {
         ));
         if self.rows > 0 {
             let complete = self.delivered == self.expected;
-            let mut delivered =
-                format!("{} / {}", thousands(self.delivered), thousands(self.expected));
+            let mut delivered = format!(
+                "{} / {}",
+                thousands(self.delivered),
+                thousands(self.expected)
+            );
             if !complete {
                 delivered = format!("**{delivered}**");
             }

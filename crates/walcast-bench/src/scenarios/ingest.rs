@@ -71,11 +71,31 @@ impl IngestResult {
         ));
         out.push_str("| reader | seconds | rows/s | vs pg_recvlogical | target | note |\n|---|---:|---:|---:|---|---|\n");
         let rows: [(&str, &[Run], Option<f64>); 5] = [
-            ("pg_recvlogical (pgoutput, -f /dev/null)", &self.recvlogical, None),
-            ("walcast, no subscriber, started on the backlog", &self.cold, Some(0.9)),
-            ("walcast, no subscriber, walsender resumed", &self.paused, Some(0.9)),
-            ("walcast, 1 subscriber receiving every event", &self.subscriber, Some(0.6)),
-            ("walcast, 1 subscriber receiving every event, queue ≥ N", &self.subscriber_big_queue, Some(0.6)),
+            (
+                "pg_recvlogical (pgoutput, -f /dev/null)",
+                &self.recvlogical,
+                None,
+            ),
+            (
+                "walcast, no subscriber, started on the backlog",
+                &self.cold,
+                Some(0.9),
+            ),
+            (
+                "walcast, no subscriber, walsender resumed",
+                &self.paused,
+                Some(0.9),
+            ),
+            (
+                "walcast, 1 subscriber receiving every event",
+                &self.subscriber,
+                Some(0.6),
+            ),
+            (
+                "walcast, 1 subscriber receiving every event, queue ≥ N",
+                &self.subscriber_big_queue,
+                Some(0.6),
+            ),
         ];
         for (label, runs, target) in rows {
             let Some(run) = median(runs) else {
@@ -103,7 +123,10 @@ impl IngestResult {
                 if !note.is_empty() {
                     note.push_str("; ");
                 }
-                note.push_str(&format!("{:.1}% of the WAL decoded before the resume", p * 100.0));
+                note.push_str(&format!(
+                    "{:.1}% of the WAL decoded before the resume",
+                    p * 100.0
+                ));
             }
             out.push_str(&format!(
                 "| {label} | {secs} | {per_sec_text} | {ratio} | {target} | {note} |\n"
@@ -124,13 +147,22 @@ pub async fn run(bench: &mut Bench, cfg: &IngestConfig) -> IngestResult {
     };
     for i in 0..cfg.repeats.max(1) {
         eprintln!("ingest: run {} of {}", i + 1, cfg.repeats.max(1));
+        if std::env::var("XONLY").is_ok() {
+            match paused(bench, cfg, false, None).await {
+                Ok(r) => result.paused.push(r),
+                Err(e) => result.errors.push(format!("walcast, paused stream: {e:#}")),
+            }
+            continue;
+        }
         match recvlogical(bench, cfg).await {
             Ok(r) => result.recvlogical.push(r),
             Err(e) => result.errors.push(format!("pg_recvlogical: {e:#}")),
         }
         match cold(bench, cfg).await {
             Ok(r) => result.cold.push(r),
-            Err(e) => result.errors.push(format!("walcast started on the backlog: {e:#}")),
+            Err(e) => result
+                .errors
+                .push(format!("walcast started on the backlog: {e:#}")),
         }
         match paused(bench, cfg, false, None).await {
             Ok(r) => result.paused.push(r),
@@ -138,7 +170,9 @@ pub async fn run(bench: &mut Bench, cfg: &IngestConfig) -> IngestResult {
         }
         match paused(bench, cfg, true, None).await {
             Ok(r) => result.subscriber.push(r),
-            Err(e) => result.errors.push(format!("walcast with a subscriber: {e:#}")),
+            Err(e) => result
+                .errors
+                .push(format!("walcast with a subscriber: {e:#}")),
         }
         let queue = cfg.rows as usize + 1024;
         match paused(bench, cfg, true, Some(queue)).await {
@@ -154,7 +188,10 @@ pub async fn run(bench: &mut Bench, cfg: &IngestConfig) -> IngestResult {
 async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
     let first = bench.db.next_id().await?;
     let t = Instant::now();
-    bench.db.write_rows(first, cfg.rows, cfg.rows_per_tx).await?;
+    bench
+        .db
+        .write_rows(first, cfg.rows, cfg.rows_per_tx)
+        .await?;
     eprintln!(
         "ingest: wrote {} rows in {:.2} s",
         cfg.rows,
@@ -168,7 +205,15 @@ async fn recvlogical(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
     db.drop_slot(RECV_SLOT).await?;
     let bin = db.bin_dir.join("pg_recvlogical");
     let status = Command::new(&bin)
-        .args(["-d", &db.url, "--slot", RECV_SLOT, "--create-slot", "-P", "pgoutput"])
+        .args([
+            "-d",
+            &db.url,
+            "--slot",
+            RECV_SLOT,
+            "--create-slot",
+            "-P",
+            "pgoutput",
+        ])
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("running {}", bin.display()))?;
@@ -228,8 +273,8 @@ async fn cold(bench: &mut Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
     let decoded = walcast.metric(DECODED).await?;
     walcast.stop().await?;
     bench.db.drop_slot(SLOT).await?;
-    let note = (decoded as u64 != cfg.rows)
-        .then(|| format!("decoded {decoded}, expected {}", cfg.rows));
+    let note =
+        (decoded as u64 != cfg.rows).then(|| format!("decoded {decoded}, expected {}", cfg.rows));
     Ok(Run {
         secs,
         present: None,
@@ -247,12 +292,17 @@ async fn progress(
 ) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let mut first = None;
-    let poll_ms: u64 = std::env::var("XPOLL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(POLL_MS);
+    let poll_ms: u64 = std::env::var("XPOLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(POLL_MS);
     let extra = std::env::var("XPOLL_PATH").ok();
     loop {
         if let Some(p) = &extra {
             let _ = crate::http::get(walcast.addr(), p, Duration::from_secs(5)).await;
-            if started.elapsed().as_secs_f64() < 900.0 && (started.elapsed().as_millis() as u64 % 50) >= poll_ms {
+            if started.elapsed().as_secs_f64() < 900.0
+                && (started.elapsed().as_millis() as u64 % 50) >= poll_ms
+            {
                 tokio::time::sleep(Duration::from_millis(poll_ms)).await;
                 continue;
             }
@@ -418,7 +468,12 @@ async fn paused(
     };
     // Everything decoded, whatever happened to the subscriber.
     let _ = walcast
-        .wait_metric(DECODED, target, Duration::from_millis(20), Duration::from_secs(300))
+        .wait_metric(
+            DECODED,
+            target,
+            Duration::from_millis(20),
+            Duration::from_secs(300),
+        )
         .await;
     for p in profiles {
         p.finish();
@@ -437,7 +492,14 @@ async fn paused(
             ));
         }
         for (what, n) in report.closes.iter().chain(report.errors.iter()) {
-            notes.push(format!("then: {what}{}", if *n > 1 { format!(" (x{n})") } else { String::new() }));
+            notes.push(format!(
+                "then: {what}{}",
+                if *n > 1 {
+                    format!(" (x{n})")
+                } else {
+                    String::new()
+                }
+            ));
         }
     }
     if closes > 0.0 {

@@ -87,7 +87,7 @@ async fn writer(url: String, period: Duration) {
             continue;
         };
         let text = format!("demo message {n}");
-        let sql = if n % 3 == 0 {
+        let sql = if n.is_multiple_of(3) {
             "UPDATE messages SET text = $1 WHERE id = (SELECT max(id) FROM messages)"
         } else {
             "INSERT INTO messages (text) VALUES ($1)"

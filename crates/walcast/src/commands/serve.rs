@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use walcast_model::Catalog;
 
 use crate::app::{App, AppParts};
-use crate::permissions::Permissions;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::ServeArgs;
 use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
+use crate::permissions::Permissions;
 use crate::{db, pipeline, server};
 
 /// Resolves on SIGTERM or SIGINT.
@@ -44,7 +44,9 @@ fn spawn_reload_on_sighup(app: Arc<App>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
             app.reload_auth();

@@ -3,10 +3,26 @@
 
 /// `(file name, content type, bytes)` of the assets served under `/graphiql/`.
 pub const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("graphiql.min.js", "application/javascript", include_bytes!("../../assets/graphiql/graphiql.min.js")),
-    ("graphiql.min.css", "text/css", include_bytes!("../../assets/graphiql/graphiql.min.css")),
-    ("react.production.min.js", "application/javascript", include_bytes!("../../assets/graphiql/react.production.min.js")),
-    ("react-dom.production.min.js", "application/javascript", include_bytes!("../../assets/graphiql/react-dom.production.min.js")),
+    (
+        "graphiql.min.js",
+        "application/javascript",
+        include_bytes!("../../assets/graphiql/graphiql.min.js"),
+    ),
+    (
+        "graphiql.min.css",
+        "text/css",
+        include_bytes!("../../assets/graphiql/graphiql.min.css"),
+    ),
+    (
+        "react.production.min.js",
+        "application/javascript",
+        include_bytes!("../../assets/graphiql/react.production.min.js"),
+    ),
+    (
+        "react-dom.production.min.js",
+        "application/javascript",
+        include_bytes!("../../assets/graphiql/react-dom.production.min.js"),
+    ),
 ];
 
 pub fn page(path: &str) -> String {

@@ -95,18 +95,19 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .and(with_app(app))
         .map(|app: Arc<App>| warp::reply::html(graphiql::page(&app.cfg.graphql_path)));
 
-    let assets = warp::path!("graphiql" / String)
-        .and(warp::get())
-        .and_then(|name: String| async move {
-            graphiql::ASSETS
-                .iter()
-                .find(|(n, _, _)| *n == name)
-                .map(|(_, ty, bytes)| {
-                    let reply = warp::reply::with_header(*bytes, "content-type", *ty);
-                    warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
-                })
-                .ok_or_else(warp::reject::not_found)
-        });
+    let assets =
+        warp::path!("graphiql" / String)
+            .and(warp::get())
+            .and_then(|name: String| async move {
+                graphiql::ASSETS
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map(|(_, ty, bytes)| {
+                        let reply = warp::reply::with_header(*bytes, "content-type", *ty);
+                        warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
+                    })
+                    .ok_or_else(warp::reject::not_found)
+            });
 
     healthz
         .or(readyz)

@@ -16,9 +16,9 @@ use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 use super::operation;
 use super::protocol::{ClientMsg, Protocol, ServerMsg};
 use crate::app::{access_of, App};
-use crate::permissions::RoleView;
 use crate::auth::{token_from_init, AuthError, Identity};
 use crate::config::AuthMode;
+use crate::permissions::RoleView;
 
 /// Messages waiting for the socket writer; past this, operations wait (and their hub queues
 /// fill, which is what marks a slow consumer).
@@ -181,7 +181,9 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
 async fn expiry(at: Option<std::time::SystemTime>) {
     match at {
         Some(at) => {
-            let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
             tokio::time::sleep(left).await
         }
         None => std::future::pending().await,
@@ -237,6 +239,11 @@ impl Session {
                 let limit = self.app.cfg.max_subscriptions_per_connection;
                 if self.ops.len() >= limit {
                     let errors = serde_json::json!([{"message": format!("too many operations on this connection (limit {limit})")}]);
+                    self.send(ServerMsg::Error { id, errors }).await;
+                    return None;
+                }
+                if self.identity.as_ref().is_some_and(|i| i.expired()) {
+                    let errors = serde_json::json!([{"message": "access token expired"}]);
                     self.send(ServerMsg::Error { id, errors }).await;
                     return None;
                 }
