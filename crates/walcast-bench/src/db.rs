@@ -19,6 +19,10 @@ const MARKER: &str = "walcast-bench";
 /// Server settings of the throw-away cluster, beyond walcast-pgcluster's defaults
 /// (`wal_level=logical`, `fsync=off`, `synchronous_commit=off`, `full_page_writes=off`).
 pub const CLUSTER_SETTINGS: &[(&str, &str)] = &[
+    // Logical decoding reads only flushed WAL: with asynchronous commit a change waits for the
+    // WAL writer (up to wal_writer_delay, 200 ms), which would dominate commit-to-client latency.
+    // fsync stays off, so a flush costs little.
+    ("synchronous_commit", "on"),
     // The ingest scenario holds a replication stream paused for as long as writing takes.
     ("wal_sender_timeout", "0"),
     ("shared_buffers", "256MB"),

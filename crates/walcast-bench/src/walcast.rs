@@ -284,6 +284,42 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3 of stat(5); utime and stime are 14 and 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+}
+
+/// CPU use of a process over an interval, in cores (1.0 = one core busy).
+pub struct CpuMeter {
+    pid: u32,
+    start_cpu: f64,
+    start: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub fn start(pid: u32) -> Option<CpuMeter> {
+        Some(CpuMeter {
+            pid,
+            start_cpu: cpu_seconds(pid)?,
+            start: std::time::Instant::now(),
+        })
+    }
+
+    pub fn cores(&self) -> Option<f64> {
+        let used = cpu_seconds(self.pid)? - self.start_cpu;
+        let secs = self.start.elapsed().as_secs_f64();
+        (secs > 0.0).then(|| used / secs)
+    }
+}
+
 /// `VmRSS` of a process, in bytes.
 pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");

@@ -71,6 +71,8 @@ pub struct Ctx {
     pub connection: Option<ConnectionHandle>,
     /// The operation's read transaction.
     pub reads: Arc<QuerySession>,
+    /// Errors of fields of the event being resolved, taken by the socket layer with the event.
+    pub field_errors: Arc<FieldErrors>,
     /// Counts the queries that load related rows (shared by every operation).
     pub relation_queries: Arc<std::sync::atomic::AtomicU64>,
     pub access: SharedAccess,
@@ -88,3 +90,18 @@ impl Ctx {
 }
 
 impl juniper::Context for Ctx {}
+
+/// Field errors of a subscription's events, handed from the resolver to the socket layer.
+#[derive(Default)]
+pub struct FieldErrors(std::sync::Mutex<Vec<serde_json::Value>>);
+
+impl FieldErrors {
+    pub fn push(&self, errors: &[juniper::ExecutionError<juniper::DefaultScalarValue>]) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.extend(errors.iter().filter_map(|e| serde_json::to_value(e).ok()));
+    }
+
+    pub fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}

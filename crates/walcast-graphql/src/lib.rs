@@ -19,7 +19,7 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    Access, ConnectionHandle, Ctx, EventSource, EventStream, SharedAccess, SubscribeError,
+    Access, ConnectionHandle, Ctx, EventSource, FieldErrors, EventStream, SharedAccess, SubscribeError,
     SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};

@@ -81,7 +81,7 @@ fn column_value(
         .ok_or_else(|| FieldError::from(format!("unknown field {field:?} on {}", info.name)))?;
     match row.get(c.index).unwrap_or(&Datum::Unavailable) {
         Datum::Unavailable if missing_is_error => Err(FieldError::from(format!(
-            "{}.{field}: the value was not sent by Postgres (an unchanged TOASTed value); set REPLICA IDENTITY FULL on the table to receive it",
+            "{}.{field}: no value in this event: an unchanged TOASTed value Postgres did not send (REPLICA IDENTITY FULL sends it), or a column the table no longer has",
             info.table.qualified_name()
         ))),
         Datum::Unavailable | Datum::Null => Ok(Value::null()),

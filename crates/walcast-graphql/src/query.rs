@@ -29,7 +29,15 @@ pub fn select_list(table: &Table, alias: &str) -> String {
     table
         .columns
         .iter()
-        .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+        .map(|c| {
+            let col = format!("{alias}.{}", quote_ident(&c.name));
+            // `::text` strips char(n) padding; the output function (as pgoutput uses) keeps it.
+            if c.ty.name == "bpchar" {
+                format!("(CASE WHEN {col} IS NULL THEN NULL ELSE format('%s', {col}) END)")
+            } else {
+                format!("{col}::text")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

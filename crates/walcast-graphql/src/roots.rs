@@ -311,12 +311,13 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                         Payload::Prisma => ex.resolve_async(&**t, &PayloadObj(&ev)).await,
                     }
                     .map_err(|e| vec![ex.new_error(e)])?;
+                    // A field that failed is null with its error beside the rest of the event
+                    // (juniper's stream item cannot carry both, so errors go beside it).
                     let errors = ex.take_errors();
-                    if errors.is_empty() {
-                        Ok(value)
-                    } else {
-                        Err(errors)
+                    if !errors.is_empty() {
+                        ex.context().field_errors.push(&errors);
                     }
+                    Ok(value)
                 }
             });
             Ok(Value::Scalar(stream.boxed()))

@@ -184,6 +184,7 @@ impl App {
             connection,
             reads: Arc::new(walcast_graphql::QuerySession::new(self.pool.clone())),
             relation_queries: self.metrics.relation_queries.clone(),
+            field_errors: Default::default(),
             access,
         }
     }

@@ -135,6 +135,9 @@ pub struct ServeArgs {
     /// Events buffered per subscription before the connection counts as a slow consumer.
     #[arg(long, env = "WALCAST_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Log format: text or json.
     #[arg(long, env = "WALCAST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -301,5 +304,120 @@ mod tests {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("m").is_err());
+    }
+}
+
+/// `--print-config`: every setting as a TOML key with its effective value; secrets masked.
+pub fn effective_config(args: &ServeArgs) -> String {
+    fn mask_url(url: &str) -> String {
+        // postgres://user:secret@host/db → postgres://user:****@host/db; key=value password=…
+        let mut out = url.to_owned();
+        if let Some(scheme_end) = url.find("://") {
+            let rest = &url[scheme_end + 3..];
+            if let (Some(at), Some(colon)) = (rest.find('@'), rest.find(':')) {
+                if colon < at {
+                    out = format!(
+                        "{}{}:****{}",
+                        &url[..scheme_end + 3],
+                        &rest[..colon],
+                        &rest[at..]
+                    );
+                }
+            }
+        }
+        out.split(' ')
+            .map(|part| match part.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+                _ => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let list = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let opt_path =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| quote(&p.display().to_string()));
+    let mut lines = vec![
+        match args.database_url.as_deref() {
+            Some(u) => format!("database_url = {}", quote(&mask_url(u))),
+            None => "# database_url: not set".into(),
+        },
+        match args.replication_url.as_deref() {
+            Some(u) => format!("replication_url = {}", quote(&mask_url(u))),
+            None => "# replication_url: same as database_url".into(),
+        },
+        format!("listen = {}", quote(&args.listen.to_string())),
+        format!("schemas = {}", list(&args.schemas)),
+        format!("tables = {}", list(&args.tables)),
+        format!("exclude_tables = {}", list(&args.exclude_tables)),
+        format!("slot = {}", quote(&args.slot)),
+        format!("publication = {}", quote(&args.publication)),
+        format!("mutations = {}", args.mutations),
+        format!(
+            "retention = {}",
+            quote(&format!("{}s", args.retention.as_secs()))
+        ),
+        format!("graphql_path = {}", quote(&args.graphql_path)),
+        format!(
+            "auth = {}",
+            quote(match args.auth {
+                AuthMode::Strict => "strict",
+                AuthMode::Handshake => "handshake",
+                AuthMode::Public => "public",
+            })
+        ),
+        format!("auth_timeout = {}", args.auth_timeout_ms),
+        if args.jwt_secret.is_some() {
+            "jwt_secret = \"****\"".into()
+        } else {
+            "# jwt_secret: not set".into()
+        },
+        if args.jwt_public_key.is_some() {
+            "jwt_public_key = \"****\"".into()
+        } else {
+            "# jwt_public_key: not set".into()
+        },
+        format!("max_connections = {}", args.max_connections),
+        format!(
+            "max_subscriptions_per_connection = {}",
+            args.max_subscriptions_per_connection
+        ),
+        format!("client_queue = {}", args.client_queue),
+        format!("log_format = {}", quote(&args.log_format)),
+    ];
+    if let Some(p) = opt_path(&args.tokens_file) {
+        lines.push(format!("tokens_file = {p}"));
+    }
+    if let Some(p) = opt_path(&args.permissions_file) {
+        lines.push(format!("permissions_file = {p}"));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod print_tests {
+    use super::*;
+
+    #[test]
+    fn print_config_masks_secrets() {
+        let mut args = Cli::parse_from(["walcast"]).serve;
+        args.database_url = Some("postgres://app:s3cret@db:5432/app".into());
+        args.replication_url = Some("host=db user=app password=hunter2".into());
+        args.jwt_secret = Some("topsecret".into());
+        let text = effective_config(&args);
+        assert!(
+            !text.contains("s3cret") && !text.contains("hunter2") && !text.contains("topsecret"),
+            "{text}"
+        );
+        assert!(text.contains("postgres://app:****@db:5432/app"), "{text}");
+        assert!(text.contains("password=****"), "{text}");
+        // It is a valid config file.
+        let parsed: toml::Table = text.parse().expect("valid TOML");
+        assert_eq!(parsed["slot"].as_str(), Some("walcast"));
     }
 }

@@ -117,6 +117,7 @@ impl Hub {
         let mut deliveries: Vec<(usize, u64)> = Vec::new();
         let mut pending: Vec<(usize, u64)> = Vec::new();
         let mut batch = RelationBatch::new();
+        let started = std::time::Instant::now();
         if live {
             let mut st = self.lock();
             for (i, ev) in tx.events.iter().enumerate() {
@@ -144,6 +145,7 @@ impl Hub {
             }
             deliveries.sort_by_key(|(i, _)| *i);
         }
+        self.metrics.match_seconds.observe(started.elapsed());
         let mut st = self.lock();
         let mut matched = 0u64;
         let mut dead: Vec<u64> = Vec::new();

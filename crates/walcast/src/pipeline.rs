@@ -140,7 +140,10 @@ async fn session(
                 confirm(app, &mut stream, *handled);
             }
             Some(ReplicationEvent::XLogData { message, .. }) => {
-                if let Some(end) = handle(app, &mut decoder, message, handled, live_from).await? {
+                let started = std::time::Instant::now();
+                let outcome = handle(app, &mut decoder, message, handled, live_from).await?;
+                app.metrics.decode_seconds.observe(started.elapsed());
+                if let Some(end) = outcome {
                     if end > live_from {
                         mark_ready(app);
                     }
@@ -221,9 +224,7 @@ async fn handle(
         return Ok(None);
     }
     app.metrics.transactions.fetch_add(1, Relaxed);
-    app.metrics
-        .events_decoded
-        .fetch_add(tx.events.len() as u64, Relaxed);
+    count_events(&app.metrics, &tx);
     app.metrics
         .last_commit_micros
         .store(tx.commit_time.max(0) as u64, Relaxed);
@@ -233,4 +234,64 @@ async fn handle(
         .await;
     *handled = tx.end_lsn;
     Ok(Some(tx.end_lsn))
+}
+
+/// Counts a transaction's events by table and kind, with one label lookup per run of events.
+fn count_events(metrics: &crate::metrics::Metrics, tx: &walcast_model::Transaction) {
+    let mut runs: Vec<(u32, walcast_model::Op, &str, i64)> = Vec::new();
+    for ev in &tx.events {
+        match runs.last_mut() {
+            Some((oid, op, _, n)) if *oid == ev.table.oid && *op == ev.op => *n += 1,
+            _ => runs.push((ev.table.oid, ev.op, &ev.table.gql_name, 1)),
+        }
+    }
+    for (_, op, table, n) in runs {
+        metrics.events_decoded.add(&[table, op.as_str()], n);
+    }
+}
+
+/// Reads the slot's WAL footprint every `every` into the metrics, and warns while the slot
+/// comes close to `max_slot_wal_keep_size` (past it, Postgres invalidates the slot).
+pub async fn watch_slot(app: Arc<App>, every: std::time::Duration) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(client) = app.pool.get().await else {
+            continue;
+        };
+        let row = client
+            .query_opt(
+                "WITH now AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                 ELSE pg_current_wal_lsn() END AS lsn) \
+                 SELECT pg_wal_lsn_diff(now.lsn, s.restart_lsn)::bigint, \
+                        pg_wal_lsn_diff(now.lsn, s.confirmed_flush_lsn)::bigint, \
+                        s.safe_wal_size \
+                 FROM pg_replication_slots s, now WHERE s.slot_name = $1",
+                &[&app.cfg.slot],
+            )
+            .await;
+        let Ok(Some(row)) = row else { continue };
+        let retained: Option<i64> = row.get(0);
+        let lag: Option<i64> = row.get(1);
+        let safe: Option<i64> = row.get(2);
+        app.metrics
+            .retained_wal_bytes
+            .store(retained.unwrap_or(-1), Relaxed);
+        app.metrics.slot_lag_bytes.store(lag.unwrap_or(-1), Relaxed);
+        if let (Some(safe), Some(retained)) = (safe, retained) {
+            // Less room left than the slot already holds: a burst could cost the slot.
+            if safe < retained {
+                tracing::warn!(
+                    slot = %app.cfg.slot,
+                    retained_bytes = retained,
+                    bytes_left = safe,
+                    "the replication slot is close to max_slot_wal_keep_size; raise it or shorten WALCAST_RETENTION"
+                );
+            }
+        }
+    }
 }

@@ -385,17 +385,38 @@ fn ack_type(sub: &str) -> &'static str {
 
 /// Reads the acknowledgement of the init message (legacy's `ka` may follow it).
 fn expect_ack(ws: &mut RawWs, sub: &str) {
-    let frame = ws.recv_json(CONNECT_TIMEOUT);
+    let frame = recv_json(ws, CONNECT_TIMEOUT);
     assert_eq!(frame["type"], ack_type(sub), "{sub}: {frame}");
 }
 
-/// The next frame that is not a keep-alive.
+/// The next frame that is not a keep-alive. A read that a signal interrupted consumed
+/// nothing, so it is simply retried.
 fn recv_frame(ws: &mut RawWs, timeout: Duration) -> Frame {
     let deadline = Instant::now() + timeout;
     loop {
         match ws.recv(deadline.saturating_duration_since(Instant::now())) {
             Frame::Json(v) if v["type"] == "ka" => continue,
+            Frame::Gone(e) if e.contains("(os error 4)") => continue,
             other => return other,
+        }
+    }
+}
+
+/// Reads until the close frame: its code and reason, and the JSON frames before it (keep-alives
+/// left out). Panics if the socket stays open past `timeout` or ends without a close frame.
+fn expect_close(ws: &mut RawWs, timeout: Duration) -> (u16, String, Vec<Value>) {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        match recv_frame(ws, deadline.saturating_duration_since(Instant::now())) {
+            Frame::Close(code, reason) => return (code, reason, seen),
+            Frame::Json(v) => seen.push(v),
+            Frame::Text(t) => seen.push(Value::String(t)),
+            Frame::Binary(_) => {}
+            other => panic!(
+                "expected a close frame within {timeout:?}, got {other:?} after {}",
+                show(&seen)
+            ),
         }
     }
 }
@@ -450,6 +471,9 @@ fn flood(url: &str, sub: &str, frame: &Value, n: usize) -> (u16, Vec<Value>) {
                 return (f.map_or(1005, |f| u16::from(f.code)), seen);
             }
             Ok(_) => continue,
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
             Err(e) => panic!(
                 "{sub}: no close frame after the burst ({e}); saw {}",
                 show(&seen)
@@ -652,7 +676,7 @@ fn handshake_mode_on_every_protocol_and_http() {
     for (_, sub) in PROTOCOLS {
         let started = Instant::now();
         let mut idle = RawWs::connect(&s.walcast.ws_url(), sub);
-        let (code, reason, seen) = idle.expect_close(Duration::from_secs(10));
+        let (code, reason, seen) = expect_close(&mut idle, Duration::from_secs(10));
         let took = started.elapsed();
         assert_eq!(code, 4408, "{sub}: {reason}");
         assert!(
@@ -673,7 +697,7 @@ fn handshake_mode_on_every_protocol_and_http() {
         MESSAGES_SUB,
         json!({}),
     ));
-    let (code, _, seen) = eager.expect_close(Duration::from_secs(5));
+    let (code, _, seen) = expect_close(&mut eager, Duration::from_secs(5));
     assert_eq!(code, 4401, "subscribe before init: {}", show(&seen));
     assert!(seen.is_empty(), "{}", show(&seen));
 
@@ -730,12 +754,12 @@ fn handshake_refusals_per_protocol() {
     // The same on raw sockets, with no token at all.
     let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-transport-ws");
     ws.send_json(&init_frame("graphql-transport-ws", None));
-    let (code, _, seen) = ws.expect_close(CONNECT_TIMEOUT);
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
     assert_eq!((code, seen.len()), (4403, 0), "{}", show(&seen));
 
     let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-ws");
     ws.send_json(&init_frame("graphql-ws", None));
-    let (code, _, seen) = ws.expect_close(CONNECT_TIMEOUT);
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
     assert_eq!(code, 4403);
     assert_eq!(seen.len(), 1, "{}", show(&seen));
     assert_eq!(seen[0]["type"], "connection_error", "{}", show(&seen));
@@ -743,7 +767,7 @@ fn handshake_refusals_per_protocol() {
 
     let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-subscriptions");
     ws.send_json(&init_frame("graphql-subscriptions", None));
-    let fail = ws.recv_json(CONNECT_TIMEOUT);
+    let fail = recv_json(&mut ws, CONNECT_TIMEOUT);
     assert_eq!(fail["type"], "init_fail", "{fail}");
     // Refused, it may not subscribe.
     ws.send_json(&start_frame(
@@ -752,7 +776,7 @@ fn handshake_refusals_per_protocol() {
         MESSAGES_SUB,
         json!({}),
     ));
-    let refused = ws.recv_json(CONNECT_TIMEOUT);
+    let refused = recv_json(&mut ws, CONNECT_TIMEOUT);
     assert_eq!(refused["type"], "subscription_fail", "{refused}");
 
     s.walcast.wait_subscriptions(0, CONNECT_TIMEOUT);
@@ -827,7 +851,7 @@ fn strict_mode_authenticates_the_upgrade() {
         MESSAGES_SUB,
         json!({}),
     ));
-    let refused = ws.recv_json(EVENT_TIMEOUT);
+    let refused = recv_json(&mut ws, EVENT_TIMEOUT);
     assert_eq!(
         (&refused["type"], &refused["id"]),
         (&json!("error"), &json!("m")),
@@ -928,7 +952,7 @@ fn malformed_expired_foreign_and_unsigned_tokens_are_refused() {
     for (what, token) in &bad {
         let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-transport-ws");
         ws.send_json(&init_frame("graphql-transport-ws", Some(token)));
-        let (code, reason, seen) = ws.expect_close(CONNECT_TIMEOUT);
+        let (code, reason, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
         assert_eq!(code, 4403, "{what}: {reason}");
         assert!(seen.is_empty(), "{what}: {}", show(&seen));
         assert!(
@@ -995,7 +1019,7 @@ fn an_rs256_key_accepts_only_rs256_tokens_it_signed() {
     for (what, token) in &bad {
         let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-transport-ws");
         ws.send_json(&init_frame("graphql-transport-ws", Some(token)));
-        let (code, reason, seen) = ws.expect_close(CONNECT_TIMEOUT);
+        let (code, reason, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
         assert_eq!(code, 4403, "{what}: {reason}");
         assert!(seen.is_empty(), "{what}: {}", show(&seen));
         let (status, body) = s
@@ -1764,7 +1788,7 @@ fn a_jwt_that_expires_on_an_open_socket_ends_its_subscriptions() {
     // The expired token opens no new socket.
     let mut ws = RawWs::connect(&s.walcast.ws_url(), "graphql-transport-ws");
     ws.send_json(&init_frame("graphql-transport-ws", Some(&token)));
-    let (code, _, seen) = ws.expect_close(CONNECT_TIMEOUT);
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
     assert_eq!((code, seen.len()), (4403, 0), "{}", show(&seen));
 }
 
@@ -1781,7 +1805,7 @@ fn a_flood_of_init_messages() {
     ws.send_json(&start_frame(SUB, "1", MESSAGES_SUB, json!({})));
     s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
     ws.send_json(&init_frame(SUB, Some(ADMIN)));
-    let (code, _, seen) = ws.expect_close(CONNECT_TIMEOUT);
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
     assert_eq!(code, 4429);
     assert!(seen.is_empty(), "{}", show(&seen));
     // Bad tokens: refused at the first.

@@ -8,6 +8,7 @@ use crate::bench::{Bench, QUERY_ALL, QUERY_BUCKET};
 use crate::client::{Load, LoadSpec};
 use crate::db::Database;
 use crate::stats::{ms, rate, thousands, Histogram};
+use crate::walcast::CpuMeter;
 
 pub const SLOT: &str = "walcast_bench_latency";
 /// Transactions per second of the writer: rows per transaction = rate / this.
@@ -47,6 +48,10 @@ pub struct Cell {
     pub expected: u64,
     pub delivered: u64,
     pub latency: Histogram,
+    /// CPU use while writing and delivering, in cores: walcast, and this process (writer and
+    /// clients).
+    pub walcast_cpu: Option<f64>,
+    pub client_cpu: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -75,8 +80,12 @@ impl LatencyResult {
             self.duration.as_secs(),
             TICKS_PER_SEC
         );
-        out.push_str("| rows/s | subscribers | each matches | p50 | p95 | p99 | max | delivered / expected | target |\n");
-        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---|\n");
+        out.push_str(
+            "CPU: cores used while writing and delivering, by walcast and by this process (writer and \
+             clients); the machine has two, Postgres takes its share too.\n\n",
+        );
+        out.push_str("| rows/s | subscribers | each matches | p50 | p95 | p99 | max | delivered / expected | CPU walcast / bench | target |\n");
+        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
         for c in &self.cells {
             let p99 = c.latency.quantile(0.99);
             let complete = c.delivered == c.expected;
@@ -98,14 +107,17 @@ impl LatencyResult {
             if c.achieved_rate < c.rate as f64 * 0.95 {
                 rate_text.push_str(&format!(" (writer reached {})", rate(c.achieved_rate)));
             }
+            let cpu = |v: Option<f64>| v.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into());
             out.push_str(&format!(
-                "| {rate_text} | {} | {} | {} | {} | {} | {} | {delivered} | {target} |\n",
+                "| {rate_text} | {} | {} | {} | {} | {} | {} | {delivered} | {} / {} | {target} |\n",
                 thousands(c.subscribers as u64),
                 c.matching.label(),
                 ms(c.latency.quantile(0.5)),
                 ms(c.latency.quantile(0.95)),
                 ms(p99),
                 ms(c.latency.max()),
+                cpu(c.walcast_cpu),
+                cpu(c.client_cpu),
             ));
         }
         let notes: Vec<String> = self
@@ -265,9 +277,14 @@ async fn run_cell(
     }
     Bench::wait_subscriptions(walcast, load.subscriptions(), Duration::from_secs(60)).await?;
     let first = bench.db.next_id().await?;
+    let walcast_cpu = walcast.pid().and_then(CpuMeter::start);
+    let client_cpu = CpuMeter::start(std::process::id());
     let (first, last, achieved) = write_steady(&bench.db, first, rate, cfg.duration).await?;
     let want = expected(matching, load.connected(), first, last);
-    if load.wait_for(want, Duration::from_secs(5)).await.is_none() {
+    let drained = load.wait_for(want, Duration::from_secs(5)).await;
+    let walcast_cpu = walcast_cpu.and_then(|m| m.cores());
+    let client_cpu = client_cpu.and_then(|m| m.cores());
+    if drained.is_none() {
         notes.push(format!(
             "gave up waiting 5 s after the last delivery ({} of {})",
             thousands(load.received()),
@@ -291,6 +308,8 @@ async fn run_cell(
         expected: expected(matching, subscribers, first, last),
         delivered: report.received,
         latency: report.latency,
+        walcast_cpu,
+        client_cpu,
         notes,
     })
 }

@@ -62,6 +62,10 @@ fn spawn_reload_on_sighup(app: Arc<App>) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        println!("{}", crate::config::effective_config(&args));
+        return Ok(());
+    }
     serve_until(args, termination(), |_| {}).await
 }
 
@@ -108,6 +112,7 @@ pub async fn serve_until(
         shutdown: shutdown_rx.clone(),
     }));
     spawn_reload_on_sighup(app.clone());
+    tokio::spawn(pipeline::watch_slot(app.clone(), Duration::from_secs(10)));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

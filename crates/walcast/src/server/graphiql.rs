@@ -43,8 +43,10 @@ pub fn page(path: &str) -> String {
 <script src="/graphiql/graphiql.min.js"></script>
 <script>
 const path = {path_json};
-const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
 const token = new URLSearchParams(location.search).get('access_token');
+// Browsers cannot set headers on a WebSocket: strict mode reads the token from the URL.
+const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path
+  + (token ? '?access_token=' + encodeURIComponent(token) : '');
 const fetcher = GraphiQL.createFetcher({{
   url: location.origin + path,
   subscriptionUrl: wsUrl,

@@ -130,8 +130,10 @@ pub async fn run(
     }
     let mut merged = stream::select_all(streams);
     while let Some((name, item)) = merged.next().await {
+        let field_errors = ctx.field_errors.take();
         let payload = match item {
-            Ok(v) => json!({ "data": { name.as_str(): v } }),
+            Ok(v) if field_errors.is_empty() => json!({ "data": { name.as_str(): v } }),
+            Ok(v) => json!({ "data": { name.as_str(): v }, "errors": field_errors }),
             Err(errs) => json!({
                 "data": { name.as_str(): null },
                 "errors": serde_json::to_value(&errs).unwrap_or_else(|_| json!([])),

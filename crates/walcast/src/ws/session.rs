@@ -51,6 +51,8 @@ struct Session {
     access: SharedAccess,
     acked: bool,
     ops: HashMap<String, JoinHandle<()>>,
+    /// Operations streaming events, with the role they count under.
+    streams: HashMap<String, String>,
     out: mpsc::Sender<Out>,
     /// Operation messages, forwarded to `out` by the session so it can track completions.
     op_tx: mpsc::Sender<ServerMsg>,
@@ -60,6 +62,7 @@ struct Session {
 /// Serves one upgraded socket. `identity` is set when strict mode authenticated the upgrade.
 pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: Option<Identity>) {
     app.metrics.connections.fetch_add(1, Relaxed);
+    app.metrics.connections_by.add(&[protocol.name()], 1);
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let metrics = app.metrics.clone();
@@ -67,12 +70,17 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
         while let Some(out) = out_rx.recv().await {
             match out {
                 Out::Msg(msg) => {
+                    let started = std::time::Instant::now();
                     let Some(text) = protocol.encode(&msg) else {
                         continue;
                     };
+                    metrics.serialize_seconds.observe(started.elapsed());
                     metrics.messages_sent.fetch_add(1, Relaxed);
                     metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
-                    if sink.send(Message::text(text)).await.is_err() {
+                    let started = std::time::Instant::now();
+                    let sent = sink.send(Message::text(text)).await;
+                    metrics.send_seconds.observe(started.elapsed());
+                    if sent.is_err() {
                         break;
                     }
                 }
@@ -94,6 +102,7 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         acked: false,
         ops: HashMap::new(),
+        streams: HashMap::new(),
         out: out_tx,
         op_tx,
         slow: Arc::new(Notify::new()),
@@ -129,8 +138,13 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
                 }
             },
             Some(msg) = op_rx.recv() => {
-                if let ServerMsg::Complete { id } | ServerMsg::Error { id, .. } = &msg {
-                    s.ops.remove(id);
+                match &msg {
+                    ServerMsg::Complete { id } | ServerMsg::Error { id, .. } => {
+                        s.ops.remove(id);
+                        s.stream_ended(id);
+                    }
+                    ServerMsg::Started { id } => s.stream_started(id),
+                    _ => {}
                 }
                 if s.out.send(Out::Msg(msg)).await.is_err() {
                     break None;
@@ -169,12 +183,18 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
     for (_, op) in s.ops.drain() {
         op.abort();
     }
+    for (_, role) in s.streams.drain() {
+        app.metrics
+            .subscriptions_by
+            .add(&[protocol.name(), &role], -1);
+    }
     if let Some((code, reason)) = close {
         let _ = s.out.send(Out::Close(code, reason)).await;
     }
     drop(s);
     let _ = writer.await;
     app.metrics.connections.fetch_sub(1, Relaxed);
+    app.metrics.connections_by.add(&[protocol.name()], -1);
 }
 
 /// Resolves when a token expires; never without one.
@@ -191,6 +211,31 @@ async fn expiry(at: Option<std::time::SystemTime>) {
 }
 
 impl Session {
+    fn role(&self) -> String {
+        self.identity
+            .as_ref()
+            .map(|i| i.role.clone())
+            .unwrap_or_else(|| "public".into())
+    }
+
+    fn stream_started(&mut self, id: &str) {
+        let role = self.role();
+        self.app
+            .metrics
+            .subscriptions_by
+            .add(&[self.protocol.name(), &role], 1);
+        self.streams.insert(id.to_owned(), role);
+    }
+
+    fn stream_ended(&mut self, id: &str) {
+        if let Some(role) = self.streams.remove(id) {
+            self.app
+                .metrics
+                .subscriptions_by
+                .add(&[self.protocol.name(), &role], -1);
+        }
+    }
+
     fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
         let view = self.app.view(&who);
@@ -269,6 +314,7 @@ impl Session {
                 None
             }
             ClientMsg::Stop { id } => {
+                self.stream_ended(&id);
                 if let Some(op) = self.ops.remove(&id) {
                     op.abort();
                     // graphql-transport-ws: the client already considers it complete.

