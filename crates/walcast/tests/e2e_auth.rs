@@ -1842,3 +1842,12 @@ fn a_flood_of_init_messages() {
         expect_raw_silence(ws, Duration::from_millis(500));
     }
 }
+
+#[test]
+fn zz_probe() {
+    let perms = "[mixed.users]\nselect = true\n[mixed.articles]\nselect = true\nfilter = { status = \"published\" }\n";
+    let s = setup("handshake", Some(perms), &[]);
+    let tok = hs256(json!({"role": "mixed", "exp": now() + 600}));
+    let (st, body) = s.walcast.graphql(r#"{ u: __type(name: "users") { fields { name } } w: __type(name: "usersWhereInput") { inputFields { name } } a: __type(name: "articles") { fields { name } } }"#, json!({}), Some(&tok));
+    eprintln!("PROBE types {st} {body}");
+}

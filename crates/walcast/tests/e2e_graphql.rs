@@ -696,7 +696,6 @@ fn every_type_round_trips_through_events_and_queries() {
 }
 
 #[test]
-#[ignore = "walcast bug: queries read char(n) through ::text, which strips the padding events keep"]
 fn query_keeps_char_padding_like_events() {
     let s = setup(
         "CREATE TABLE codes (id int PRIMARY KEY, code char(5), codes char(3)[]);",
@@ -1097,7 +1096,6 @@ fn graphiql_runs_a_subscription_in_headless_chromium() {
 }
 
 #[test]
-#[ignore = "walcast bug: the GraphiQL page opens its WebSocket without ?access_token, so strict mode refuses it"]
 fn graphiql_subscriptions_work_in_strict_mode() {
     require_chromium();
     let s = setup(&demo_sql(), &[("WEBSOCKETS_GRAPHQL_AUTH", "strict")]);
@@ -1223,7 +1221,6 @@ fn schema_changes_apply_live_without_breaking_subscriptions() {
 }
 
 #[test]
-#[ignore = "walcast bug: a field error in an event (dropped column, unavailable TOAST value) nulls the whole payload"]
 fn a_dropped_column_resolves_to_null_with_an_error_and_the_other_fields_stay() {
     let s = setup(DEMO_SCHEMA, &[]);
     s.sql("ALTER TABLE messages ADD COLUMN mood text; ALTER TABLE messages ADD COLUMN score int;");
