@@ -1849,5 +1849,20 @@ fn zz_probe() {
     let s = setup("handshake", Some(perms), &[]);
     let tok = hs256(json!({"role": "mixed", "exp": now() + 600}));
     let (st, body) = s.walcast.graphql(r#"{ u: __type(name: "users") { fields { name } } w: __type(name: "usersWhereInput") { inputFields { name } } a: __type(name: "articles") { fields { name } } }"#, json!({}), Some(&tok));
-    eprintln!("PROBE types {st} {body}");
+    eprintln!("PROBE types {st}");
+    let _ = body;
+    for q in [
+        r#"{ users(where: {articles_some: {status: "draft"}}) { name } }"#,
+        r#"{ users(where: {articles_none: {status: "draft"}}) { name } }"#,
+        r#"{ users(where: {articles_every: {status: "published"}}) { name } }"#,
+        r#"{ users(orderBy: ["id"]) { name articles { title status } } }"#,
+        r#"{ articles { title author { name } } }"#,
+    ] {
+        let (st, body) = s.walcast.graphql(q, json!({}), Some(&tok));
+        eprintln!("PROBE {q}\n   -> {st} {body}");
+    }
+    let mut c = s.client("transport", Some(&tok), r#"subscription { users_mutated(where: {articles_some: {title_starts_with: "Subscriptions"}}) { data { name } } }"#);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    s.sql("UPDATE users SET email = 'g@example.com' WHERE id = 2");
+    eprintln!("PROBE sub relation on hidden row: {:?}", c.drain(Duration::from_secs(3)));
 }
