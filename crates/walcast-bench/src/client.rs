@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -30,6 +31,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub const INDEX_PLACEHOLDER: &str = "{{i}}";
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -371,7 +373,9 @@ async fn open(spec: &LoadSpec) -> anyhow::Result<Ws> {
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    // Small read buffers: the default (128 KiB) is touched in full by every connection.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     let (mut ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow!("WebSocket handshake timed out"))?

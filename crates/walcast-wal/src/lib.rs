@@ -35,3 +35,4 @@ pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleVa
 pub use quote::{quote_ident, quote_literal};
 pub use setup::ensure_publication;
 pub use stream::{ReplicationEvent, ReplicationStream, DEFAULT_STATUS_INTERVAL};
+pub use transport::client_config as tls_client_config;

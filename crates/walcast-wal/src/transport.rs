@@ -73,7 +73,8 @@ fn tcp(stream: TcpStream) -> Result<Transport, WalError> {
     Ok(Transport::Tcp(stream))
 }
 
-fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
+/// The TLS client settings of `sslmode=prefer|require`, shared with ordinary connections.
+pub fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

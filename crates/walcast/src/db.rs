@@ -19,13 +19,19 @@ pub fn pool(url: &str) -> anyhow::Result<Pool> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("walcast");
     }
-    let mgr = Manager::from_config(
-        cfg,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let mgr_cfg = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let mgr = if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+        Manager::from_config(cfg, tokio_postgres::NoTls, mgr_cfg)
+    } else {
+        let tls = walcast_wal::tls_client_config().context("configuring TLS for DATABASE_URL")?;
+        Manager::from_config(
+            cfg,
+            tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
+            mgr_cfg,
+        )
+    };
     Pool::builder(mgr)
         .max_size(16)
         .build()

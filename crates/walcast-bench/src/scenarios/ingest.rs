@@ -50,6 +50,8 @@ pub struct IngestResult {
     pub subscriber: Vec<Run>,
     /// As `subscriber`, with a client queue large enough for the whole backlog.
     pub subscriber_big_queue: Vec<Run>,
+    /// One idle subscriber, one transaction of K rows: (K, received, how it was closed).
+    pub big_transactions: Vec<(u64, u64, Option<String>)>,
     pub errors: Vec<String>,
 }
 
@@ -133,6 +135,20 @@ impl IngestResult {
                 "| {label} | {secs} | {per_sec_text} | {ratio} | {target} | {note} |\n"
             ));
         }
+        if !self.big_transactions.is_empty() {
+            out.push_str(
+                "\nOne transaction of K rows with one idle subscriber to every row (default \
+                 `WALCAST_CLIENT_QUEUE`, 1,024):\n\n| K | received | connection |\n|---:|---:|---|\n",
+            );
+            for (k, received, close) in &self.big_transactions {
+                out.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    thousands(*k),
+                    thousands(*received),
+                    close.as_deref().unwrap_or("open")
+                ));
+            }
+        }
         for e in &self.errors {
             out.push_str(&format!("\nError: {e}\n"));
         }
@@ -176,7 +192,45 @@ pub async fn run(bench: &mut Bench, cfg: &IngestConfig) -> IngestResult {
                 .push(format!("walcast with a subscriber, large queue: {e:#}")),
         }
     }
+    match big_transactions(bench, &[1000, 1024, 1025, 5000]).await {
+        Ok(r) => result.big_transactions = r,
+        Err(e) => result.errors.push(format!("large transactions: {e:#}")),
+    }
     result
+}
+
+/// Delivers single transactions of each size to a fresh idle subscriber.
+async fn big_transactions(
+    bench: &mut Bench,
+    sizes: &[u64],
+) -> anyhow::Result<Vec<(u64, u64, Option<String>)>> {
+    bench.db.drop_slot(SLOT).await?;
+    let opts = bench.walcast_options(SLOT);
+    let walcast = bench.start_walcast(&opts).await?;
+    let mut out = Vec::new();
+    for &rows in sizes {
+        let mut spec = LoadSpec::new(walcast.ws_url(), QUERY_ALL);
+        spec.connections = 1;
+        let load = Load::start(spec).await;
+        Bench::wait_subscriptions(&walcast, load.subscriptions(), Duration::from_secs(30)).await?;
+        let first = bench.db.next_id().await?;
+        bench.db.write_rows(first, rows, rows).await?;
+        load.wait_for(rows, Duration::from_secs(2)).await;
+        let report = load.finish().await;
+        let close = report
+            .closes
+            .keys()
+            .chain(report.errors.keys())
+            .next()
+            .map(|c| format!("closed: {c}"));
+        out.push((rows, report.received, close));
+        walcast
+            .wait_metric_below("walcast_subscriptions_active", 1.0, Duration::from_secs(30))
+            .await?;
+    }
+    walcast.stop().await?;
+    bench.db.drop_slot(SLOT).await?;
+    Ok(out)
 }
 
 async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
