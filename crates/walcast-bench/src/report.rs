@@ -203,6 +203,13 @@ pub fn machine(
         cpu_model().unwrap_or_else(|| "unknown".into())
     ));
     out.push_str(&format!("| memory | {memory} |\n"));
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let first: Vec<&str> = load.split_whitespace().take(3).collect();
+        out.push_str(&format!(
+            "| load average at start (1, 5, 15 min) | {} (other work on the machine shares the cores) |\n",
+            first.join(", ")
+        ));
+    }
     out.push_str(&format!("| kernel | Linux {kernel} |\n"));
     let pg = if own_cluster {
         let extra: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();

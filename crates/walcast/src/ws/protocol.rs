@@ -292,3 +292,87 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn protocols() -> impl Strategy<Value = Protocol> {
+        prop_oneof![
+            Just(Protocol::Transport),
+            Just(Protocol::Legacy),
+            Just(Protocol::Graphcool)
+        ]
+    }
+
+    /// JSON-ish frames: mostly objects with the protocols' keys, values of any type.
+    fn frames() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z_ ]{0,12}".prop_map(serde_json::Value::String),
+            prop_oneof![
+                Just("connection_init"),
+                Just("subscribe"),
+                Just("start"),
+                Just("stop"),
+                Just("complete"),
+                Just("ping"),
+                Just("init"),
+                Just("subscription_start"),
+                Just("subscription_end"),
+                Just("connection_terminate"),
+            ]
+            .prop_map(|s| serde_json::Value::String(s.into())),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_owned()),
+                        Just("id".to_owned()),
+                        Just("payload".to_owned()),
+                        Just("query".to_owned()),
+                        Just("variables".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        prop_oneof![value.prop_map(|v| v.to_string()), ".{0,64}"]
+    }
+
+    proptest! {
+        /// Whatever a client sends, decoding answers a message or an error; it never panics.
+        #[test]
+        fn decoding_never_panics(p in protocols(), frame in frames()) {
+            let _ = p.decode(&frame);
+        }
+
+        /// Every server message either has no frame in a protocol or encodes to JSON with a type.
+        #[test]
+        fn encoded_frames_are_json_with_a_type(p in protocols(), id in "[0-9a-z-]{1,8}", text in ".{0,16}") {
+            for msg in [
+                ServerMsg::Ack,
+                ServerMsg::InitFail(text.clone()),
+                ServerMsg::Started { id: id.clone() },
+                ServerMsg::Next { id: id.clone(), payload: serde_json::json!({"data": text}) },
+                ServerMsg::Error { id: id.clone(), errors: serde_json::json!([{"message": text}]) },
+                ServerMsg::Complete { id: id.clone() },
+                ServerMsg::Pong(None),
+                ServerMsg::KeepAlive,
+            ] {
+                if let Some(frame) = p.encode(&msg) {
+                    let v: serde_json::Value = serde_json::from_str(&frame).expect("JSON");
+                    prop_assert!(v.get("type").and_then(|t| t.as_str()).is_some());
+                }
+            }
+        }
+    }
+}
