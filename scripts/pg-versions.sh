@@ -37,10 +37,10 @@ pinned_version() {
 }
 readonly PINNED_MAJORS=(13 14 15 16 17 18)
 
-# The end-to-end subset: `cargo test` arguments, one suite per line.
+# The end-to-end subset: `name:cargo test arguments`, one suite per entry.
 readonly SUITES=(
-    "-p walcast --test e2e_skeleton --test e2e_seeds --test e2e_delivery"
-    "-p walcast-wal --test replication"
+    "walcast-e2e:-p walcast --test e2e_skeleton --test e2e_seeds --test e2e_delivery"
+    "wal-replication:-p walcast-wal --test replication"
 )
 
 die() {
@@ -256,22 +256,27 @@ cmd_test() {
     export WALCAST_TEST_IDLE_SECS=${WALCAST_TEST_IDLE_SECS:-5}
     local summary=() failed=() all_started=$SECONDS
     for major in "${majors[@]}"; do
-        local bindir started=$SECONDS status=ok suite failures=()
+        local bindir started=$SECONDS suite name args suite_started results=() failures=0
         bindir=$(bindir_for "$major")
         echo
-        echo "==> Postgres $major: $("$bindir/postgres" --version) from $bindir"
+        echo "==> [$((SECONDS - all_started))s] Postgres $major: $("$bindir/postgres" --version) from $bindir"
         for suite in "${SUITES[@]}"; do
-            echo "--> [Postgres $major] cargo test $suite"
-            # shellcheck disable=SC2086 # suite is a list of arguments
-            if ! WALCAST_PG_BINDIR=$bindir cargo test $suite; then
-                failures+=("cargo test $suite")
+            name=${suite%%:*}
+            args=${suite#*:}
+            suite_started=$SECONDS
+            echo "--> [Postgres $major] cargo test --no-fail-fast $args"
+            # shellcheck disable=SC2086 # args is a list of arguments
+            if WALCAST_PG_BINDIR=$bindir cargo test --no-fail-fast $args; then
+                results+=("$name ok $((SECONDS - suite_started))s")
+            else
+                results+=("$name FAILED $((SECONDS - suite_started))s")
+                failures=$((failures + 1))
             fi
         done
-        if [[ ${#failures[@]} -gt 0 ]]; then
-            status="FAILED (${failures[*]})"
-            failed+=("$major")
-        fi
-        summary+=("$(printf 'Postgres %-3s %-4ss  %s' "$major" "$((SECONDS - started))" "$status")")
+        [[ $failures -eq 0 ]] || failed+=("$major")
+        summary+=("$(printf 'Postgres %-3s %-6s %5ss  (%s)' "$major" \
+            "$([[ $failures -eq 0 ]] && echo ok || echo FAILED)" "$((SECONDS - started))" \
+            "$(IFS=,; echo "${results[*]}" | sed 's/,/, /g')")")
     done
 
     echo

@@ -16,7 +16,16 @@ impl Profile {
     pub async fn start(dir: &Path, name: &str, pid: u32) -> Option<Profile> {
         let output = dir.join(format!("{name}.perf.data"));
         let child = Command::new("perf")
-            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+            .args([
+                "record",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,16384",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
             .arg(&output)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

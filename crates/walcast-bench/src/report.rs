@@ -214,7 +214,8 @@ pub fn machine(
     let pg = if own_cluster {
         let extra: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!(
-            "{pg_version}, throw-away cluster (walcast-pgcluster: wal_level=logical, fsync=off, synchronous_commit=off; {})",
+            "{pg_version}, throw-away cluster (walcast-pgcluster: wal_level=logical, fsync=off, full_page_writes=off; \
+             set by the bench: {})",
             extra.join(", ")
         )
     } else {

@@ -3,6 +3,7 @@
 //! changes.
 
 pub mod context;
+pub mod guard;
 pub mod info;
 pub mod input;
 pub mod mutations;
@@ -19,8 +20,8 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    Access, ConnectionHandle, Ctx, EventSource, FieldErrors, EventStream, SharedAccess, SubscribeError,
-    SubscriptionRequest, TableAccess,
+    Access, ConnectionHandle, Ctx, EventSource, EventStream, FieldErrors, SharedAccess,
+    SubscribeError, SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;

@@ -204,6 +204,7 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
                 ),
                 _ => None,
             };
+            let user = user.map(|u| crate::guard::confine(u, ctx));
             let filter = match (role, user) {
                 (Some(a), Some(b)) => Some(RowFilter::All(vec![a, b])),
                 (a, b) => a.or(b),

@@ -115,6 +115,7 @@ impl GraphQLValueAsync<S> for QueryRoot {
                             .map_err(|e| FieldError::from(e.to_string()))?,
                         None => walcast_filter::RowFilter::always(),
                     };
+                    let user = crate::guard::confine(user, ex.context());
                     let filter = match ex.context().row_filter(t.table.oid) {
                         Some(role) => walcast_filter::RowFilter::All(vec![role, user]),
                         None => user,
@@ -282,6 +283,7 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             })?;
             let t: &'i Arc<TableInfo> = t;
             let (filter, payload) = subscription_filter(&info.catalog, kind, t, &args)?;
+            let filter = crate::guard::confine_event(filter, executor.context(), t)?;
             let after = match arg_string(&args, "after")? {
                 None => None,
                 Some(c) => Some(ResumePoint::decode(&c).ok_or_else(|| {

@@ -334,7 +334,11 @@ async fn cold(bench: &mut Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
 /// Polls the decoded counter until it reaches `target`; returns the seconds until it did,
 /// interpolated between the last two samples. The polling is sparse on purpose: frequent HTTP
 /// requests slow walcast's replication loop down (see docs/benchmarks.md).
-async fn progress(walcast: &crate::walcast::Walcast, from: f64, target: f64) -> anyhow::Result<f64> {
+async fn progress(
+    walcast: &crate::walcast::Walcast,
+    from: f64,
+    target: f64,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let (mut last_t, mut last_v) = (0.0, from);
     loop {

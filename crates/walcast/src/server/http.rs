@@ -34,6 +34,13 @@ pub async fn post(
                 )
             }
         },
+        // Strict mode refuses anonymous requests, as it refuses anonymous sockets.
+        (AuthMode::Strict, None) => {
+            return json_reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"message": "missing access token"}]}),
+            )
+        }
         (_, None) => Identity::public(),
     };
     let req: serde_json::Value = match serde_json::from_slice(&body) {

@@ -367,9 +367,10 @@ impl Session {
                                 self.send(ServerMsg::InitFail(reason.clone())).await;
                                 Some((close::FORBIDDEN, reason))
                             }
+                            // Closing after a refusal stops one socket from trying token after token.
                             Protocol::Graphcool => {
-                                self.send(ServerMsg::InitFail(reason)).await;
-                                None
+                                self.send(ServerMsg::InitFail(reason.clone())).await;
+                                Some((close::FORBIDDEN, reason))
                             }
                         };
                     }

@@ -971,7 +971,9 @@ impl RawWs {
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     if Instant::now() >= deadline {
