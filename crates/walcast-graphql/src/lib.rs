@@ -30,6 +30,11 @@ pub use session::QuerySession;
 
 pub type Schema = RootNode<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// Deepest selection accepted: relations nest, and each level can cost a query.
+pub const MAX_DEPTH: usize = 12;
+/// Most fields in one document.
+pub const MAX_FIELDS: usize = 2_000;
+
 /// One table of a view: the columns a role may read (None: all) and the mutations it may run.
 #[derive(Debug, Clone)]
 pub struct ViewTable {
@@ -70,6 +75,8 @@ pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) 
         info.clone(),
         info,
     )
+    .limit_depth(MAX_DEPTH)
+    .limit_fields(MAX_FIELDS)
 }
 
 /// Every table with every column and, when `mutations`, every mutation.
