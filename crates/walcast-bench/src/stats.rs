@@ -124,12 +124,13 @@ pub fn ms(micros: u64) -> String {
 /// Thousands separators: `200,000`.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+    let head = s.len() % 3;
+    let mut out = s[..head].to_owned();
+    for chunk in s.as_bytes()[head..].chunks(3) {
+        if !out.is_empty() {
             out.push(',');
         }
-        out.push(ch);
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
     }
     out
 }
@@ -199,6 +200,8 @@ mod tests {
     fn formats() {
         assert_eq!(thousands(200_000), "200,000");
         assert_eq!(thousands(12), "12");
+        assert_eq!(thousands(1_234), "1,234");
+        assert_eq!(thousands(0), "0");
         assert_eq!(rate(123_456.0), "123,000");
         assert_eq!(ms(840), "0.84");
         assert_eq!(ms(12_345), "12.3");

@@ -3,13 +3,13 @@
 //! bounded queue, and a full queue closes that connection as a slow consumer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use walcast_filter::{EventFilter, RelationBatch, SubscriptionIndex, Truth};
 use walcast_graphql::{
     ConnectionHandle, EventSource, EventStream, SharedAccess, SubscribeError, SubscriptionRequest,
@@ -19,13 +19,19 @@ use walcast_wal::Lsn;
 
 use crate::metrics::Metrics;
 
+/// Most events kept for replay, whatever the retention window says.
+const MAX_RETAINED_EVENTS: usize = 500_000;
+
 struct Subscriber {
     id: u64,
     oid: u32,
     /// The table's shape the subscription's filter and fields were built for.
     table: Arc<walcast_model::Table>,
     filter: Arc<EventFilter>,
-    tx: mpsc::Sender<Arc<Event>>,
+    /// A transaction's matching events travel as one chunk.
+    tx: mpsc::UnboundedSender<Vec<Arc<Event>>>,
+    /// Events sent but not yet taken by the subscription: the queue's fill.
+    pending: Arc<AtomicUsize>,
     connection: Option<ConnectionHandle>,
     /// The caller's access, checked per event: permissions reloads apply at once.
     access: SharedAccess,
@@ -149,13 +155,14 @@ impl Hub {
         let mut st = self.lock();
         let mut matched = 0u64;
         let mut dead: Vec<u64> = Vec::new();
+        // Each subscriber's events of this transaction, in statement order, as one chunk: a large
+        // transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
+        // consumer.
+        let mut chunks: Vec<(u64, Vec<Arc<Event>>)> = Vec::new();
         for (i, id) in deliveries {
             let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
                 continue;
             };
-            if dead.contains(&id) {
-                continue;
-            }
             let ev = if Arc::ptr_eq(&sub.table, &ev.table)
                 || Event::same_layout(&sub.table, &ev.table)
             {
@@ -163,15 +170,28 @@ impl Hub {
             } else {
                 Arc::new(ev.in_layout(&sub.table))
             };
-            match sub.tx.try_send(ev) {
-                Ok(()) => matched += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if let Some(conn) = &sub.connection {
-                        (conn.on_overflow)();
-                    }
-                    dead.push(id);
+            match chunks.iter_mut().find(|(s, _)| *s == id) {
+                Some((_, events)) => events.push(ev),
+                None => chunks.push((id, vec![ev])),
+            }
+        }
+        for (id, events) in chunks {
+            let Some(sub) = st.subs.get(&id) else {
+                continue;
+            };
+            if sub.pending.load(Relaxed) >= self.queue {
+                if let Some(conn) = &sub.connection {
+                    (conn.on_overflow)();
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => dead.push(id),
+                dead.push(id);
+                continue;
+            }
+            let n = events.len();
+            sub.pending.fetch_add(n, Relaxed);
+            if sub.tx.send(events).is_err() {
+                dead.push(id);
+            } else {
+                matched += n as u64;
             }
         }
         for id in dead {
@@ -276,8 +296,17 @@ impl Hub {
 
     fn evict_locked(&self, st: &mut State, now: i64) {
         let horizon = now - self.retention.as_micros() as i64;
-        while st.retained.front().is_some_and(|t| t.commit_time < horizon) {
+        let mut held: usize = st.retained.iter().map(|t| t.events.len()).sum();
+        // Old transactions leave by age; beyond MAX_RETAINED_EVENTS the oldest leave early, so
+        // memory stays bounded whatever the write rate (their cursors then expire sooner).
+        while let Some(front) = st.retained.front() {
+            let too_old = front.commit_time < horizon;
+            let too_many = held > MAX_RETAINED_EVENTS && st.retained.len() > 1;
+            if !too_old && !too_many {
+                break;
+            }
             if let Some(t) = st.retained.pop_front() {
+                held -= t.events.len();
                 if let Some(last) = t.events.last() {
                     st.floor = st.floor.max(last.cursor);
                 }
@@ -378,7 +407,8 @@ pub struct HubSource(pub Arc<Hub>);
 impl EventSource for HubSource {
     fn subscribe(&self, req: SubscriptionRequest) -> Result<EventStream, SubscribeError> {
         let hub = &self.0;
-        let (tx, rx) = mpsc::channel(hub.queue);
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<Arc<Event>>>();
+        let pending = Arc::new(AtomicUsize::new(0));
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
         let (columns_key, role_filter) = match req.access.load().tables.get(&oid) {
@@ -417,6 +447,7 @@ impl EventSource for HubSource {
                     columns_key,
                     filter,
                     tx,
+                    pending: pending.clone(),
                     connection: req.connection,
                     seen: match req.after {
                         Some(ResumePoint::Snapshot(s)) => Some(s),
@@ -431,10 +462,13 @@ impl EventSource for HubSource {
             hub: hub.clone(),
             id,
         };
-        let live = ReceiverStream::new(rx).map(move |ev| {
-            let _registered = &guard;
-            ev
-        });
+        let live = UnboundedReceiverStream::new(rx)
+            .flat_map(futures::stream::iter)
+            .map(move |ev| {
+                let _registered = &guard;
+                pending.fetch_sub(1, Relaxed);
+                ev
+            });
         Ok(futures::stream::iter(replay).chain(live).boxed())
     }
 

@@ -530,3 +530,15 @@ fn sigterm_completes_subscriptions_and_exits_zero() {
     again.read_until(2, Duration::from_secs(10));
     assert_eq!(again.seen, vec![11, 12]);
 }
+
+#[test]
+fn a_large_transaction_streams_whole_to_a_reading_client() {
+    let s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    // Far larger than the per-connection queue (1024): a big transaction is not a slow consumer.
+    s.pg.psql(DB, "INSERT INTO seq (n) SELECT generate_series(1, 30000)")
+        .expect("insert");
+    c.read_until(30000, Duration::from_secs(90));
+    c.assert_exactly(30000, "one 30,000-row transaction");
+}

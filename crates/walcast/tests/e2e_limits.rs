@@ -127,7 +127,10 @@ fn query_depth_is_limited() {
         Some(TOKEN),
     );
     assert_ne!(status, 200, "{body}");
-    assert!(body.to_string().contains("exceeds the limit of 12 levels"), "{body}");
+    assert!(
+        body.to_string().contains("exceeds the limit of 12 levels"),
+        "{body}"
+    );
 }
 
 #[test]
