@@ -109,9 +109,15 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
                     .ok_or_else(warp::reject::not_found)
             });
 
+    // A small live page over the demo's `messages` table, for a first look without tooling.
+    let example = warp::path!("example")
+        .and(warp::get())
+        .map(|| warp::reply::html(include_str!("../../assets/example/index.html")));
+
     healthz
         .or(readyz)
         .or(assets)
+        .or(example)
         .or(metrics)
         .or(ws)
         .or(post)
