@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" demo --listen "127.0.0.1:$PORT" --writes-per-second "$RATE" >"$work/demo.out" 2>"$work/demo.err" &
+WALCAST_RETENTION=${SOAK_RETENTION:-30s} "$BIN" demo --listen "127.0.0.1:$PORT" --writes-per-second "$RATE" >"$work/demo.out" 2>"$work/demo.err" &
 demo=$!
 for _ in $(seq 1 120); do
     grep -q '^  Token:' "$work/demo.out" 2>/dev/null && break
