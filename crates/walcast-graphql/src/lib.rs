@@ -30,8 +30,9 @@ pub use session::QuerySession;
 
 pub type Schema = RootNode<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Deepest selection accepted: relations nest, and each level can cost a query.
-pub const MAX_DEPTH: usize = 12;
+/// Deepest selection accepted: relations nest, and each level can cost a query. The standard
+/// introspection query (GraphiQL, codegen tools) needs 13.
+pub const MAX_DEPTH: usize = 20;
 /// Most fields in one document.
 pub const MAX_FIELDS: usize = 2_000;
 

@@ -15,7 +15,7 @@ use walcast_wal::{
 use crate::app::App;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Runs until shutdown. Only an error at the very first start is returned: later ones are
 /// retried, subscribers staying connected.
@@ -25,8 +25,13 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::
     let mut handled = Lsn(0);
     let mut started = false;
     loop {
+        let streamed_before = handled;
         let result = session(&app, &mut handled, &mut shutdown, &mut started).await;
         app.ready.store(false, Relaxed);
+        // A session that made progress was healthy: the next failure starts the backoff over.
+        if handled > streamed_before {
+            backoff = BACKOFF_MIN;
+        }
         match result {
             Ok(()) => return Ok(()),
             Err(e) if !started => return Err(e),

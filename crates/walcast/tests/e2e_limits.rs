@@ -128,7 +128,7 @@ fn query_depth_is_limited() {
     );
     assert_ne!(status, 200, "{body}");
     assert!(
-        body.to_string().contains("exceeds the limit of 12 levels"),
+        body.to_string().contains("exceeds the limit of 20 levels"),
         "{body}"
     );
 }
