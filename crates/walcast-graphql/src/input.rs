@@ -9,45 +9,21 @@ use std::convert::Infallible;
 use juniper::{
     meta::{Argument, MetaType},
     ArcStr, DefaultScalarValue as S, FromInputValue, GraphQLType, GraphQLValue, InputValue,
-    Registry, ID,
+    Registry,
 };
 use walcast_filter::parse::operator_applies;
 
 use crate::info::{ColumnInfo, TableInfo};
 use crate::objects::MutationType;
-use crate::scalars::{self, ScalarType};
-
-fn typed<T>(r: &mut Registry<S>, name: String, list: bool) -> Argument<S>
-where
-    T: GraphQLType<S, TypeInfo = ()> + FromInputValue<S>,
-    T::Error: juniper::IntoFieldError<S>,
-{
-    if list {
-        r.arg::<Option<Vec<T>>>(name, &())
-    } else {
-        r.arg::<Option<T>>(name, &())
-    }
-}
+use crate::scalars::{self, Shape};
 
 fn column_arg(r: &mut Registry<S>, c: &ColumnInfo, suffix: &str) -> Argument<S> {
-    let name = format!("{}{suffix}", c.name);
-    let list = suffix.ends_with("_in");
-    match c.scalar {
-        ScalarType::Id => typed::<ID>(r, name, list),
-        ScalarType::Int => typed::<i32>(r, name, list),
-        ScalarType::Float => typed::<f64>(r, name, list),
-        ScalarType::Boolean => typed::<bool>(r, name, list),
-        ScalarType::String => typed::<String>(r, name, list),
-        ScalarType::BigInt => typed::<scalars::BigInt>(r, name, list),
-        ScalarType::Decimal => typed::<scalars::Decimal>(r, name, list),
-        ScalarType::Json => typed::<scalars::Json>(r, name, list),
-        ScalarType::DateTime => typed::<scalars::DateTime>(r, name, list),
-        ScalarType::Date => typed::<scalars::Date>(r, name, list),
-        ScalarType::Time => typed::<scalars::Time>(r, name, list),
-        ScalarType::Interval => typed::<scalars::Interval>(r, name, list),
-        ScalarType::Bytes => typed::<scalars::Bytes>(r, name, list),
-        ScalarType::Uuid => typed::<scalars::Uuid>(r, name, list),
-    }
+    let shape = if suffix.ends_with("_in") {
+        Shape::OptionalListOfRequired
+    } else {
+        Shape::Optional
+    };
+    scalars::arg(r, format!("{}{suffix}", c.name).into(), c.scalar, shape)
 }
 
 const ALL_SUFFIXES: &[&str] = &[

@@ -18,38 +18,15 @@ use crate::context::Ctx;
 use crate::info::{ColumnInfo, SchemaInfo, TableInfo};
 use crate::objects::RowObj;
 use crate::query::{decode_row, from_clause, select_list};
-use crate::scalars::{self, input_to_json, ScalarType};
-
-fn typed<T>(r: &mut Registry<S>, name: &ArcStr, array: bool) -> Argument<S>
-where
-    T: GraphQLType<S, TypeInfo = ()> + FromInputValue<S>,
-    T::Error: juniper::IntoFieldError<S>,
-{
-    if array {
-        r.arg::<Option<Vec<Option<T>>>>(name.clone(), &())
-    } else {
-        r.arg::<Option<T>>(name.clone(), &())
-    }
-}
+use crate::scalars::{self, input_to_json, Shape};
 
 fn input_field(r: &mut Registry<S>, c: &ColumnInfo) -> Argument<S> {
-    let (n, a) = (&c.name, c.array);
-    match c.scalar {
-        ScalarType::Id => typed::<ID>(r, n, a),
-        ScalarType::Int => typed::<i32>(r, n, a),
-        ScalarType::Float => typed::<f64>(r, n, a),
-        ScalarType::Boolean => typed::<bool>(r, n, a),
-        ScalarType::String => typed::<String>(r, n, a),
-        ScalarType::BigInt => typed::<scalars::BigInt>(r, n, a),
-        ScalarType::Decimal => typed::<scalars::Decimal>(r, n, a),
-        ScalarType::Json => typed::<scalars::Json>(r, n, a),
-        ScalarType::DateTime => typed::<scalars::DateTime>(r, n, a),
-        ScalarType::Date => typed::<scalars::Date>(r, n, a),
-        ScalarType::Time => typed::<scalars::Time>(r, n, a),
-        ScalarType::Interval => typed::<scalars::Interval>(r, n, a),
-        ScalarType::Bytes => typed::<scalars::Bytes>(r, n, a),
-        ScalarType::Uuid => typed::<scalars::Uuid>(r, n, a),
-    }
+    let shape = if c.array {
+        Shape::OptionalList
+    } else {
+        Shape::Optional
+    };
+    scalars::arg(r, c.name.clone(), c.scalar, shape)
 }
 
 /// `<table>_input`: every column, all optional.

@@ -17,7 +17,7 @@ use crate::scalars::input_to_json;
 
 use crate::context::Ctx;
 use crate::info::{ColumnInfo, TableInfo};
-use crate::scalars::{self, json_to_value, ScalarType};
+use crate::scalars::{self, json_to_value, ScalarType, Shape};
 
 #[derive(GraphQLEnum, Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(clippy::upper_case_acronyms)]
@@ -27,37 +27,15 @@ pub enum MutationType {
     DELETED,
 }
 
-fn typed<T>(r: &mut Registry<S>, name: &ArcStr, array: bool, not_null: bool) -> Field<S>
-where
-    T: GraphQLType<S, TypeInfo = ()>,
-{
-    match (array, not_null) {
-        (false, true) => r.field::<T>(name.clone(), &()),
-        (false, false) => r.field::<Option<T>>(name.clone(), &()),
-        (true, true) => r.field::<Vec<Option<T>>>(name.clone(), &()),
-        (true, false) => r.field::<Option<Vec<Option<T>>>>(name.clone(), &()),
-    }
-}
-
 /// The output field of a column.
 pub fn column_field(r: &mut Registry<S>, c: &ColumnInfo, not_null: bool) -> Field<S> {
-    let (n, a) = (&c.name, c.array);
-    match c.scalar {
-        ScalarType::Id => typed::<ID>(r, n, a, not_null),
-        ScalarType::Int => typed::<i32>(r, n, a, not_null),
-        ScalarType::Float => typed::<f64>(r, n, a, not_null),
-        ScalarType::Boolean => typed::<bool>(r, n, a, not_null),
-        ScalarType::String => typed::<String>(r, n, a, not_null),
-        ScalarType::BigInt => typed::<scalars::BigInt>(r, n, a, not_null),
-        ScalarType::Decimal => typed::<scalars::Decimal>(r, n, a, not_null),
-        ScalarType::Json => typed::<scalars::Json>(r, n, a, not_null),
-        ScalarType::DateTime => typed::<scalars::DateTime>(r, n, a, not_null),
-        ScalarType::Date => typed::<scalars::Date>(r, n, a, not_null),
-        ScalarType::Time => typed::<scalars::Time>(r, n, a, not_null),
-        ScalarType::Interval => typed::<scalars::Interval>(r, n, a, not_null),
-        ScalarType::Bytes => typed::<scalars::Bytes>(r, n, a, not_null),
-        ScalarType::Uuid => typed::<scalars::Uuid>(r, n, a, not_null),
-    }
+    let shape = match (c.array, not_null) {
+        (false, true) => Shape::Required,
+        (false, false) => Shape::Optional,
+        (true, true) => Shape::List,
+        (true, false) => Shape::OptionalList,
+    };
+    scalars::field(r, c.name.clone(), c.scalar, shape)
 }
 
 fn kind_of(info: &TableInfo, c: &ColumnInfo) -> Kind {

@@ -171,3 +171,114 @@ pub fn input_to_json(v: &InputValue<DefaultScalarValue>) -> serde_json::Value {
         ),
     }
 }
+
+/// How a scalar is wrapped in a field or argument type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `T!`
+    Required,
+    /// `T`
+    Optional,
+    /// `[T]!` (array columns that are NOT NULL)
+    List,
+    /// `[T]` (nullable array columns, array inputs)
+    OptionalList,
+    /// `[T!]` (`_in` filter lists)
+    OptionalListOfRequired,
+}
+
+/// Runs `$body` with `$t` the Rust type of a scalar: one place maps scalars to types.
+macro_rules! with_scalar {
+    ($scalar:expr, $t:ident => $body:expr) => {
+        match $scalar {
+            ScalarType::Id => {
+                type $t = juniper::ID;
+                $body
+            }
+            ScalarType::Int => {
+                type $t = i32;
+                $body
+            }
+            ScalarType::Float => {
+                type $t = f64;
+                $body
+            }
+            ScalarType::Boolean => {
+                type $t = bool;
+                $body
+            }
+            ScalarType::String => {
+                type $t = String;
+                $body
+            }
+            ScalarType::BigInt => {
+                type $t = BigInt;
+                $body
+            }
+            ScalarType::Decimal => {
+                type $t = Decimal;
+                $body
+            }
+            ScalarType::Json => {
+                type $t = Json;
+                $body
+            }
+            ScalarType::DateTime => {
+                type $t = DateTime;
+                $body
+            }
+            ScalarType::Date => {
+                type $t = Date;
+                $body
+            }
+            ScalarType::Time => {
+                type $t = Time;
+                $body
+            }
+            ScalarType::Interval => {
+                type $t = Interval;
+                $body
+            }
+            ScalarType::Bytes => {
+                type $t = Bytes;
+                $body
+            }
+            ScalarType::Uuid => {
+                type $t = Uuid;
+                $body
+            }
+        }
+    };
+}
+
+/// An output field of a scalar type.
+pub fn field(
+    r: &mut juniper::Registry<DefaultScalarValue>,
+    name: juniper::ArcStr,
+    scalar: ScalarType,
+    shape: Shape,
+) -> juniper::meta::Field<DefaultScalarValue> {
+    with_scalar!(scalar, T => match shape {
+        Shape::Required => r.field::<T>(name, &()),
+        Shape::Optional => r.field::<Option<T>>(name, &()),
+        Shape::List => r.field::<Vec<Option<T>>>(name, &()),
+        Shape::OptionalList => r.field::<Option<Vec<Option<T>>>>(name, &()),
+        Shape::OptionalListOfRequired => r.field::<Option<Vec<T>>>(name, &()),
+    })
+}
+
+/// An argument (or input field) of a scalar type.
+pub fn arg(
+    r: &mut juniper::Registry<DefaultScalarValue>,
+    name: juniper::ArcStr,
+    scalar: ScalarType,
+    shape: Shape,
+) -> juniper::meta::Argument<DefaultScalarValue> {
+    with_scalar!(scalar, T => match shape {
+        Shape::Required => r.arg::<T>(name, &()),
+        Shape::Optional => r.arg::<Option<T>>(name, &()),
+        Shape::List => r.arg::<Vec<Option<T>>>(name, &()),
+        Shape::OptionalList => r.arg::<Option<Vec<Option<T>>>>(name, &()),
+        Shape::OptionalListOfRequired => r.arg::<Option<Vec<T>>>(name, &()),
+    })
+}
