@@ -2,6 +2,7 @@
 //! parameters (text, cast to the column's type); identifiers and type names come from the
 //! catalog, quoted.
 
+use walcast_model::value::civil_from_days;
 use walcast_model::{Column, Datum, Kind, Table};
 
 use crate::ast::{CmpOp, Quantifier, RowFilter, TextOp};
@@ -12,20 +13,6 @@ pub fn quote_ident(s: &str) -> String {
 
 const US_PER_SEC: i64 = 1_000_000;
 const US_PER_DAY: i64 = 86_400 * US_PER_SEC;
-
-/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
 
 /// Postgres' ISO input form; years before 1 take the `BC` suffix Postgres expects.
 fn pg_date(days: i64) -> (String, &'static str) {
