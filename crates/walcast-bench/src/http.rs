@@ -80,6 +80,18 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// The sum of a metric over all its label sets (`name` and `name{...}`).
+pub fn metric_sum(samples: &HashMap<String, f64>, name: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(key, _)| {
+            key.strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +114,8 @@ mod tests {
         let m = parse_metrics("# HELP x y\n# TYPE x counter\nx 12\ny{a=\"b\"} 1.5\n");
         assert_eq!(m.get("x"), Some(&12.0));
         assert_eq!(m.get("y{a=\"b\"}"), Some(&1.5));
+        let m = parse_metrics("d{t=\"a\"} 2\nd{t=\"b\"} 3\nd_total 7\nd 1\n");
+        assert_eq!(metric_sum(&m, "d"), 6.0);
+        assert_eq!(metric_sum(&m, "absent"), 0.0);
     }
 }

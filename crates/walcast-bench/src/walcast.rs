@@ -180,9 +180,9 @@ impl Walcast {
         Ok(http::parse_metrics(&body))
     }
 
-    /// One metric; 0 when absent.
+    /// One metric, summed over its label sets; 0 when absent.
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        Ok(self.metrics().await?.get(name).copied().unwrap_or(0.0))
+        Ok(http::metric_sum(&self.metrics().await?, name))
     }
 
     /// Polls a metric until it reaches `target`; returns when it did.
