@@ -57,7 +57,7 @@ fn value(column: usize) -> BoxedStrategy<Datum> {
             Just(serde_json::json!("a")),
             Just(serde_json::json!([1]))
         ]
-        .prop_map(Datum::Json)
+        .prop_map(Datum::json)
         .boxed(),
     }
 }

@@ -55,7 +55,8 @@ pub enum Datum {
     Numeric(String),
     /// text-like values: text, varchar, char, name, citext, uuid, enums, unknown types.
     Text(String),
-    Json(serde_json::Value),
+    /// Boxed: a JSON value is large, and rows are mostly other types.
+    Json(Box<serde_json::Value>),
     /// Microseconds since 1970-01-01 00:00:00 UTC.
     TimestampTz(i64),
     /// Microseconds since 1970-01-01 00:00:00, no time zone.
@@ -68,4 +69,10 @@ pub enum Datum {
     TemporalText(String),
     Bytes(Vec<u8>),
     Array(Vec<Datum>),
+}
+
+impl Datum {
+    pub fn json(v: serde_json::Value) -> Datum {
+        Datum::Json(Box::new(v))
+    }
 }

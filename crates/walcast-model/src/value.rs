@@ -201,7 +201,7 @@ fn decode_scalar(kind: Kind, text: &str) -> Result<Datum, ValueError> {
         }),
         Kind::Text | Kind::Uuid | Kind::Enum | Kind::Other => Ok(Datum::Text(text.to_owned())),
         Kind::Json | Kind::Jsonb => serde_json::from_str(text)
-            .map(Datum::Json)
+            .map(Datum::json)
             .map_err(|e| syntax(kind, text, e.to_string())),
         Kind::Timestamp | Kind::TimestampTz | Kind::Date | Kind::Time => {
             parse_temporal(kind, text, true)
@@ -1197,7 +1197,7 @@ impl Datum {
             },
             Datum::Float(f) => float_json(*f),
             Datum::Numeric(s) | Datum::Text(s) | Datum::TemporalText(s) => Value::String(s.clone()),
-            Datum::Json(v) => v.clone(),
+            Datum::Json(v) => (**v).clone(),
             Datum::TimestampTz(us) => Value::String(format!("{}Z", format_timestamp(*us))),
             Datum::Timestamp(us) => Value::String(format_timestamp(*us)),
             Datum::Date(days) => Value::String(format_date(*days)),
@@ -1256,7 +1256,7 @@ pub fn parse_input(ty_kind: Kind, value: &Value) -> Result<Datum, ValueError> {
         _ => {}
     }
     match kind {
-        Kind::Json | Kind::Jsonb => Ok(Datum::Json(value.clone())),
+        Kind::Json | Kind::Jsonb => Ok(Datum::json(value.clone())),
         Kind::Bool => match value {
             Value::Bool(b) => Ok(Datum::Bool(*b)),
             Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -2011,11 +2011,11 @@ mod tests {
         assert_eq!(input(Kind::Text, json!("x")), Datum::Text("x".to_owned()));
         assert_eq!(
             input(Kind::Jsonb, json!({"a": [1]})),
-            Datum::Json(json!({"a": [1]}))
+            Datum::json(json!({"a": [1]}))
         );
         assert_eq!(
             input(Kind::Jsonb, json!([1, 2])),
-            Datum::Json(json!([1, 2]))
+            Datum::json(json!([1, 2]))
         );
         assert_eq!(input(Kind::Int4, json!(null)), Datum::Null);
         assert_eq!(
@@ -2224,10 +2224,10 @@ mod tests {
             Some(Less)
         );
 
-        assert!(Datum::Json(json!({"a": 1, "b": [1.0]}))
-            .sql_eq(&Datum::Json(json!({"b": [1], "a": 1.0}))));
-        assert!(!Datum::Json(json!({"a": 1})).sql_eq(&Datum::Json(json!({"a": 1, "b": 2}))));
-        assert_eq!(Datum::Json(json!(1)).compare(&Datum::Json(json!(2))), None);
+        assert!(Datum::json(json!({"a": 1, "b": [1.0]}))
+            .sql_eq(&Datum::json(json!({"b": [1], "a": 1.0}))));
+        assert!(!Datum::json(json!({"a": 1})).sql_eq(&Datum::json(json!({"a": 1, "b": 2}))));
+        assert_eq!(Datum::json(json!(1)).compare(&Datum::json(json!(2))), None);
 
         let inf = Datum::TemporalText("infinity".into());
         let ninf = Datum::TemporalText("-infinity".into());

@@ -588,7 +588,7 @@ fn check_json(kind: Kind, ours: &Value, pg: &Value) -> Result<(), String> {
                     _ => ours == pg,
                 },
                 Kind::Json | Kind::Jsonb => {
-                    Datum::Json(ours.clone()).sql_eq(&Datum::Json(pg.clone()))
+                    Datum::json(ours.clone()).sql_eq(&Datum::json(pg.clone()))
                 }
                 Kind::Timestamp | Kind::TimestampTz | Kind::Date | Kind::Time | Kind::TimeTz => {
                     same_temporal(kind, ours, pg)?

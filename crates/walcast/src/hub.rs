@@ -301,7 +301,7 @@ impl Hub {
         // memory stays bounded whatever the write rate (their cursors then expire sooner).
         while let Some(front) = st.retained.front() {
             let too_old = front.commit_time < horizon;
-            let too_many = held > MAX_RETAINED_EVENTS && st.retained.len() > 1;
+            let too_many = held > MAX_RETAINED_EVENTS;
             if !too_old && !too_many {
                 break;
             }
