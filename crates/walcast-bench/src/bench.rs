@@ -54,10 +54,6 @@ impl Bench {
         })
     }
 
-    pub fn work_dir(&self) -> &Path {
-        self.work.path()
-    }
-
     /// Options for a walcast reading `slot`, logging to a file of its own.
     pub fn walcast_options(&mut self, slot: &str) -> WalcastOptions {
         self.runs += 1;

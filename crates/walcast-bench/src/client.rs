@@ -294,14 +294,6 @@ impl Load {
         }
     }
 
-    /// Forgets a reached target, for the next [`Load::wait_for`].
-    pub fn reset_target(&self) {
-        self.shared.target.store(0, Relaxed);
-        if let Ok(mut at) = self.shared.reached_at.lock() {
-            *at = None;
-        }
-    }
-
     /// Closes every connection and gathers what they saw.
     pub async fn finish(self) -> LoadReport {
         let _ = self.stop.send(true);

@@ -339,15 +339,6 @@ impl Database {
         }
         bail!("replication slot {slot} stayed active")
     }
-
-    /// Counts the `bench` rows of the database (sanity check).
-    pub async fn count_rows(&self) -> anyhow::Result<i64> {
-        Ok(self
-            .client
-            .query_one(&format!("SELECT count(*) FROM public.{TABLE}"), &[])
-            .await?
-            .get(0))
-    }
 }
 
 #[cfg(test)]

@@ -80,16 +80,26 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-/// The sum of a metric over all its label sets (`name` and `name{...}`).
+/// The sum of a metric over all its label sets (`name` and `name{...}`). `name` may list
+/// alternatives, `a|b`: the first one present counts (metrics get renamed).
 pub fn metric_sum(samples: &HashMap<String, f64>, name: &str) -> f64 {
-    samples
-        .iter()
-        .filter(|(key, _)| {
-            key.strip_prefix(name)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
-        })
-        .map(|(_, v)| v)
-        .sum()
+    for alternative in name.split('|') {
+        let mut found = false;
+        let mut sum = 0.0;
+        for (key, v) in samples {
+            let matches = key
+                .strip_prefix(alternative)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'));
+            if matches {
+                found = true;
+                sum += v;
+            }
+        }
+        if found {
+            return sum;
+        }
+    }
+    0.0
 }
 
 #[cfg(test)]
@@ -117,5 +127,6 @@ mod tests {
         let m = parse_metrics("d{t=\"a\"} 2\nd{t=\"b\"} 3\nd_total 7\nd 1\n");
         assert_eq!(metric_sum(&m, "d"), 6.0);
         assert_eq!(metric_sum(&m, "absent"), 0.0);
+        assert_eq!(metric_sum(&m, "absent|d_total"), 7.0);
     }
 }

@@ -32,7 +32,7 @@ generator, the writer, Postgres and walcast share its cores.
 
 ```sh
 cargo build --release -p walcast -p walcast-bench
-target/release/walcast-bench all --quick                          # small sizes, under 2 minutes
+target/release/walcast-bench all --quick                          # small sizes, about 2 minutes
 target/release/walcast-bench all --write docs/benchmarks.md       # full sizes, updates this file
 target/release/walcast-bench ingest --rows 200000                 # one scenario
 target/release/walcast-bench load --url ws://127.0.0.1:8080/graphql \\
@@ -52,24 +52,32 @@ Method:
   1,000 per transaction) are written, then streamed. Baseline: `pg_recvlogical` with `pgoutput`
   (`proto_version=1`, the same publication, `messages=true` on Postgres 14+ as walcast asks) on a
   fresh slot, `--endpos` at the WAL position after the writes, output to `/dev/null`, timed from its
-  start to its exit. walcast is measured three ways, each on a fresh slot: *started on the
-  backlog* (the slot made by a first start, the rows written while walcast is stopped, the clock
-  running from the second start until `walcast_events_decoded_total` reaches N: process start,
-  catalog load and the retention window included); *paused stream* (walcast running, its
-  replication connection through a proxy of the bench that stops forwarding while the rows are
-  written, the clock running from the resume until the counter reaches N); and the same with *one
-  subscriber* receiving every event over a WebSocket, until its N-th `next` arrives. The share of
-  the WAL the walsender had already decoded and sent into the (small) proxy buffers before the
-  resume is reported.
+  start to its exit. walcast, each time on a fresh slot: *started on the backlog* (the slot made by
+  a first start, the rows written while walcast is stopped, the clock running from the second start
+  until `walcast_events_decoded_total` reaches N: process start, catalog load and the retention
+  window included); *walsender resumed* (walcast running and caught up, its walsender stopped with
+  SIGSTOP while the rows are written, so nothing is decoded ahead, the clock running from SIGCONT;
+  with `DATABASE_URL` a proxy of the bench holds the stream instead); and the same with *one
+  subscriber* receiving every event over a WebSocket, until its N-th `next` arrives, with the
+  default `WALCAST_CLIENT_QUEUE` and with a queue of at least N. The counter is read every 100 ms and
+  the moment it reaches N interpolated between the last two readings: reading it every few
+  milliseconds slowed walcast down measurably on this shared machine. Last, single transactions of
+  K rows go to one idle subscriber.
 - **Latency under load.** Rows are written at a steady rate (100 transactions a second), each with
   `sent_at` = the server's `clock_timestamp()` in microseconds. S subscribers, one connection each,
   either all match every row or each matches 1% (`bench_mutated(where: {bucket: K})`,
   `bucket = id % 100`). Latency is from `sent_at` to the client's receipt; every delivery is counted
-  and compared with what the filters should have matched.
+  and compared with what the filters should have matched. The cluster runs with
+  `synchronous_commit=on` (and `fsync=off`): logical decoding only reads flushed WAL, so with
+  asynchronous commit every change would wait for the WAL writer (up to 200 ms).
 - **Fan-out scale.** C connections are opened (then C x 10 subscriptions to every row), idle;
-  walcast's RSS (`VmRSS`) is read before connecting, after connecting and after subscribing. Then one
-  row per second; the latency of every delivery and, per row, to its last subscriber.
+  walcast's RSS (`VmRSS`) is read before connecting, after connecting and after subscribing. The
+  bench raises its open-files limit to the hard limit; walcast inherits it. Then one row per
+  second; the latency of every delivery and, per row, to its last subscriber.
 - **Matching.** The in-process bench of `walcast-filter`, as it prints.
+
+`--perf-dir DIR` records `perf record --call-graph dwarf` profiles of walcast (and the walsender)
+during the ingest runs and of walcast during the fan-out rows.
 ";
 
 fn marker(name: &str) -> (String, String) {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// Open WebSocket connections (the metric's name changed once; both are read).
+pub const CONNECTIONS: &str = "walcast_connections_active|walcast_connections";
 
 /// Variables the child gets from this process; every other one (a stray `WALCAST_*` in
 /// particular) is left out.
@@ -99,6 +103,14 @@ impl Walcast {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // SAFETY: prctl is async-signal-safe; the server goes when this process does, however
+        // it ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", opts.bin.display()))?;

@@ -19,6 +19,9 @@ use walcast_wal::Lsn;
 
 use crate::metrics::Metrics;
 
+/// How long a backlogged subscriber may take to drain before it counts as a slow consumer.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
+
 /// Most events kept for replay, whatever the retention window says.
 const MAX_RETAINED_EVENTS: usize = 500_000;
 
@@ -152,29 +155,54 @@ impl Hub {
             deliveries.sort_by_key(|(i, _)| *i);
         }
         self.metrics.match_seconds.observe(started.elapsed());
-        let mut st = self.lock();
         let mut matched = 0u64;
         let mut dead: Vec<u64> = Vec::new();
         // Each subscriber's events of this transaction, in statement order, as one chunk: a large
         // transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
         // consumer.
-        let mut chunks: Vec<(u64, Vec<Arc<Event>>)> = Vec::new();
-        for (i, id) in deliveries {
-            let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
-                continue;
-            };
-            let ev = if Arc::ptr_eq(&sub.table, &ev.table)
-                || Event::same_layout(&sub.table, &ev.table)
+        let (chunks, backlogged) = {
+            let st = self.lock();
+            let mut chunks: Vec<(u64, Vec<Arc<Event>>)> = Vec::new();
+            let mut chunk_of: HashMap<u64, usize> = HashMap::new();
+            for (i, id) in deliveries {
+                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
+                    continue;
+                };
+                let ev = if Arc::ptr_eq(&sub.table, &ev.table)
+                    || Event::same_layout(&sub.table, &ev.table)
+                {
+                    ev.clone()
+                } else {
+                    Arc::new(ev.in_layout(&sub.table))
+                };
+                match chunk_of.get(&id) {
+                    Some(&c) => chunks[c].1.push(ev),
+                    None => {
+                        chunk_of.insert(id, chunks.len());
+                        chunks.push((id, vec![ev]));
+                    }
+                }
+            }
+            // Backlogs get a short grace before they count as slow consumers: when walcast itself is
+            // behind (a catch-up, a burst), delivery catches up and decoding waits; a client that
+            // does not read stays over the limit and is closed.
+            let backlogged: Vec<Arc<AtomicUsize>> = chunks
+                .iter()
+                .filter_map(|(id, _)| st.subs.get(id))
+                .filter(|sub| sub.pending.load(Relaxed) >= self.queue)
+                .map(|sub| sub.pending.clone())
+                .collect();
+            (chunks, backlogged)
+        };
+        if !backlogged.is_empty() {
+            let deadline = std::time::Instant::now() + SLOW_CONSUMER_GRACE;
+            while std::time::Instant::now() < deadline
+                && backlogged.iter().any(|p| p.load(Relaxed) >= self.queue)
             {
-                ev.clone()
-            } else {
-                Arc::new(ev.in_layout(&sub.table))
-            };
-            match chunks.iter_mut().find(|(s, _)| *s == id) {
-                Some((_, events)) => events.push(ev),
-                None => chunks.push((id, vec![ev])),
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
+        let mut st = self.lock();
         for (id, events) in chunks {
             let Some(sub) = st.subs.get(&id) else {
                 continue;

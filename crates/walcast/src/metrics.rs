@@ -235,7 +235,7 @@ impl Metrics {
         self.send_seconds.render(
             &mut out,
             "walcast_send_seconds",
-            "Writing one message to a socket.",
+            "Writing a burst of messages to a socket (one flush).",
         );
         out
     }

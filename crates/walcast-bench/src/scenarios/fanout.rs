@@ -39,6 +39,8 @@ pub struct FanoutResult {
     pub latency: Histogram,
     pub last_subscriber: Histogram,
     pub nofile_limit: u64,
+    /// walcast's CPU use while the rows were delivered, in cores.
+    pub walcast_cpu: Option<f64>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -46,8 +48,18 @@ pub struct FanoutResult {
 impl FanoutResult {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        if self.connected == 0 {
-            out.push_str("Not measured.\n");
+        if self.connected == 0 || self.rss_connected == 0 || self.rss_subscribed == 0 {
+            out.push_str(&format!(
+                "Not measured completely ({} of {} connections opened; RSS idle {:.1} MiB, connected {:.1} MiB, subscribed {:.1} MiB).\n",
+                thousands(self.connected as u64),
+                thousands(self.connections as u64),
+                self.rss_idle as f64 / 1048576.0,
+                self.rss_connected as f64 / 1048576.0,
+                self.rss_subscribed as f64 / 1048576.0
+            ));
+            for n in &self.notes {
+                out.push_str(&format!("\nNote: {n}\n"));
+            }
             for e in &self.errors {
                 out.push_str(&format!("\nError: {e}\n"));
             }
@@ -114,14 +126,17 @@ impl FanoutResult {
                 self.rows,
                 thousands(self.subscriptions)
             ));
-            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 |\n|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) |\n|---:|---:|---:|---:|---:|---:|---:|\n");
             out.push_str(&format!(
-                "| {delivered} | {} | {} | {} | {} | {} |\n",
+                "| {delivered} | {} | {} | {} | {} | {} | {} |\n",
                 ms(self.latency.quantile(0.5)),
                 ms(self.latency.quantile(0.99)),
                 ms(self.latency.max()),
                 ms(self.last_subscriber.quantile(0.5)),
                 ms(self.last_subscriber.quantile(0.99)),
+                self.walcast_cpu
+                    .map(|c| format!("{c:.2}"))
+                    .unwrap_or_else(|| "?".into()),
             ));
         }
         for n in &self.notes {
@@ -191,7 +206,7 @@ async fn measure(
     }
     walcast
         .wait_metric(
-            "walcast_connections_active",
+            crate::walcast::CONNECTIONS,
             load.connected() as f64,
             Duration::from_millis(100),
             Duration::from_secs(60),
@@ -214,6 +229,11 @@ async fn measure(
         result.rss_subscribed >> 20
     );
 
+    let mut profile = None;
+    if let (Some(dir), Some(pid)) = (&bench.perf_dir, walcast.pid()) {
+        profile = crate::perf::Profile::start(dir, "fanout-walcast", pid).await;
+    }
+    let cpu = walcast.pid().and_then(crate::walcast::CpuMeter::start);
     if cfg.rows > 0 {
         let client = bench.db.connect().await?;
         let first = bench.db.next_id().await?;
@@ -235,6 +255,10 @@ async fn measure(
                 thousands(result.expected)
             ));
         }
+    }
+    result.walcast_cpu = cpu.and_then(|m| m.cores());
+    if let Some(p) = profile {
+        p.finish();
     }
     let closes = walcast.metric("walcast_slow_consumer_closes_total").await?;
     if closes > 0.0 {

@@ -255,7 +255,7 @@ async fn run_cell(
     let mut notes = Vec::new();
     // The previous cell's connections are gone before this one starts.
     let _ = walcast
-        .wait_metric_below("walcast_connections_active", 1.0, Duration::from_secs(30))
+        .wait_metric_below(crate::walcast::CONNECTIONS, 1.0, Duration::from_secs(30))
         .await;
     let closes0 = walcast.metric("walcast_slow_consumer_closes_total").await?;
     let mut spec = LoadSpec::new(

@@ -24,6 +24,8 @@ use crate::permissions::RoleView;
 /// fill, which is what marks a slow consumer).
 const OUT_QUEUE: usize = 256;
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most messages written before a flush.
+const WRITE_BATCH: usize = 64;
 
 pub mod close {
     pub const BAD_REQUEST: u16 = 4400;
@@ -67,29 +69,42 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let metrics = app.metrics.clone();
     let writer = tokio::spawn(async move {
-        while let Some(out) = out_rx.recv().await {
-            match out {
-                Out::Msg(msg) => {
-                    let started = std::time::Instant::now();
-                    let Some(text) = protocol.encode(&msg) else {
-                        continue;
-                    };
-                    metrics.serialize_seconds.observe(started.elapsed());
-                    metrics.messages_sent.fetch_add(1, Relaxed);
-                    metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
-                    let started = std::time::Instant::now();
-                    let sent = sink.send(Message::text(text)).await;
-                    metrics.send_seconds.observe(started.elapsed());
-                    if sent.is_err() {
-                        break;
+        // Messages already queued go out in one write: one flush (system call) per burst, not
+        // per message.
+        while let Some(first) = out_rx.recv().await {
+            let mut next = Some(first);
+            let mut fed = 0usize;
+            let started = std::time::Instant::now();
+            while let Some(out) = next.take() {
+                match out {
+                    Out::Msg(msg) => {
+                        let encoding = std::time::Instant::now();
+                        let Some(text) = protocol.encode(&msg) else {
+                            next = out_rx.try_recv().ok();
+                            continue;
+                        };
+                        metrics.serialize_seconds.observe(encoding.elapsed());
+                        metrics.messages_sent.fetch_add(1, Relaxed);
+                        metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
+                        if sink.feed(Message::text(text)).await.is_err() {
+                            return;
+                        }
+                        fed += 1;
+                    }
+                    Out::Close(code, reason) => {
+                        let _ = sink.send(Message::close_with(code, reason)).await;
+                        let _ = sink.close().await;
+                        return;
                     }
                 }
-                Out::Close(code, reason) => {
-                    let _ = sink.send(Message::close_with(code, reason)).await;
-                    let _ = sink.close().await;
-                    break;
+                if fed < WRITE_BATCH {
+                    next = out_rx.try_recv().ok();
                 }
             }
+            if sink.flush().await.is_err() {
+                return;
+            }
+            metrics.send_seconds.observe(started.elapsed());
         }
     });
     let (op_tx, mut op_rx) = mpsc::channel::<ServerMsg>(OUT_QUEUE);
