@@ -130,6 +130,7 @@ install_major() {
     # npm postinstall script would create; do the same, relative to each link's directory.
     local links=$work/package/native/pg-symlinks.json source target
     if [[ -f $links ]]; then
+        # shellcheck disable=SC2016 # JavaScript, not shell
         while IFS=$'\t' read -r source target; do
             [[ -n $source ]] || continue
             ln -sfn "$(basename "$source")" "$work/package/$target"
@@ -212,7 +213,9 @@ local_majors() {
 }
 
 cmd_bindir() {
-    [[ $# -eq 1 ]] && is_major "$1" || die "usage: $0 bindir MAJOR"
+    if [[ $# -ne 1 ]] || ! is_major "$1"; then
+        die "usage: $0 bindir MAJOR"
+    fi
     bindir_for "$1" || die "no Postgres $1 binaries (run: $0 install $1)"
 }
 
@@ -231,7 +234,8 @@ cmd_list() {
 }
 
 cmd_latest() {
-    # One registry lookup: all versions, newest of each major (the list is in publish order).
+    # One registry lookup: all versions, then the newest of each major.
+    # shellcheck disable=SC2016 # JavaScript, not shell
     npm view "$NPM_PACKAGE" versions --json </dev/null |
         node -e '
             const all = JSON.parse(require("fs").readFileSync(0, "utf8"));
@@ -287,9 +291,11 @@ cmd_test() {
             fi
         done
         [[ $failures -eq 0 ]] || failed+=("$major")
-        summary+=("$(printf 'Postgres %-3s %-6s %5ss  (%s)' "$major" \
-            "$([[ $failures -eq 0 ]] && echo ok || echo FAILED)" "$((SECONDS - started))" \
-            "$(IFS=,; echo "${results[*]}" | sed 's/,/, /g')")")
+        local verdict=ok details
+        [[ $failures -eq 0 ]] || verdict=FAILED
+        printf -v details '%s, ' "${results[@]}"
+        summary+=("$(printf 'Postgres %-3s %-6s %5ss  (%s)' "$major" "$verdict" \
+            "$((SECONDS - started))" "${details%, }")")
     done
 
     echo
