@@ -262,6 +262,8 @@ cmd_test() {
     done
 
     export WALCAST_TEST_IDLE_SECS=${WALCAST_TEST_IDLE_SECS:-5}
+    # The snapshot test starts thousands of psql processes; the main run does the full count.
+    export WALCAST_TEST_SNAPSHOT_RUNS=${WALCAST_TEST_SNAPSHOT_RUNS:-2}
     local summary=() failed=() all_started=$SECONDS
     for major in "${majors[@]}"; do
         local bindir started=$SECONDS suite name args suite_started results=() failures=0

@@ -311,12 +311,16 @@ fn reconnecting_clients_lose_nothing() {
                             &vars,
                         ]);
                         // The first connection stays until its first event; later ones live a
-                        // short, different while and are dropped mid-stream.
-                        let life = Instant::now() + Duration::from_millis(2000 + 300 * i);
+                        // short, different while from their first event (node's start-up is
+                        // slow under load) and are dropped mid-stream.
+                        let life = Duration::from_millis(400 + 150 * i);
+                        let mut first_at: Option<Instant> = None;
                         loop {
-                            if (seen.len() as i64) >= total
-                                || (cursor.is_some() && Instant::now() >= life)
-                            {
+                            let expired = first_at.is_some_and(|t| t.elapsed() >= life);
+                            if (seen.len() as i64) >= total || (cursor.is_some() && expired) {
+                                break;
+                            }
+                            if Instant::now() >= deadline {
                                 break;
                             }
                             let Some(line) = client.try_next_line(Duration::from_millis(100))
@@ -324,6 +328,7 @@ fn reconnecting_clients_lose_nothing() {
                                 continue;
                             };
                             if line["kind"] == "next" {
+                                first_at.get_or_insert_with(Instant::now);
                                 let m = &line["payload"]["data"]["seq_mutated"];
                                 seen.push(num(&m["data"]["n"]).unwrap_or(-1));
                                 cursor = m["cursor"].as_str().map(str::to_owned);
@@ -361,7 +366,12 @@ fn reconnecting_clients_lose_nothing() {
 fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
     let s = setup(&[]);
     sql(&s.pg, DB, "ALTER TABLE seq REPLICA IDENTITY FULL");
-    for run in 0..10 {
+    // Runs: WALCAST_TEST_SNAPSHOT_RUNS (default 10).
+    let runs: i32 = std::env::var("WALCAST_TEST_SNAPSHOT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for run in 0..runs {
         let base = run * 100_000;
         let pg = &s.pg;
         thread::scope(|scope| {
