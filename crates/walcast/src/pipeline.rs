@@ -122,6 +122,8 @@ async fn session(
     }
 
     let mut decoder = ChangeDecoder::new(catalog, app.cfg.selection());
+    // A catalog reloaded mid-transaction, to publish once that transaction is delivered.
+    let mut publish: Option<Arc<Catalog>> = None;
     loop {
         let event = tokio::select! {
             ev = stream.recv() => ev.context("reading the replication stream")?,
@@ -146,7 +148,8 @@ async fn session(
             }
             Some(ReplicationEvent::XLogData { message, .. }) => {
                 let started = std::time::Instant::now();
-                let outcome = handle(app, &mut decoder, message, handled, live_from).await?;
+                let outcome =
+                    handle(app, &mut decoder, message, handled, live_from, &mut publish).await?;
                 app.metrics.decode_seconds.observe(started.elapsed());
                 if let Some(end) = outcome {
                     if end > live_from {
@@ -195,6 +198,7 @@ async fn handle(
     message: PgOutput,
     handled: &mut Lsn,
     live_from: Lsn,
+    publish: &mut Option<Arc<Catalog>>,
 ) -> anyhow::Result<Option<Lsn>> {
     let step = match message {
         PgOutput::Relation(rel) => {
@@ -204,9 +208,11 @@ async fn handle(
             {
                 Step::CatalogStale { schema, table } => {
                     tracing::info!(%schema, %table, "table changed shape: reloading the schema");
+                    // Decoding uses the new catalog at once; the schema follows once this
+                    // transaction is delivered, so no subscription made in between receives it.
                     let catalog = load_catalog(app).await?;
-                    app.set_catalog(catalog.clone());
                     app.metrics.schema_reloads.fetch_add(1, Relaxed);
+                    *publish = Some(catalog.clone());
                     decoder.set_catalog(catalog);
                     match decoder.feed(PgOutput::Relation(rel)).context("decoding")? {
                         Step::CatalogStale { schema, table } => {
@@ -224,9 +230,23 @@ async fn handle(
     let Step::Committed(tx) = step else {
         return Ok(None);
     };
+    let outcome = deliver(app, tx, handled, live_from).await;
+    if let Some(catalog) = publish.take() {
+        app.set_catalog(catalog);
+    }
+    Ok(outcome)
+}
+
+/// Hands a committed transaction to the hub; returns its end unless it was a re-sent one.
+async fn deliver(
+    app: &Arc<App>,
+    tx: walcast_model::Transaction,
+    handled: &mut Lsn,
+    live_from: Lsn,
+) -> Option<Lsn> {
     if tx.end_lsn <= *handled {
         // Re-sent after a reconnect: already retained and delivered.
-        return Ok(None);
+        return None;
     }
     app.metrics.transactions.fetch_add(1, Relaxed);
     count_events(&app.metrics, &tx);
@@ -238,7 +258,7 @@ async fn handle(
         .dispatch(&tx, tx.end_lsn > live_from, &app.pool)
         .await;
     *handled = tx.end_lsn;
-    Ok(Some(tx.end_lsn))
+    Some(tx.end_lsn)
 }
 
 /// Counts a transaction's events by table and kind, with one label lookup per run of events.
