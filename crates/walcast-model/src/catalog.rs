@@ -30,6 +30,10 @@ pub struct TableSelection {
     /// `schema.table` or `table`; empty means all.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// The publication walcast streams. On Postgres 15+ its column lists decide which columns
+    /// of a table are exposed (an unpublished column never has a value in an event), and its
+    /// row filters are recorded ([`Catalog::published`]). `None`: every column.
+    pub publication: Option<String>,
 }
 
 impl Default for TableSelection {
@@ -38,6 +42,7 @@ impl Default for TableSelection {
             schemas: vec!["public".into()],
             include: vec![],
             exclude: vec![],
+            publication: None,
         }
     }
 }
@@ -127,11 +132,24 @@ impl Table {
     }
 }
 
+/// How the publication publishes one table (Postgres 15+: `FOR TABLE t (a, b) WHERE (...)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The publication's column list, in the table's column order; `None`: every column.
+    pub columns: Option<Vec<String>>,
+    /// Columns of the table left out by the column list: not exposed by walcast.
+    pub hidden: Vec<String>,
+    /// The row filter as Postgres prints it (`pg_get_expr`), without `WHERE`.
+    pub row_filter: Option<String>,
+}
+
 /// A snapshot of the exposed part of the catalog. Immutable: a change builds a new one.
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub tables: Vec<Arc<Table>>,
     by_oid: HashMap<u32, usize>,
+    /// Tables the publication publishes with a column list or a row filter, by oid.
+    published: HashMap<u32, Published>,
 }
 
 impl Catalog {
@@ -148,7 +166,17 @@ impl Catalog {
         }
         let tables: Vec<Arc<Table>> = tables.into_iter().map(Arc::new).collect();
         let by_oid = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
-        Ok(Catalog { tables, by_oid })
+        Ok(Catalog {
+            tables,
+            by_oid,
+            published: HashMap::new(),
+        })
+    }
+
+    /// The column list and row filter the publication has for table `oid`; `None` when it
+    /// publishes every column of every row (or the server predates Postgres 15).
+    pub fn published(&self, oid: u32) -> Option<&Published> {
+        self.published.get(&oid)
     }
 
     pub fn table_by_oid(&self, oid: u32) -> Option<&Arc<Table>> {
@@ -207,6 +235,10 @@ impl Catalog {
         }
         let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
         let types = TypeMap::load(client).await?;
+        let publication = match &selection.publication {
+            Some(name) => PublicationRules::load(client, name, &oids).await?,
+            None => PublicationRules::default(),
+        };
 
         let cols = client
             .query(
@@ -221,6 +253,7 @@ impl Catalog {
             .map_err(q("columns"))?;
         let index: HashMap<u32, usize> =
             tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+        let mut published: HashMap<u32, Published> = HashMap::new();
         for row in cols {
             let relid: u32 = row.get(0);
             let Some(&ti) = index.get(&relid) else {
@@ -228,10 +261,31 @@ impl Catalog {
             };
             let name: String = row.get(2);
             let type_oid: u32 = row.get(3);
+            let attnum: i16 = row.get(1);
+            if let Some(rule) = publication.rules.get(&relid) {
+                let entry = published.entry(relid).or_insert_with(|| Published {
+                    columns: rule.attnums.as_ref().map(|_| Vec::new()),
+                    hidden: Vec::new(),
+                    row_filter: rule.row_filter.clone(),
+                });
+                match &rule.attnums {
+                    // Left out of the column list: pgoutput never sends it, so it is not exposed.
+                    Some(list) if !list.contains(&attnum) => {
+                        entry.hidden.push(name);
+                        continue;
+                    }
+                    Some(_) => {
+                        if let Some(columns) = entry.columns.as_mut() {
+                            columns.push(name.clone());
+                        }
+                    }
+                    None => {}
+                }
+            }
             tables[ti].columns.push(Column {
                 gql_name: graphql_name(&name),
                 name,
-                attnum: row.get(1),
+                attnum,
                 ty: types.resolve(type_oid),
                 not_null: row.get(4),
                 sql_type: row.get(5),
@@ -274,7 +328,65 @@ impl Catalog {
                 });
             }
         }
-        Catalog::new(tables)
+        let mut catalog = Catalog::new(tables)?;
+        catalog.published = published;
+        Ok(catalog)
+    }
+}
+
+/// One table's entry in the publication: column list (attnums) and row filter.
+struct PublicationRule {
+    attnums: Option<Vec<i16>>,
+    row_filter: Option<String>,
+}
+
+/// The column lists and row filters of a publication (Postgres 15+), by table oid. Tables
+/// published in full and without a filter have no entry.
+#[derive(Default)]
+struct PublicationRules {
+    rules: HashMap<u32, PublicationRule>,
+}
+
+impl PublicationRules {
+    async fn load(
+        client: &tokio_postgres::Client,
+        publication: &str,
+        oids: &[u32],
+    ) -> Result<PublicationRules, CatalogError> {
+        let q = |what| move |source| CatalogError::Query { what, source };
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(q("server version"))?
+            .get(0);
+        // Column lists and row filters (pg_publication_rel.prattrs, prqual) exist from 15 on.
+        if version < 150_000 {
+            return Ok(PublicationRules::default());
+        }
+        // `FOR TABLES IN SCHEMA` and `FOR ALL TABLES` publish whole tables: no row here.
+        let rows = client
+            .query(
+                "SELECT r.prrelid, r.prattrs::int2[], pg_get_expr(r.prqual, r.prrelid) \
+                 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+                 WHERE p.pubname = $1 AND r.prrelid = ANY($2) \
+                 AND (r.prattrs IS NOT NULL OR r.prqual IS NOT NULL)",
+                &[&publication, &oids],
+            )
+            .await
+            .map_err(q("publication column lists and row filters"))?;
+        let rules = rows
+            .into_iter()
+            .map(|row| {
+                (
+                    row.get::<_, u32>(0),
+                    PublicationRule {
+                        attnums: row.get(1),
+                        row_filter: row.get(2),
+                    },
+                )
+            })
+            .collect();
+        Ok(PublicationRules { rules })
     }
 }
 
@@ -391,6 +503,7 @@ mod tests {
             schemas: vec!["public".into(), "app".into()],
             include: vec![],
             exclude: vec!["secrets".into(), "app.audit".into()],
+            publication: None,
         };
         assert!(sel.selects("public", "messages"));
         assert!(sel.selects("app", "messages"));

@@ -8,7 +8,7 @@ pub mod naming;
 pub mod value;
 
 pub use catalog::{
-    Catalog, CatalogError, Column, ForeignKey, ReplicaIdentity, Table, TableSelection,
+    Catalog, CatalogError, Column, ForeignKey, Published, ReplicaIdentity, Table, TableSelection,
 };
 pub use changes::{ChangeDecoder, ChangeError, Step};
 pub use datum::{Datum, Kind, PgType};

@@ -262,6 +262,7 @@ impl ServeArgs {
             schemas: self.schemas.clone(),
             include: self.tables.clone(),
             exclude: self.exclude_tables.clone(),
+            publication: Some(self.publication.clone()),
         }
     }
 

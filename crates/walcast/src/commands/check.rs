@@ -157,7 +157,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ),
             );
         }
-        if t.primary_key.is_empty() {
+        let published = catalog.published(t.oid);
+        let column_list = published.and_then(|p| p.columns.as_ref());
+        if let (Some(p), Some(columns)) = (published, column_list) {
+            r.ok(&format!(
+                "table {}: publication {} publishes columns ({}); not exposed: {}",
+                t.qualified_name(),
+                args.publication,
+                columns.join(", "),
+                if p.hidden.is_empty() {
+                    "none".to_owned()
+                } else {
+                    p.hidden.join(", ")
+                }
+            ));
+        }
+        if let Some(filter) = published.and_then(|p| p.row_filter.as_ref()) {
+            r.ok(&format!(
+                "table {}: publication {} publishes only rows WHERE {filter}; an UPDATE that moves a row into the filter arrives as a create, out of it as a delete",
+                t.qualified_name(),
+                args.publication,
+            ));
+            if t.replica_identity != ReplicaIdentity::Full {
+                r.warn(
+                    &format!(
+                        "table {}: a row filter without REPLICA IDENTITY FULL makes Postgres refuse UPDATE and DELETE on the table when the filter reads a column outside the replica identity",
+                        t.qualified_name()
+                    ),
+                    &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
+                );
+            }
+        }
+        if t.primary_key.is_empty() && column_list.is_some() {
+            r.warn(
+                &format!(
+                    "table {}: no primary key among the published columns: events carry an empty key",
+                    t.qualified_name()
+                ),
+                &format!(
+                    "ALTER PUBLICATION {pubname} DROP TABLE {name}; ALTER PUBLICATION {pubname} ADD TABLE {name} (<the key columns and the others>);",
+                    pubname = quote_ident(&args.publication)
+                ),
+            );
+        } else if t.primary_key.is_empty() {
             r.warn(
                 &format!(
                     "table {} has no primary key: events carry an empty key",
