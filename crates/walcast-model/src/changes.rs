@@ -30,8 +30,13 @@ pub enum ChangeError {
 pub enum Step {
     /// Nothing to hand on yet.
     Pending,
-    /// A transaction committed.
+    /// A transaction committed: its events, or the last of its parts.
     Committed(Transaction),
+    /// The next events of a large transaction (see [`ChangeDecoder::with_part_size`]), before
+    /// its commit arrives. pgoutput (without streaming) sends only committed transactions, so
+    /// they may be delivered at once: memory stays bounded whatever the size of the transaction.
+    /// `end_lsn` is not known yet (it equals `commit_lsn` here).
+    Part(Transaction),
     /// A Relation message announced a table whose shape differs from the catalog snapshot:
     /// reload the catalog, call [`ChangeDecoder::set_catalog`], then feed the same message again.
     CatalogStale { schema: String, table: String },
@@ -48,15 +53,24 @@ struct RelationMap {
 
 struct OpenTransaction {
     xid: u32,
+    /// The commit's LSN, known from Begin: events are positioned by it.
+    commit_lsn: walcast_wal::Lsn,
     commit_time: i64,
+    /// Events not handed on yet.
     events: Vec<Arc<Event>>,
+    /// Events of this transaction handed on in earlier parts.
+    handed: u32,
 }
+
+/// Events per part of a large transaction.
+pub const DEFAULT_PART_SIZE: usize = 1024;
 
 pub struct ChangeDecoder {
     catalog: Arc<Catalog>,
     selection: TableSelection,
     relations: HashMap<u32, Option<RelationMap>>,
     tx: Option<OpenTransaction>,
+    part_size: usize,
 }
 
 impl ChangeDecoder {
@@ -66,7 +80,15 @@ impl ChangeDecoder {
             selection,
             relations: HashMap::new(),
             tx: None,
+            part_size: DEFAULT_PART_SIZE,
         }
+    }
+
+    /// Sets how many events of a transaction are buffered before they are handed on as a
+    /// [`Step::Part`].
+    pub fn with_part_size(mut self, events: usize) -> Self {
+        self.part_size = events.max(1);
+        self
     }
 
     pub fn set_catalog(&mut self, catalog: Arc<Catalog>) {
@@ -84,14 +106,67 @@ impl ChangeDecoder {
 
     /// Feeds one message.
     pub fn feed(&mut self, msg: PgOutput) -> Result<Step, ChangeError> {
+        let step = self.step(msg)?;
+        match (&step, &mut self.tx) {
+            (Step::Pending, Some(tx)) if tx.events.len() >= self.part_size => {
+                let events = std::mem::take(&mut tx.events);
+                let commit_lsn = tx.commit_lsn;
+                Ok(Step::Part(Self::assemble(
+                    tx, events, commit_lsn, commit_lsn,
+                )))
+            }
+            _ => Ok(step),
+        }
+    }
+
+    /// Positions the next events of `tx` and links them as one batch.
+    fn assemble(
+        tx: &mut OpenTransaction,
+        events: Vec<Arc<Event>>,
+        commit_lsn: walcast_wal::Lsn,
+        end_lsn: walcast_wal::Lsn,
+    ) -> Transaction {
+        let batch = Arc::new(Batch::default());
+        let first = tx.handed;
+        tx.handed += events.len() as u32;
+        let events: Vec<Arc<Event>> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, ev)| {
+                let mut ev = Arc::unwrap_or_clone(ev);
+                // The commit LSN is known from Begin: a position that holds for every part.
+                ev.cursor = Cursor {
+                    lsn: commit_lsn,
+                    seq: first + i as u32,
+                };
+                ev.batch = batch.clone();
+                Arc::new(ev)
+            })
+            .collect();
+        Batch::link(&events);
+        Transaction {
+            xid: tx.xid,
+            commit_lsn,
+            end_lsn,
+            commit_time: tx.commit_time,
+            first_seq: first,
+            events,
+        }
+    }
+
+    fn step(&mut self, msg: PgOutput) -> Result<Step, ChangeError> {
         match msg {
             PgOutput::Begin {
-                commit_time, xid, ..
+                final_lsn,
+                commit_time,
+                xid,
             } => {
                 self.tx = Some(OpenTransaction {
                     xid,
+                    commit_lsn: final_lsn,
                     commit_time: pg_time_to_unix_micros(commit_time),
                     events: Vec::new(),
+                    handed: 0,
                 });
                 Ok(Step::Pending)
             }
@@ -100,33 +175,14 @@ impl ChangeDecoder {
                 end_lsn,
                 ..
             } => {
-                let tx = self
+                let mut tx = self
                     .tx
                     .take()
                     .ok_or(ChangeError::OutsideTransaction("Commit"))?;
-                let batch = Arc::new(Batch::default());
-                let events: Vec<Arc<Event>> = tx
-                    .events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(seq, ev)| {
-                        let mut ev = Arc::unwrap_or_clone(ev);
-                        ev.cursor = Cursor {
-                            lsn: end_lsn,
-                            seq: seq as u32,
-                        };
-                        ev.batch = batch.clone();
-                        Arc::new(ev)
-                    })
-                    .collect();
-                Batch::link(&events);
-                Ok(Step::Committed(Transaction {
-                    xid: tx.xid,
-                    commit_lsn,
-                    end_lsn,
-                    commit_time: tx.commit_time,
-                    events,
-                }))
+                let events = std::mem::take(&mut tx.events);
+                Ok(Step::Committed(Self::assemble(
+                    &mut tx, events, commit_lsn, end_lsn,
+                )))
             }
             PgOutput::Relation(rel) => self.relation(rel),
             PgOutput::Insert { rel_id, new } => {

@@ -42,7 +42,7 @@ impl Op {
 /// Column values in the order of [`Table::columns`].
 pub type Row = Vec<Datum>;
 
-/// The position of an event in the stream: the commit's end LSN, then the event's index in its
+/// The position of an event in the stream: the commit's LSN, then the event's index in its
 /// transaction. Ordered as commits are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Cursor {
@@ -141,6 +141,8 @@ pub struct Transaction {
     pub commit_lsn: Lsn,
     pub end_lsn: Lsn,
     pub commit_time: i64,
+    /// The position in the transaction of the first event (nonzero for later parts).
+    pub first_seq: u32,
     pub events: Vec<Arc<Event>>,
 }
 

@@ -10,6 +10,6 @@ pub mod value;
 pub use catalog::{
     Catalog, CatalogError, Column, ForeignKey, Published, ReplicaIdentity, Table, TableSelection,
 };
-pub use changes::{ChangeDecoder, ChangeError, Step};
+pub use changes::{ChangeDecoder, ChangeError, Step, DEFAULT_PART_SIZE};
 pub use datum::{Datum, Kind, PgType};
 pub use event::{Batch, Cursor, Event, Op, ResumePoint, Row, Snapshot, Transaction};

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// How long committed events stay replayable for `after:` (e.g. 30s, 5m, 1h).
     #[arg(long, env = "WALCAST_RETENTION", default_value = "5m", value_parser = parse_duration)]
     pub retention: Duration,
+    /// Most events kept for replay, whatever the retention window says: past it the oldest
+    /// leave early (their cursors expire sooner), so memory stays bounded at any write rate.
+    #[arg(long, env = "WALCAST_RETENTION_MAX_EVENTS", default_value_t = 100_000)]
+    pub retention_max_events: usize,
     /// Path of HTTP queries, GraphiQL and the WebSocket endpoint.
     #[arg(
         long = "graphql-path",
@@ -135,6 +139,14 @@ pub struct ServeArgs {
     /// Events buffered per subscription before the connection counts as a slow consumer.
     #[arg(long, env = "WALCAST_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
+    /// A transaction with more events is delivered in parts of this many as it is decoded,
+    /// rather than held until its commit: memory stays bounded for a transaction of any size.
+    #[arg(
+        long,
+        env = "WALCAST_TRANSACTION_PART_EVENTS",
+        default_value_t = walcast_model::DEFAULT_PART_SIZE
+    )]
+    pub transaction_part: usize,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -276,6 +288,9 @@ impl ServeArgs {
         if self.client_queue == 0 {
             bail!("WALCAST_CLIENT_QUEUE must be at least 1");
         }
+        if self.transaction_part == 0 {
+            bail!("WALCAST_TRANSACTION_PART_EVENTS must be at least 1");
+        }
         for (key, name) in [
             ("WALCAST_SLOT", &self.slot),
             ("WALCAST_PUBLICATION", &self.publication),
@@ -389,6 +404,8 @@ pub fn effective_config(args: &ServeArgs) -> String {
             args.max_subscriptions_per_connection
         ),
         format!("client_queue = {}", args.client_queue),
+        format!("transaction_part = {}", args.transaction_part),
+        format!("retention_max_events = {}", args.retention_max_events),
         format!("log_format = {}", quote(&args.log_format)),
     ];
     if let Some(p) = opt_path(&args.tokens_file) {

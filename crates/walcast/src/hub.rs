@@ -22,9 +22,6 @@ use crate::metrics::Metrics;
 /// How long a backlogged subscriber may take to drain before it counts as a slow consumer.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 
-/// Most events kept for replay, whatever the retention window says.
-const MAX_RETAINED_EVENTS: usize = 500_000;
-
 struct Subscriber {
     id: u64,
     oid: u32,
@@ -78,6 +75,8 @@ pub struct Hub {
     next_id: AtomicU64,
     queue: usize,
     retention: Duration,
+    /// Most events kept for replay, whatever the retention window says.
+    max_retained: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -89,12 +88,18 @@ fn now_micros() -> i64 {
 }
 
 impl Hub {
-    pub fn new(queue: usize, retention: Duration, metrics: Arc<Metrics>) -> Arc<Hub> {
+    pub fn new(
+        queue: usize,
+        retention: Duration,
+        max_retained: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
         Arc::new(Hub {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             queue,
             retention,
+            max_retained,
             metrics,
         })
     }
@@ -233,15 +238,10 @@ impl Hub {
                 events: tx.events.clone(),
             });
         }
-        st.position = tx
-            .events
-            .last()
-            .map(|e| e.cursor)
-            .unwrap_or(Cursor {
-                lsn: tx.end_lsn,
-                seq: 0,
-            })
-            .max(st.position);
+        // A transaction without events for us leaves the position: nothing lies between.
+        if let Some(last) = tx.events.last() {
+            st.position = st.position.max(last.cursor);
+        }
         self.evict_locked(&mut st, now_micros());
         self.metrics.events_matched.fetch_add(matched, Relaxed);
     }
@@ -325,11 +325,12 @@ impl Hub {
     fn evict_locked(&self, st: &mut State, now: i64) {
         let horizon = now - self.retention.as_micros() as i64;
         let mut held: usize = st.retained.iter().map(|t| t.events.len()).sum();
-        // Old transactions leave by age; beyond MAX_RETAINED_EVENTS the oldest leave early, so
-        // memory stays bounded whatever the write rate (their cursors then expire sooner).
+        // Old transactions leave by age; beyond `max_retained` events the oldest leave early, so
+        // memory stays bounded whatever the write rate (their cursors then expire sooner). A
+        // large transaction is retained part by part, and leaves the same way.
         while let Some(front) = st.retained.front() {
             let too_old = front.commit_time < horizon;
-            let too_many = held > MAX_RETAINED_EVENTS;
+            let too_many = held > self.max_retained;
             if !too_old && !too_many {
                 break;
             }

@@ -17,19 +17,29 @@ use crate::app::App;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// What was handed to the hub already; a reconnect re-sends from the slot's confirmed position,
+/// and this is skipped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Handled {
+    /// Transactions committed before this position (and the WAL before it) are done.
+    lsn: Lsn,
+    /// A transaction handed on in parts, not complete: its commit LSN and how many of its events
+    /// were delivered.
+    part: Option<(Lsn, u32)>,
+}
+
 /// Runs until shutdown. Only an error at the very first start is returned: later ones are
 /// retried, subscribers staying connected.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut backoff = BACKOFF_MIN;
-    // Transactions at or before this were handed to the hub already (re-sent after a reconnect).
-    let mut handled = Lsn(0);
+    let mut handled = Handled::default();
     let mut started = false;
     loop {
         let streamed_before = handled;
         let result = session(&app, &mut handled, &mut shutdown, &mut started).await;
         app.ready.store(false, Relaxed);
         // A session that made progress was healthy: the next failure starts the backoff over.
-        if handled > streamed_before {
+        if handled != streamed_before {
             backoff = BACKOFF_MIN;
         }
         match result {
@@ -58,7 +68,7 @@ async fn load_catalog(app: &App) -> anyhow::Result<Arc<Catalog>> {
 
 async fn session(
     app: &Arc<App>,
-    handled: &mut Lsn,
+    handled: &mut Handled,
     shutdown: &mut watch::Receiver<bool>,
     started: &mut bool,
 ) -> anyhow::Result<()> {
@@ -93,11 +103,7 @@ async fn session(
         .await
         .context("opening the replication connection")?;
     let system = repl.identify_system().await.context("IDENTIFY_SYSTEM")?;
-    if repl
-        .ensure_slot(&app.cfg.slot)
-        .await
-        .with_context(|| format!("setting up replication slot {:?}", app.cfg.slot))?
-    {
+    if crate::standby::ensure_slot(app, &mut repl).await? {
         tracing::info!(slot = %app.cfg.slot, "replication slot created");
     }
     let (confirmed, live_from) = positions(app).await?;
@@ -109,7 +115,11 @@ async fn session(
     // Transactions committed before this position are the retention window being re-read:
     // history for `after:`, not news. Ready (and so serving) once the stream has caught up.
     // After a reconnect everything past what was handled is news, whenever it committed.
-    let live_from = if handled.0 == 0 { live_from } else { *handled };
+    let live_from = if handled.lsn.0 == 0 {
+        live_from
+    } else {
+        handled.lsn
+    };
     tracing::info!(system = %system.system_id, timeline = system.timeline, %confirmed, %live_from, "replication started");
     *started = true;
     let mark_ready = |app: &App| {
@@ -121,7 +131,8 @@ async fn session(
         mark_ready(app);
     }
 
-    let mut decoder = ChangeDecoder::new(catalog, app.cfg.selection());
+    let mut decoder = ChangeDecoder::new(catalog, app.cfg.selection())
+        .with_part_size(app.cfg.transaction_part.max(1));
     // A catalog reloaded mid-transaction, to publish once that transaction is delivered.
     let mut publish: Option<Arc<Catalog>> = None;
     loop {
@@ -140,11 +151,11 @@ async fn session(
                     mark_ready(app);
                 }
                 // Nothing in flight: the slot may move past WAL that holds no change for us.
-                if !decoder.in_transaction() && wal_end >= *handled {
-                    *handled = wal_end;
+                if !decoder.in_transaction() && wal_end >= handled.lsn {
+                    handled.lsn = wal_end;
                 }
                 app.hub.evict();
-                confirm(app, &mut stream, *handled);
+                confirm(app, &mut stream, handled.lsn);
             }
             Some(ReplicationEvent::XLogData { message, .. }) => {
                 let started = std::time::Instant::now();
@@ -155,7 +166,7 @@ async fn session(
                     if end > live_from {
                         mark_ready(app);
                     }
-                    confirm(app, &mut stream, *handled);
+                    confirm(app, &mut stream, handled.lsn);
                 }
             }
         }
@@ -196,7 +207,7 @@ async fn handle(
     app: &Arc<App>,
     decoder: &mut ChangeDecoder,
     message: PgOutput,
-    handled: &mut Lsn,
+    handled: &mut Handled,
     live_from: Lsn,
     publish: &mut Option<Arc<Catalog>>,
 ) -> anyhow::Result<Option<Lsn>> {
@@ -227,38 +238,66 @@ async fn handle(
         }
         other => decoder.feed(other).context("decoding")?,
     };
-    let Step::Committed(tx) = step else {
-        return Ok(None);
-    };
-    let outcome = deliver(app, tx, handled, live_from).await;
-    if let Some(catalog) = publish.take() {
-        app.set_catalog(catalog);
+    match step {
+        Step::Part(part) => {
+            deliver(app, part, handled, live_from, false).await;
+            Ok(None)
+        }
+        Step::Committed(tx) => {
+            let outcome = deliver(app, tx, handled, live_from, true).await;
+            if let Some(catalog) = publish.take() {
+                app.set_catalog(catalog);
+            }
+            Ok(outcome)
+        }
+        Step::Pending | Step::CatalogStale { .. } => Ok(None),
     }
-    Ok(outcome)
 }
 
-/// Hands a committed transaction to the hub; returns its end unless it was a re-sent one.
+/// Hands a committed transaction, or the next part of one, to the hub; returns the
+/// transaction's end when `complete` and it was not a re-sent one.
 async fn deliver(
     app: &Arc<App>,
-    tx: walcast_model::Transaction,
-    handled: &mut Lsn,
+    mut tx: walcast_model::Transaction,
+    handled: &mut Handled,
     live_from: Lsn,
+    complete: bool,
 ) -> Option<Lsn> {
-    if tx.end_lsn <= *handled {
-        // Re-sent after a reconnect: already retained and delivered.
+    // Re-sent after a reconnect: already retained and delivered. (A commit record starts after
+    // the end of every transaction the server sent before it.)
+    if tx.commit_lsn < handled.lsn {
         return None;
     }
-    app.metrics.transactions.fetch_add(1, Relaxed);
+    // The first parts of this transaction were delivered before the reconnect.
+    if let Some((lsn, delivered)) = handled.part {
+        if lsn == tx.commit_lsn {
+            tx.events.retain(|e| e.cursor.seq >= delivered);
+        }
+    }
+    if tx.first_seq == 0 {
+        app.metrics.transactions.fetch_add(1, Relaxed);
+    }
     count_events(&app.metrics, &tx);
     app.metrics
         .last_commit_micros
         .store(tx.commit_time.max(0) as u64, Relaxed);
-    // Every subscriber's queue accepts the transaction, or its connection is closed as slow.
+    // Every subscriber's queue accepts the events, or its connection is closed as slow: the
+    // wait for a backlogged one is what paces a large transaction.
     app.hub
-        .dispatch(&tx, tx.end_lsn > live_from, &app.pool)
+        .dispatch(&tx, tx.commit_lsn >= live_from, &app.pool)
         .await;
-    *handled = tx.end_lsn;
-    Some(tx.end_lsn)
+    if complete {
+        *handled = Handled {
+            lsn: tx.end_lsn,
+            part: None,
+        };
+        Some(tx.end_lsn)
+    } else {
+        let delivered = tx.events.last().map_or(0, |e| e.cursor.seq + 1);
+        let before = handled.part.filter(|(lsn, _)| *lsn == tx.commit_lsn);
+        handled.part = Some((tx.commit_lsn, delivered.max(before.map_or(0, |(_, n)| n))));
+        None
+    }
 }
 
 /// Counts a transaction's events by table and kind, with one label lookup per run of events.

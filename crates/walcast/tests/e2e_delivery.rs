@@ -552,3 +552,82 @@ fn a_large_transaction_streams_whole_to_a_reading_client() {
     c.read_until(30000, Duration::from_secs(90));
     c.assert_exactly(30000, "one 30,000-row transaction");
 }
+
+/// Kilobytes of a /proc/<pid>/status field (VmRSS, VmHWM).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_huge_transaction_is_delivered_in_parts_with_bounded_memory() {
+    const ROWS: i64 = 100_000;
+    let s = setup(&[("WALCAST_RETENTION_MAX_EVENTS", "10000")]);
+    let pid = s.walcast.pid().expect("walcast runs");
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    let before = proc_kib(pid, "VmHWM");
+    // Over 100 MB as events if the transaction were held whole until its commit.
+    s.pg.psql(
+        DB,
+        &format!(
+            "INSERT INTO seq (n, pad) SELECT g, repeat('x', 500) FROM generate_series(1, {ROWS}) g"
+        ),
+    )
+    .expect("insert");
+    c.read_until(ROWS as usize, Duration::from_secs(120));
+    c.assert_exactly(ROWS, "one 100,000-row transaction");
+    let peak = proc_kib(pid, "VmHWM");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("walcast peak RSS {before} kB before, {peak} kB after ({grown_mib} MiB more)");
+    assert!(
+        grown_mib < 48,
+        "memory grew by {grown_mib} MiB for one transaction: not bounded"
+    );
+    // Parts carry their position in the transaction: the cursors still order every event.
+    let mut sorted = c.cursors.clone();
+    sorted.sort();
+    assert_eq!(sorted, c.cursors, "cursors out of order");
+}
+
+#[test]
+fn walsender_killed_inside_a_transaction_delivered_in_parts() {
+    const ROWS: i64 = 30_000;
+    let s = setup(&[("WALCAST_TRANSACTION_PART_EVENTS", "300")]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    s.pg.psql(
+        DB,
+        &format!("INSERT INTO seq (n) SELECT generate_series(1, {ROWS})"),
+    )
+    .expect("insert");
+    // Some parts are out; the server re-sends the whole transaction after the reconnect.
+    c.read_until(2000, Duration::from_secs(60));
+    let decoded = metric_sum(&s.walcast.get("/metrics").1, "walcast_events_decoded_total");
+    let killed = sql(
+        &s.pg,
+        DB,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication",
+    );
+    assert_eq!(killed.trim(), "1", "one walsender terminated");
+    let decoded = decoded.unwrap_or(0);
+    assert!(
+        decoded < ROWS as u64,
+        "the whole transaction ({decoded} events) was decoded before the kill: nothing tested"
+    );
+    c.read_until(ROWS as usize, Duration::from_secs(120));
+    c.assert_exactly(ROWS, "a transaction interrupted between its parts");
+    let reconnects = metric_sum(
+        &s.walcast.get("/metrics").1,
+        "walcast_replication_reconnects_total",
+    );
+    assert!(
+        reconnects.unwrap_or(0) >= 1,
+        "no replication reconnect was counted"
+    );
+}

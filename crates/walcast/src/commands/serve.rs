@@ -96,7 +96,12 @@ pub async fn serve_until(
     })?;
     let permissions = Permissions::load(args.permissions_file.as_deref())?;
     let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(args.client_queue, args.retention, metrics.clone());
+    let hub = Hub::new(
+        args.client_queue,
+        args.retention,
+        args.retention_max_events,
+        metrics.clone(),
+    );
     let source = Arc::new(HubSource(hub.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listen = args.listen;
