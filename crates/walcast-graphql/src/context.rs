@@ -10,6 +10,7 @@ use walcast_filter::{EventFilter, RowFilter};
 use walcast_model::{Cursor, Event, ResumePoint, Table};
 
 use crate::session::QuerySession;
+use crate::shared::{Outbox, Sharing};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Arc<Event>> + Send>>;
 
@@ -27,6 +28,9 @@ pub struct TableAccess {
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub tables: HashMap<u32, TableAccess>,
+    /// Equal for accesses that read the same (catalog, tables, columns, row filters after claims
+    /// substitution): subscriptions share event payloads only under an equal key.
+    pub key: Arc<str>,
 }
 
 pub type SharedAccess = Arc<ArcSwap<Access>>;
@@ -71,8 +75,10 @@ pub struct Ctx {
     pub connection: Option<ConnectionHandle>,
     /// The operation's read transaction.
     pub reads: Arc<QuerySession>,
-    /// Errors of fields of the event being resolved, taken by the socket layer with the event.
-    pub field_errors: Arc<FieldErrors>,
+    /// Each event's serialised payload, taken by the socket layer with the stream item.
+    pub outbox: Arc<Outbox>,
+    /// Set for socket operations: subscriptions of identical operations share payloads.
+    pub sharing: Option<Arc<Sharing>>,
     /// Counts the queries that load related rows (shared by every operation).
     pub relation_queries: Arc<std::sync::atomic::AtomicU64>,
     pub access: SharedAccess,
@@ -90,18 +96,3 @@ impl Ctx {
 }
 
 impl juniper::Context for Ctx {}
-
-/// Field errors of a subscription's events, handed from the resolver to the socket layer.
-#[derive(Default)]
-pub struct FieldErrors(std::sync::Mutex<Vec<serde_json::Value>>);
-
-impl FieldErrors {
-    pub fn push(&self, errors: &[juniper::ExecutionError<juniper::DefaultScalarValue>]) {
-        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        v.extend(errors.iter().filter_map(|e| serde_json::to_value(e).ok()));
-    }
-
-    pub fn take(&self) -> Vec<serde_json::Value> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}

@@ -13,6 +13,7 @@ pub mod relations;
 pub mod roots;
 pub mod scalars;
 pub mod session;
+pub mod shared;
 
 use std::sync::Arc;
 
@@ -20,13 +21,14 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    Access, ConnectionHandle, Ctx, EventSource, EventStream, FieldErrors, SharedAccess,
-    SubscribeError, SubscriptionRequest, TableAccess,
+    Access, ConnectionHandle, Ctx, EventSource, EventStream, SharedAccess, SubscribeError,
+    SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;
 pub use roots::{QueryRoot, SubscriptionRoot};
 pub use session::QuerySession;
+pub use shared::{Member, Outbox, Payload, PayloadGroups, Sharing};
 
 pub type Schema = RootNode<QueryRoot, MutationRoot, SubscriptionRoot>;
 

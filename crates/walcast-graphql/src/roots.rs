@@ -220,6 +220,30 @@ impl GraphQLValue<S> for SubscriptionRoot {
     }
 }
 
+/// One event's response, as the socket layer sends it: a field that failed is null with its
+/// error beside the rest of the event; an event that failed as a whole is null with its error.
+fn event_payload(
+    response: &str,
+    value: Result<Value<S>, juniper::ExecutionError<S>>,
+    field_errors: &[juniper::ExecutionError<S>],
+) -> String {
+    let errors_of = |errors: &[juniper::ExecutionError<S>]| -> Vec<serde_json::Value> {
+        errors
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect()
+    };
+    let payload = match value {
+        Ok(v) if field_errors.is_empty() => serde_json::json!({ "data": { response: v } }),
+        Ok(v) => serde_json::json!({ "data": { response: v }, "errors": errors_of(field_errors) }),
+        Err(e) => serde_json::json!({
+            "data": { response: null },
+            "errors": serde_json::to_value([e]).unwrap_or_else(|_| serde_json::json!([])),
+        }),
+    };
+    payload.to_string()
+}
+
 /// How one subscription field turns events into values.
 #[derive(Clone, Copy)]
 enum Payload {
@@ -303,23 +327,52 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                     access: ctx.access.clone(),
                 })
                 .map_err(|e| FieldError::from(e.to_string()))?;
-            let owned = executor.as_owned_executor();
+            // The response key (alias or name) from the path juniper gives this field's errors.
+            let response = executor
+                .new_error(FieldError::from(String::new()))
+                .path()
+                .last()
+                .cloned()
+                .unwrap_or_else(|| field.to_owned());
+            let member = ctx.sharing.as_ref().map(|s| {
+                Arc::new(crate::shared::Member::new(
+                    s.groups.clone(),
+                    format!("{}\u{0}{response}", s.operation),
+                ))
+            });
+            let access = ctx.access.clone();
+            let outbox = ctx.outbox.clone();
+            // One executor for the whole stream: items resolve one at a time, and errors are
+            // taken after each.
+            let owned = Arc::new(executor.as_owned_executor());
+            let response: Arc<str> = response.into();
             let stream = events.then(move |ev: Arc<Event>| {
                 let owned = owned.clone();
+                let member = member.clone();
+                let access = access.clone();
+                let outbox = outbox.clone();
+                let response = response.clone();
                 async move {
-                    let ex = owned.as_executor();
-                    let value = match payload {
-                        Payload::Mutated => ex.resolve_async(&**t, &MutatedObj(&ev)).await,
-                        Payload::Prisma => ex.resolve_async(&**t, &PayloadObj(&ev)).await,
-                    }
-                    .map_err(|e| vec![ex.new_error(e)])?;
-                    // A field that failed is null with its error beside the rest of the event
-                    // (juniper's stream item cannot carry both, so errors go beside it).
-                    let errors = ex.take_errors();
-                    if !errors.is_empty() {
-                        ex.context().field_errors.push(&errors);
-                    }
-                    Ok(value)
+                    let build = || async {
+                        let ex = owned.as_executor();
+                        let value = match payload {
+                            Payload::Mutated => ex.resolve_async(&**t, &MutatedObj(&ev)).await,
+                            Payload::Prisma => ex.resolve_async(&**t, &PayloadObj(&ev)).await,
+                        };
+                        let errors = ex.take_errors();
+                        let value = value.map_err(|e| ex.new_error(e));
+                        crate::shared::Payload::from(event_payload(&response, value, &errors))
+                    };
+                    let text = match &member {
+                        Some(m) => {
+                            let key = access.load().key.clone();
+                            m.payload(&ev, ev.cursor, &key, build).await
+                        }
+                        None => build().await,
+                    };
+                    outbox.push(text);
+                    // The socket layer sends the outbox's payload; the value is not read.
+                    Ok(Value::null())
                 }
             });
             Ok(Value::Scalar(stream.boxed()))

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use walcast_graphql::{
-    Access, ConnectionHandle, Ctx, EventSource, Grants, Schema, SharedAccess, TableAccess,
-    ViewTable,
+    Access, ConnectionHandle, Ctx, EventSource, Grants, PayloadGroups, Schema, SharedAccess,
+    TableAccess, ViewTable,
 };
 use walcast_model::Catalog;
 
@@ -21,14 +21,18 @@ use crate::permissions::{Permissions, RoleView};
 /// on first use: roles that see the same shape share one.
 pub struct SchemaSet {
     pub catalog: Arc<Catalog>,
+    /// Distinct for every set made: identifies the catalog in access keys.
+    pub serial: u64,
     mutations: bool,
     by_shape: Mutex<HashMap<String, Arc<Schema>>>,
 }
 
 impl SchemaSet {
     pub fn new(catalog: Arc<Catalog>, mutations: bool) -> SchemaSet {
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         SchemaSet {
             catalog,
+            serial: SERIAL.fetch_add(1, Relaxed),
             mutations,
             by_shape: Mutex::new(HashMap::new()),
         }
@@ -63,9 +67,21 @@ impl SchemaSet {
     }
 }
 
-/// The per-event side of a view: which tables, which columns, which rows.
-pub fn access_of(view: &RoleView) -> Access {
+/// The per-event side of a view: which tables, which columns, which rows. `catalog`: the serial
+/// of the schema set the view was made from.
+pub fn access_of(view: &RoleView, catalog: u64) -> Access {
+    // Everything the view's reads depend on: the catalog, the schema's shape and the row filters
+    // as substituted (claims included). Equal keys let subscriptions share event payloads.
+    let mut key = format!("{catalog}|{}", view.shape_key());
+    for g in &view.tables {
+        key.push('|');
+        match &g.filter {
+            Some(f) => key.push_str(&f.to_string()),
+            None => key.push('-'),
+        }
+    }
     Access {
+        key: key.into(),
         tables: view
             .tables
             .iter()
@@ -99,6 +115,8 @@ pub struct App {
     pub auth: ArcSwap<Authenticator>,
     pub permissions: ArcSwap<Permissions>,
     pub metrics: Arc<Metrics>,
+    /// Event payloads shared by identical subscriptions.
+    pub payloads: Arc<PayloadGroups>,
     /// Replication stream live and schema loaded.
     pub ready: AtomicBool,
     next_connection: AtomicU64,
@@ -130,6 +148,7 @@ impl App {
             pool: p.pool,
             auth: ArcSwap::from_pointee(p.auth),
             permissions: ArcSwap::from_pointee(p.permissions),
+            payloads: p.metrics.payloads.clone(),
             metrics: p.metrics,
             ready: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
@@ -171,10 +190,12 @@ impl App {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// What a caller sees now.
-    pub fn view(&self, who: &Identity) -> RoleView {
+    /// What a caller sees now, and its per-event side.
+    pub fn view(&self, who: &Identity) -> (RoleView, Access) {
         let schemas = self.schemas.load();
-        self.permissions.load().view(&schemas.catalog, who)
+        let view = self.permissions.load().view(&schemas.catalog, who);
+        let access = access_of(&view, schemas.serial);
+        (view, access)
     }
 
     pub fn context(&self, access: SharedAccess, connection: Option<ConnectionHandle>) -> Ctx {
@@ -184,7 +205,8 @@ impl App {
             connection,
             reads: Arc::new(walcast_graphql::QuerySession::new(self.pool.clone())),
             relation_queries: self.metrics.relation_queries.clone(),
-            field_errors: Default::default(),
+            outbox: Default::default(),
+            sharing: None,
             access,
         }
     }

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub slot_lag_bytes: AtomicI64,
     /// Queries that loaded related rows or answered relation conditions.
     pub relation_queries: Arc<AtomicU64>,
+    /// Groups of identical subscriptions and the payloads they built and shared.
+    pub payloads: Arc<walcast_graphql::PayloadGroups>,
     pub decode_seconds: Histogram,
     pub match_seconds: Histogram,
     pub serialize_seconds: Histogram,
@@ -165,6 +167,18 @@ impl Metrics {
             "counter",
             "Queries that loaded related rows or answered relation conditions.",
             self.relation_queries.load(Relaxed) as i64,
+        );
+        put(
+            "walcast_payloads_built_total",
+            "counter",
+            "Event payloads resolved and serialised for subscribers.",
+            self.payloads.built.load(Relaxed) as i64,
+        );
+        put(
+            "walcast_payloads_shared_total",
+            "counter",
+            "Event payloads a subscriber took from an identical subscription instead of building.",
+            self.payloads.shared.load(Relaxed) as i64,
         );
         put(
             "walcast_slot_confirmed_lsn",

@@ -112,7 +112,6 @@ pub struct TableGrant {
     /// Visible column indexes, ascending; `None` means every column.
     pub columns: Option<Vec<usize>>,
     /// The `<table>WhereInput` rows must match, claims substituted; `None` means every row.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub filter: Option<Value>,
     /// `filter`, parsed and validated against the table.
     pub row_filter: Option<RowFilter>,

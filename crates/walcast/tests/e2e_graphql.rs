@@ -1236,12 +1236,11 @@ fn a_dropped_column_resolves_to_null_with_an_error_and_the_other_fields_stay() {
         assert!(Instant::now() < deadline, "mood never became a field");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut moody = s.client(
-        "transport",
-        "subscription { messages_mutated { key data { id text mood score } } }",
-        &[],
-    );
-    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+    let moody_query = "subscription { messages_mutated { key data { id text mood score } } }";
+    let mut moody = s.client("transport", moody_query, &[]);
+    // An identical subscription shares the payload, field error included.
+    let mut twin = s.client("legacy", moody_query, &[]);
+    s.walcast.wait_subscriptions(2, CONNECT_TIMEOUT);
     s.sql("ALTER TABLE messages DROP COLUMN mood");
     let id = s.sql("INSERT INTO messages (text, score) VALUES ('m3', 3) RETURNING id");
     // API.md sections 3 and 6: the field that cannot be resolved is null with an error on that
@@ -1259,6 +1258,115 @@ fn a_dropped_column_resolves_to_null_with_an_error_and_the_other_fields_stay() {
             .all(|e| e["path"] == json!(["messages_mutated", "data", "mood"])),
         "errors about other fields: {p}"
     );
+    assert!(!errors.is_empty(), "no error for the dropped column: {p}");
+    assert_eq!(next_payload(&mut twin), p);
+}
+
+/// Identical subscriptions — on any protocol — get one payload built once per event; each frame
+/// keeps its own id and envelope, and a subscription that differs (an alias) gets its own.
+#[test]
+fn identical_subscriptions_share_one_payload_and_keep_their_own_frames() {
+    let s = setup(DEMO_SCHEMA, &[]);
+    let query = "subscription { messages_mutated { key event data { id text } } }";
+    let init = |protocol: &str, init_type: &str| {
+        let mut ws = RawWs::connect(&s.walcast.ws_url(), protocol);
+        ws.send_json(&json!({"type": init_type, "payload": {"access_token": TOKEN}}));
+        let ack = ws.recv_json(CONNECT_TIMEOUT);
+        assert!(
+            ack["type"] == "connection_ack" || ack["type"] == "init_success",
+            "{ack}"
+        );
+        ws
+    };
+    let mut transport = init("graphql-transport-ws", "connection_init");
+    transport.send_json(&json!({"id": "t1", "type": "subscribe", "payload": {"query": query}}));
+    transport.send_json(&json!({"id": "t2", "type": "subscribe", "payload": {"query": query}}));
+    let mut legacy = init("graphql-ws", "connection_init");
+    legacy.send_json(&json!({"id": "l1", "type": "start", "payload": {"query": query}}));
+    let mut graphcool = init("graphql-subscriptions", "init");
+    graphcool.send_json(&json!({"id": "g1", "type": "subscription_start", "query": query}));
+    let aliased = query.replace("messages_mutated", "m: messages_mutated");
+    let mut other = init("graphql-transport-ws", "connection_init");
+    other.send_json(&json!({"id": "o1", "type": "subscribe", "payload": {"query": aliased}}));
+    s.walcast.wait_subscriptions(5, CONNECT_TIMEOUT);
+    // Each socket's `next`-like frames, in order, with their type and id.
+    let frames = |ws: &mut RawWs, want: usize| -> Vec<Value> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        while got.len() < want {
+            let msg = ws.recv_json(deadline.saturating_duration_since(Instant::now()));
+            match msg["type"].as_str() {
+                Some("next" | "data" | "subscription_data") => got.push(msg),
+                Some("ka" | "subscription_success" | "ping" | "pong") => {}
+                _ => panic!("unexpected frame {msg}"),
+            }
+        }
+        got
+    };
+    // A first write can reload the table's shape (a new access key): groups form after it.
+    s.sql("INSERT INTO messages (text) VALUES ('warm-up')");
+    for (ws, n) in [
+        (&mut transport, 2),
+        (&mut legacy, 1),
+        (&mut graphcool, 1),
+        (&mut other, 1),
+    ] {
+        frames(ws, n);
+    }
+    let shared_before = shared_payloads(&s);
+    let rows = 3;
+    for i in 0..rows {
+        s.sql(&format!(
+            "INSERT INTO messages (text) VALUES ('shared {i}')"
+        ));
+    }
+    let t = frames(&mut transport, 2 * rows);
+    let l = frames(&mut legacy, rows);
+    let g = frames(&mut graphcool, rows);
+    let o = frames(&mut other, rows);
+    for i in 0..rows {
+        let (t1, t2): (Vec<&Value>, Vec<&Value>) = t
+            .iter()
+            .filter(|m| {
+                m["payload"]["data"]["messages_mutated"]["data"]["text"] == format!("shared {i}")
+            })
+            .partition(|m| m["id"] == "t1");
+        assert_eq!((t1.len(), t2.len()), (1, 1), "{t:?}");
+        let payload = &t1[0]["payload"];
+        assert_eq!(
+            payload["data"]["messages_mutated"]["event"], "create",
+            "{payload}"
+        );
+        assert_eq!(
+            (t1[0]["type"].as_str(), t2[0]["id"].as_str()),
+            (Some("next"), Some("t2"))
+        );
+        assert_eq!(&t2[0]["payload"], payload);
+        assert_eq!(
+            (l[i]["type"].as_str(), l[i]["id"].as_str()),
+            (Some("data"), Some("l1"))
+        );
+        assert_eq!(&l[i]["payload"], payload);
+        assert_eq!(
+            (g[i]["type"].as_str(), g[i]["id"].as_str()),
+            (Some("subscription_data"), Some("g1"))
+        );
+        assert_eq!(&g[i]["payload"], payload);
+        assert_eq!(
+            o[i]["payload"]["data"]["m"],
+            payload["data"]["messages_mutated"]
+        );
+    }
+    // Four identical subscriptions: one builds each event, three take it (fewer on an event
+    // during which the group forms).
+    let shared = shared_payloads(&s) - shared_before;
+    assert!(shared >= 2 * rows as u64, "{shared} payloads shared");
+}
+
+fn shared_payloads(s: &Setup) -> u64 {
+    let (status, body) = s.walcast.get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    metric_sum(&body, "walcast_payloads_shared_total").unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

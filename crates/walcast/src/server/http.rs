@@ -75,11 +75,9 @@ pub async fn post(
             )
         }
     };
-    let view = app.view(&who);
+    let (view, access) = app.view(&who);
     let schema = app.schemas.load().for_view(&view);
-    let access = Arc::new(arc_swap::ArcSwap::from_pointee(crate::app::access_of(
-        &view,
-    )));
+    let access = Arc::new(arc_swap::ArcSwap::from_pointee(access));
     let ctx = app.context(access, None);
     match juniper::execute(
         &request.query,

@@ -10,7 +10,7 @@ use juniper::{
 };
 use serde_json::json;
 use tokio::sync::mpsc;
-use walcast_graphql::{Ctx, Schema};
+use walcast_graphql::{Ctx, PayloadGroups, Schema, Sharing};
 
 use super::protocol::{Request, ServerMsg};
 
@@ -45,7 +45,8 @@ pub fn variables(req: &Request) -> Result<juniper::Variables<DefaultScalarValue>
 /// or `out` is closed.
 pub async fn run(
     schema: Arc<Schema>,
-    ctx: Ctx,
+    mut ctx: Ctx,
+    groups: Arc<PayloadGroups>,
     id: String,
     req: Request,
     out: mpsc::Sender<ServerMsg>,
@@ -82,7 +83,7 @@ pub async fn run(
         if out
             .send(ServerMsg::Next {
                 id: id.clone(),
-                payload,
+                payload: payload.to_string().into(),
             })
             .await
             .is_ok()
@@ -91,6 +92,22 @@ pub async fn run(
         }
         return;
     }
+    // Subscriptions of this operation share event payloads with identical ones elsewhere: the
+    // schema (view shape and catalog), the document, the operation name and the variables
+    // decide the output together with the caller's access, which joins the key per event.
+    ctx.sharing = Some(Arc::new(Sharing {
+        groups,
+        operation: format!(
+            "{:x}\u{0}{}\u{0}{}\u{0}{}",
+            Arc::as_ptr(&schema) as usize,
+            req.query,
+            req.operation_name.as_deref().unwrap_or(""),
+            req.variables
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        ),
+    }));
     let (value, errors) = match op.resolve_into_stream(&vars, &ctx).await {
         Ok(r) => r,
         Err(e) => {
@@ -130,14 +147,20 @@ pub async fn run(
     }
     let mut merged = stream::select_all(streams);
     while let Some((name, item)) = merged.next().await {
-        let field_errors = ctx.field_errors.take();
-        let payload = match item {
-            Ok(v) if field_errors.is_empty() => json!({ "data": { name.as_str(): v } }),
-            Ok(v) => json!({ "data": { name.as_str(): v }, "errors": field_errors }),
-            Err(errs) => json!({
+        // The stream leaves each event's serialised payload in the outbox.
+        let payload = match (item, ctx.outbox.take()) {
+            (Ok(_), Some(payload)) => payload,
+            (Ok(_), None) => {
+                json!({"data": { name.as_str(): null }, "errors": [{"message": "event payload missing"}]})
+                    .to_string()
+                    .into()
+            }
+            (Err(errs), _) => json!({
                 "data": { name.as_str(): null },
                 "errors": serde_json::to_value(&errs).unwrap_or_else(|_| json!([])),
-            }),
+            })
+            .to_string()
+            .into(),
         };
         if out
             .send(ServerMsg::Next {

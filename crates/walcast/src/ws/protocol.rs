@@ -62,9 +62,11 @@ pub enum ServerMsg {
     Started {
         id: String,
     },
+    /// A result: `payload` is serialised JSON (`{"data":…}`), shared by every subscriber of an
+    /// identical subscription; only the envelope is per message.
     Next {
         id: String,
-        payload: Value,
+        payload: walcast_graphql::Payload,
     },
     /// GraphQL errors that end an operation before it produced data.
     Error {
@@ -112,6 +114,22 @@ fn request_of(v: &Value, msg: &'static str) -> Result<Request, DecodeError> {
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+/// `{"type":…,"id":…,"payload":…}` around serialised payload text: the bytes
+/// `json!({"type": ty, "id": id, "payload": payload}).to_string()` gives, without parsing the
+/// payload again.
+fn envelope(ty: &str, id: &str, payload: &str) -> String {
+    let id = Value::String(id.to_owned()).to_string();
+    let mut frame = String::with_capacity(ty.len() + id.len() + payload.len() + 32);
+    frame.push_str("{\"type\":\"");
+    frame.push_str(ty);
+    frame.push_str("\",\"id\":");
+    frame.push_str(&id);
+    frame.push_str(",\"payload\":");
+    frame.push_str(payload);
+    frame.push('}');
+    frame
 }
 
 impl Protocol {
@@ -182,14 +200,13 @@ impl Protocol {
                 json!({"type": "subscription_success", "id": id})
             }
             (_, ServerMsg::Started { .. }) => return None,
-            (Protocol::Transport, ServerMsg::Next { id, payload }) => {
-                json!({"type": "next", "id": id, "payload": payload})
-            }
-            (Protocol::Legacy, ServerMsg::Next { id, payload }) => {
-                json!({"type": "data", "id": id, "payload": payload})
-            }
-            (Protocol::Graphcool, ServerMsg::Next { id, payload }) => {
-                json!({"type": "subscription_data", "id": id, "payload": payload})
+            (_, ServerMsg::Next { id, payload }) => {
+                let ty = match self {
+                    Protocol::Transport => "next",
+                    Protocol::Legacy => "data",
+                    Protocol::Graphcool => "subscription_data",
+                };
+                return Some(envelope(ty, id, payload));
             }
             (Protocol::Transport, ServerMsg::Error { id, errors }) => {
                 json!({"type": "error", "id": id, "payload": errors})
@@ -269,6 +286,26 @@ mod tests {
                 request: q
             })
         );
+    }
+
+    /// Payload frames are the bytes the JSON-value encoding gave, for every protocol.
+    #[test]
+    fn payload_frames_match_value_encoding() {
+        let payload = json!({"data": {"a_mutated": {"key": "1", "data": {"t": "é\"\\\n\u{1}"}}}, "errors": [{"message": "x"}]});
+        for id in ["1", "a\"b\\c", "é\u{7f}\u{1f}", ""] {
+            for (p, ty) in [
+                (Protocol::Transport, "next"),
+                (Protocol::Legacy, "data"),
+                (Protocol::Graphcool, "subscription_data"),
+            ] {
+                let msg = ServerMsg::Next {
+                    id: id.into(),
+                    payload: payload.to_string().into(),
+                };
+                let want = json!({"type": ty, "id": id, "payload": payload}).to_string();
+                assert_eq!(p.encode(&msg), Some(want));
+            }
+        }
     }
 
     #[test]
@@ -355,6 +392,20 @@ mod fuzz {
             let _ = p.decode(&frame);
         }
 
+        /// A payload frame is byte for byte what encoding the payload as a JSON value gave.
+        #[test]
+        fn payload_frames_are_the_value_encoding(p in protocols(), id in ".{0,12}", text in ".{0,24}") {
+            let payload = serde_json::json!({"data": {"f": text}});
+            let ty = match p {
+                Protocol::Transport => "next",
+                Protocol::Legacy => "data",
+                Protocol::Graphcool => "subscription_data",
+            };
+            let want = serde_json::json!({"type": ty, "id": id, "payload": payload}).to_string();
+            let msg = ServerMsg::Next { id: id.clone(), payload: payload.to_string().into() };
+            prop_assert_eq!(p.encode(&msg), Some(want));
+        }
+
         /// Every server message either has no frame in a protocol or encodes to JSON with a type.
         #[test]
         fn encoded_frames_are_json_with_a_type(p in protocols(), id in "[0-9a-z-]{1,8}", text in ".{0,16}") {
@@ -362,7 +413,7 @@ mod fuzz {
                 ServerMsg::Ack,
                 ServerMsg::InitFail(text.clone()),
                 ServerMsg::Started { id: id.clone() },
-                ServerMsg::Next { id: id.clone(), payload: serde_json::json!({"data": text}) },
+                ServerMsg::Next { id: id.clone(), payload: serde_json::json!({"data": text}).to_string().into() },
                 ServerMsg::Error { id: id.clone(), errors: serde_json::json!([{"message": text}]) },
                 ServerMsg::Complete { id: id.clone() },
                 ServerMsg::Pong(None),

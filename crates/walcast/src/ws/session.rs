@@ -15,7 +15,7 @@ use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 
 use super::operation;
 use super::protocol::{ClientMsg, Protocol, ServerMsg};
-use crate::app::{access_of, App};
+use crate::app::App;
 use crate::auth::{token_from_init, AuthError, Identity};
 use crate::config::AuthMode;
 use crate::permissions::RoleView;
@@ -253,8 +253,8 @@ impl Session {
 
     fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
-        let view = self.app.view(&who);
-        self.access.store(Arc::new(access_of(&view)));
+        let (view, access) = self.app.view(&who);
+        self.access.store(Arc::new(access));
         self.view = Some(Arc::new(view));
     }
 
@@ -321,6 +321,7 @@ impl Session {
                 let task = tokio::spawn(operation::run(
                     schema,
                     ctx,
+                    self.app.payloads.clone(),
                     id.clone(),
                     request,
                     self.op_tx.clone(),
