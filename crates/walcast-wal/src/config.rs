@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::tls::{split_conninfo, TlsClient};
 use crate::WalError;
 
 /// Where and what to replicate.
@@ -13,16 +14,6 @@ pub struct ReplicationConfig {
     pub conninfo: String,
     pub slot: String,
     pub publication: String,
-}
-
-/// How to protect the connection, as libpq's `sslmode` (only the values `tokio_postgres` parses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SslMode {
-    Disable,
-    /// TLS when the server offers it, plain otherwise.
-    Prefer,
-    /// TLS or nothing; like libpq without a root certificate, the server is not authenticated.
-    Require,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +54,8 @@ pub(crate) struct ConnectParams {
     pub application_name: String,
     /// The user's own `options` (`-c name=value ...`), passed through.
     pub options: Option<String>,
-    pub ssl_mode: SslMode,
+    /// The TLS settings; `None` for `sslmode=disable`.
+    pub tls: Option<TlsClient>,
     pub connect_timeout: Duration,
 }
 
@@ -74,19 +66,14 @@ const DEFAULT_SOCKET_DIRS: [&str; 2] = ["/var/run/postgresql", "/tmp"];
 
 impl ConnectParams {
     pub fn parse(conninfo: &str) -> Result<Self, WalError> {
-        let config = tokio_postgres::Config::from_str(conninfo)
+        let (conninfo, tls) = split_conninfo(conninfo)?;
+        let config = tokio_postgres::Config::from_str(&conninfo)
             .map_err(|e| WalError::Config(e.to_string()))?;
         let user = config
             .get_user()
             .ok_or_else(|| WalError::Config("no user given".into()))?
             .to_owned();
         let dbname = config.get_dbname().unwrap_or(&user).to_owned();
-        let ssl_mode = match config.get_ssl_mode() {
-            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
-            tokio_postgres::config::SslMode::Prefer => SslMode::Prefer,
-            // Require and any stricter mode added later.
-            _ => SslMode::Require,
-        };
         Ok(ConnectParams {
             targets: targets(&config)?,
             password: config.get_password().map(<[u8]>::to_vec),
@@ -96,7 +83,7 @@ impl ConnectParams {
                 .unwrap_or("walcast")
                 .to_owned(),
             options: config.get_options().map(str::to_owned),
-            ssl_mode,
+            tls: tls.client()?,
             connect_timeout: config
                 .get_connect_timeout()
                 .copied()
@@ -183,7 +170,7 @@ mod tests {
         assert_eq!(p.password.as_deref(), Some(&b"p@ss"[..]));
         assert_eq!(p.dbname, "app");
         assert_eq!(p.application_name, "x");
-        assert_eq!(p.ssl_mode, SslMode::Disable);
+        assert!(p.tls.is_none(), "sslmode=disable");
         assert_eq!(p.connect_timeout, Duration::from_secs(3));
         assert_eq!(
             p.targets,
@@ -200,7 +187,10 @@ mod tests {
         let p = ConnectParams::parse("host=/run/pg user=walcast").expect("parses");
         assert_eq!(p.dbname, "walcast");
         assert_eq!(p.application_name, "walcast");
-        assert_eq!(p.ssl_mode, SslMode::Prefer);
+        assert_eq!(
+            p.tls.as_ref().map(TlsClient::mode),
+            Some(crate::tls::SslMode::Prefer)
+        );
         assert_eq!(
             p.targets,
             vec![Target::Unix {

@@ -8,9 +8,10 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use postgres_protocol::message::backend::{DataRowBody, Message};
 use postgres_protocol::message::frontend;
 
-use crate::config::{ConnectParams, SslMode, Target};
+use crate::config::{ConnectParams, Target};
 use crate::quote::{quote_ident, quote_literal, replication_literal};
 use crate::stream::ReplicationStream;
+use crate::tls::{SslMode, TlsClient};
 use crate::transport::Transport;
 use crate::wire::{describe, Frame, Wire};
 use crate::{Lsn, ServerError, WalError};
@@ -260,10 +261,8 @@ async fn connect_to(
     target: &Target,
 ) -> Result<ReplicationClient, WalError> {
     let mut wire = Wire::new(Transport::open(target).await?);
-    if let (Target::Tcp { host, .. }, SslMode::Prefer | SslMode::Require) =
-        (target, params.ssl_mode)
-    {
-        wire = negotiate_tls(wire, host, params.ssl_mode).await?;
+    if let (Target::Tcp { host, .. }, Some(tls)) = (target, &params.tls) {
+        wire = negotiate_tls(wire, host, tls).await?;
     }
     let context = format!("starting a session on {target} as user {:?}", params.user);
     let mut startup: Vec<(&str, &str)> = vec![
@@ -313,7 +312,7 @@ async fn connect_to(
     })
 }
 
-async fn negotiate_tls(mut wire: Wire, host: &str, mode: SslMode) -> Result<Wire, WalError> {
+async fn negotiate_tls(mut wire: Wire, host: &str, tls: &TlsClient) -> Result<Wire, WalError> {
     const CONTEXT: &str = "negotiating TLS";
     wire.queue(CONTEXT, |buf| {
         frontend::ssl_request(buf);
@@ -321,10 +320,13 @@ async fn negotiate_tls(mut wire: Wire, host: &str, mode: SslMode) -> Result<Wire
     })?;
     wire.flush(CONTEXT).await?;
     match wire.read_byte(CONTEXT).await? {
-        b'S' => Ok(Wire::new(wire.into_transport()?.start_tls(host).await?)),
-        b'N' if mode == SslMode::Prefer => Ok(wire),
+        b'S' => Ok(Wire::new(
+            wire.into_transport()?.start_tls(host, tls).await?,
+        )),
+        b'N' if tls.mode() == SslMode::Prefer => Ok(wire),
         b'N' => Err(WalError::Tls(format!(
-            "sslmode=require but the server at {host} does not accept TLS connections"
+            "sslmode={} but the server at {host} does not accept TLS connections",
+            tls.mode()
         ))),
         other => Err(WalError::protocol(
             CONTEXT,

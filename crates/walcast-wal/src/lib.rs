@@ -24,6 +24,7 @@ pub mod pgoutput;
 mod quote;
 mod setup;
 mod stream;
+pub mod tls;
 mod transport;
 mod wire;
 
@@ -35,4 +36,6 @@ pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleVa
 pub use quote::{quote_ident, quote_literal};
 pub use setup::ensure_publication;
 pub use stream::{ReplicationEvent, ReplicationStream, DEFAULT_STATUS_INTERVAL};
-pub use transport::client_config as tls_client_config;
+pub use tls::{
+    client_config as tls_client_config, split_conninfo, SslMode, TlsClient, TlsSettings,
+};

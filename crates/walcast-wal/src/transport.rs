@@ -2,7 +2,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -10,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use crate::config::Target;
+use crate::tls::TlsClient;
 use crate::WalError;
 
 pub(crate) enum Transport {
@@ -50,17 +50,18 @@ impl Transport {
         }
     }
 
-    /// Wraps a TCP stream in TLS, after the server accepted an SSLRequest.
-    pub async fn start_tls(self, host: &str) -> Result<Transport, WalError> {
+    /// Wraps a TCP stream in TLS, after the server accepted an SSLRequest; the server's
+    /// certificate is checked as `tls` says, against `host`.
+    pub async fn start_tls(self, host: &str, tls: &TlsClient) -> Result<Transport, WalError> {
         let Transport::Tcp(tcp) = self else {
             return Err(WalError::Tls("TLS is only used over TCP".into()));
         };
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| WalError::Tls(format!("invalid server name {host:?}: {e}")))?;
-        let stream = tokio_rustls::TlsConnector::from(client_config()?)
+        let stream = tokio_rustls::TlsConnector::from(tls.config())
             .connect(name, tcp)
             .await
-            .map_err(|e| WalError::Tls(format!("handshake with {host} failed: {e}")))?;
+            .map_err(|e| WalError::Tls(tls.explain("replication connection", host, &e)))?;
         Ok(Transport::Tls(Box::new(stream)))
     }
 }
@@ -71,69 +72,6 @@ fn tcp(stream: TcpStream) -> Result<Transport, WalError> {
         .set_nodelay(true)
         .map_err(WalError::io("setting TCP_NODELAY"))?;
     Ok(Transport::Tcp(stream))
-}
-
-/// The TLS client settings of `sslmode=prefer|require`, shared with ordinary connections.
-pub fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WalError::Tls(format!("configuring TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(UnauthenticatedServer(provider)))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// libpq's `sslmode=require`/`prefer` encrypt without authenticating the server (no root
-/// certificate is configured); the handshake signatures are still checked, so the session keys
-/// belong to whoever holds the certificate's private key.
-#[derive(Debug)]
-struct UnauthenticatedServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for UnauthenticatedServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 impl AsyncRead for Transport {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use walcast_model::{Catalog, ReplicaIdentity};
-use walcast_wal::{quote_ident, quote_literal};
+use walcast_wal::{quote_ident, quote_literal, ReplicationClient};
 
 use crate::config::ServeArgs;
 use crate::db;
@@ -24,13 +24,71 @@ impl Report {
     }
 }
 
+/// What a connection string's TLS settings verify of the server.
+fn tls_summary(conninfo: &str) -> String {
+    match walcast_wal::split_conninfo(conninfo).and_then(|(_, tls)| tls.client()) {
+        Ok(Some(tls)) => tls.describe(),
+        Ok(None) => "none (sslmode=disable)".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The advice for a connection that failed.
+fn connection_fix(e: &anyhow::Error) -> &'static str {
+    let text = format!("{e:#}");
+    if text.contains("certificate verification failed") && text.contains("name mismatch") {
+        "use the host name the server's certificate names in the connection string, or sslmode=verify-ca to check the chain only"
+    } else if text.contains("certificate verification failed") {
+        "set sslrootcert to the certificate of the CA that signed the server's certificate"
+    } else if text.contains("root certificate file") || text.contains("sslrootcert") {
+        "give sslrootcert=<file of the CA that signed the server's certificate> or sslrootcert=system, or an sslmode that does not verify"
+    } else if text.contains("sslcert") || text.contains("sslkey") {
+        "point sslcert and sslkey at a readable PEM certificate and its unencrypted key"
+    } else {
+        "check the host, port, user, password and sslmode of the connection string, and that pg_hba.conf admits this client (a `replication` line for the replication connection)"
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let pool = db::pool(args.database_url()?)?;
-    let client = pool
-        .get()
-        .await
-        .context("connecting to the database (DATABASE_URL)")?;
     let mut r = Report { problems: 0 };
+    let url = args.database_url()?;
+    let pool = match db::pool(url) {
+        Ok(pool) => pool,
+        Err(e) => {
+            r.fail(&format!("DATABASE_URL: {e:#}"), connection_fix(&e));
+            return Err(e);
+        }
+    };
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            let e = anyhow::Error::new(e).context("connecting to the database (DATABASE_URL)");
+            r.fail(&format!("{e:#}"), connection_fix(&e));
+            return Err(e);
+        }
+    };
+    r.ok(&format!(
+        "connected (DATABASE_URL); TLS: {}",
+        tls_summary(url)
+    ));
+    let replication_url = args.replication_url()?;
+    match ReplicationClient::connect(replication_url).await {
+        Ok(repl) => {
+            r.ok(&format!(
+                "replication connection; TLS: {}",
+                tls_summary(replication_url)
+            ));
+            let _ = repl.close().await;
+        }
+        Err(e) => {
+            let e = anyhow::Error::new(e).context(if args.replication_url.is_some() {
+                "opening the replication connection (WALCAST_REPLICATION_URL)"
+            } else {
+                "opening the replication connection (DATABASE_URL)"
+            });
+            r.fail(&format!("{e:#}"), connection_fix(&e));
+        }
+    }
     let setting = |name: &'static str| {
         let client = &client;
         async move {
