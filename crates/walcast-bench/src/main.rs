@@ -40,6 +40,19 @@ enum Cmd {
     Matching(RunArgs),
     /// Load generator against any graphql-transport-ws server.
     Load(LoadArgs),
+    /// Tiny ingest and latency runs (about 10 s) that check the bench works and nothing is
+    /// lost, not the timings: exits nonzero on any loss or failure. Runs in CI.
+    Smoke(SmokeArgs),
+}
+
+#[derive(Args)]
+struct SmokeArgs {
+    /// Use this database instead of a throw-away cluster (needs wal_level=logical and REPLICATION).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The walcast binary [default: next to this one, else target/release/walcast].
+    #[arg(long)]
+    walcast_bin: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -264,6 +277,82 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Scenarios 1 and 2 at sizes a debug build handles in seconds; every check is on counts.
+async fn run_smoke(a: SmokeArgs) -> anyhow::Result<()> {
+    raise_nofile_limit();
+    let started = Instant::now();
+    let bin = a.walcast_bin.unwrap_or_else(default_walcast_bin);
+    let own_cluster = a.database_url.is_none();
+    eprintln!("walcast-bench smoke (walcast: {})", bin.display());
+    let mut bench = Bench::new(a.database_url, bin, true)
+        .await
+        .context("setting up")?;
+    let mut failures: Vec<String> = Vec::new();
+    let ingest_cfg = ingest::IngestConfig {
+        rows: 2_000,
+        rows_per_tx: 200,
+        repeats: 1,
+    };
+    let r = ingest::run(&mut bench, &ingest_cfg).await;
+    println!("{}", r.markdown());
+    failures.extend(r.errors.iter().map(|e| format!("ingest: {e}")));
+    for (what, runs) in [
+        ("pg_recvlogical", &r.recvlogical),
+        ("started on the backlog", &r.cold),
+        ("walsender resumed", &r.paused),
+        ("1 subscriber", &r.subscriber),
+        ("1 subscriber, queue >= N", &r.subscriber_big_queue),
+    ] {
+        match runs.first() {
+            None => failures.push(format!("ingest, {what}: no run")),
+            Some(run) if !run.complete => failures.push(format!(
+                "ingest, {what}: incomplete ({})",
+                run.note.as_deref().unwrap_or("no note")
+            )),
+            Some(_) => {}
+        }
+    }
+    for (k, received, close) in &r.big_transactions {
+        if received != k {
+            failures.push(format!(
+                "ingest: one transaction of {k} rows: {received} received ({})",
+                close.as_deref().unwrap_or("open")
+            ));
+        }
+    }
+    let latency_cfg = latency::LatencyConfig {
+        rates: vec![200],
+        subscribers: vec![1, 10],
+        duration: Duration::from_secs(2),
+    };
+    let r = latency::run(&mut bench, &latency_cfg).await;
+    println!("{}", r.markdown());
+    failures.extend(r.errors.iter().map(|e| format!("latency: {e}")));
+    if r.cells.is_empty() {
+        failures.push("latency: no cell ran".into());
+    }
+    for c in &r.cells {
+        if c.delivered != c.expected || c.expected == 0 {
+            failures.push(format!(
+                "latency, {} rows/s, {} subscriber(s): delivered {} of {}",
+                c.rate, c.subscribers, c.delivered, c.expected
+            ));
+        }
+    }
+    if !own_cluster {
+        bench.db.cleanup(&[ingest::SLOT, latency::SLOT]).await?;
+    }
+    eprintln!(
+        "walcast-bench smoke: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        bail!("smoke run failed:\n  {}", failures.join("\n  "));
+    }
+    eprintln!("walcast-bench smoke: nothing lost");
+    Ok(())
+}
+
 async fn run_load(a: LoadArgs) -> anyhow::Result<()> {
     if a.connections == 0 || a.subscriptions_per_connection == 0 {
         bail!("--connections and --subscriptions-per-connection must be at least 1");
@@ -337,6 +426,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Fanout(a) => run_scenarios(Which::Fanout, a).await,
             Cmd::Matching(a) => run_scenarios(Which::Matching, a).await,
             Cmd::Load(a) => run_load(a).await,
+            Cmd::Smoke(a) => run_smoke(a).await,
         }
     });
     match result {
