@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use crate::binaries::{find_bin_dir, find_psql};
+use crate::binaries::{find_bin_dir, find_psql, which};
 use crate::config;
 use crate::privilege::RunAs;
 use crate::process::{combined_output, describe, run, scrub_env};
@@ -36,6 +36,19 @@ pub struct ClusterOptions {
     pub extra_conf: Vec<(String, String)>,
     /// Fixed TCP port; `None` picks a free one (and retries another if it gets taken).
     pub port: Option<u16>,
+}
+
+/// How to set up a standby ([`PgCluster::start_standby`]).
+#[derive(Debug, Clone, Default)]
+pub struct StandbyOptions {
+    /// A physical slot created on the primary and used by the standby (`primary_slot_name`);
+    /// with `hot_standby_feedback` it keeps the primary from removing rows or WAL the standby's
+    /// logical slots still need.
+    pub primary_slot_name: Option<String>,
+    /// Copy the stopped primary's data dir even when pg_basebackup is available.
+    pub force_copy: bool,
+    /// Extra `postgresql.conf` settings of the standby, applied last.
+    pub extra_conf: Vec<(String, String)>,
 }
 
 /// A throw-away Postgres cluster in a temporary directory, listening on 127.0.0.1.
@@ -78,7 +91,15 @@ impl PgCluster {
 
     /// A configured data dir, server not started yet.
     fn init() -> Result<PgCluster, ClusterError> {
-        let bin_dir = find_bin_dir()?;
+        let mut cluster = Self::empty(find_bin_dir()?)?;
+        cluster.initdb()?;
+        cluster.major_version = read_major_version(&cluster.data_dir)?;
+        config::prepare_data_dir(&cluster.data_dir)?;
+        Ok(cluster)
+    }
+
+    /// A handle on a fresh root dir with no data dir yet, its watchdog armed.
+    fn empty(bin_dir: PathBuf) -> Result<PgCluster, ClusterError> {
         let psql = find_psql(&bin_dir)?;
         let run_as = RunAs::detect()?;
         let root = make_root_dir(&run_as)?;
@@ -100,11 +121,182 @@ impl PgCluster {
         // Armed before initdb, so even a half-made cluster is removed if this process dies.
         let stop = cluster.pg_ctl_command(&["stop", "-m", "immediate", "-w"]);
         cluster.watchdog = Some(Watchdog::spawn(&cluster.root_path, &stop)?);
-
-        cluster.initdb()?;
-        cluster.major_version = read_major_version(&cluster.data_dir)?;
-        config::prepare_data_dir(&cluster.data_dir)?;
         Ok(cluster)
+    }
+
+    /// Starts a physical standby of this cluster, streaming from it, in a directory and on a
+    /// port of its own (removed on drop like any cluster).
+    ///
+    /// The base backup is taken with `pg_basebackup -R -X stream` when a `pg_basebackup` of this
+    /// server's major version is found (in the bin dir, else on PATH). Otherwise (the npm builds
+    /// ship none, and pg_basebackup refuses newer servers) this cluster is stopped cleanly, its
+    /// data dir copied without its replication slots, and started again. Both sides keep
+    /// `wal_level = logical`; the standby runs with `hot_standby` and `hot_standby_feedback`,
+    /// so it can serve reads and, from Postgres 16 on, logical decoding.
+    pub fn start_standby(&mut self, opts: &StandbyOptions) -> Result<PgCluster, ClusterError> {
+        if let Some(slot) = &opts.primary_slot_name {
+            self.psql(
+                "postgres",
+                &format!(
+                    "SELECT 1 FROM pg_create_physical_replication_slot({}, true)",
+                    quote_literal(slot)
+                ),
+            )?;
+        }
+        let mut standby = Self::empty(self.bin_dir.clone())?;
+        match (opts.force_copy, self.find_pg_basebackup()) {
+            (false, Some(tool)) => self.base_backup(&tool, &standby)?,
+            _ => self.cold_copy(&standby)?,
+        }
+        // Written by the server account, like pg_basebackup -R does.
+        let signal = standby.data_dir.join("standby.signal");
+        fs::write(&signal, "")
+            .map_err(|e| ClusterError::io(format!("writing {}", signal.display()), e))?;
+        standby.run_as.give(&signal)?;
+        standby.major_version = read_major_version(&standby.data_dir)?;
+
+        let mut extra = vec![
+            ("hot_standby".to_owned(), "on".to_owned()),
+            ("hot_standby_feedback".to_owned(), "on".to_owned()),
+            (
+                "primary_conninfo".to_owned(),
+                format!(
+                    "host={HOST} port={} user={SUPERUSER} application_name=walcast_standby",
+                    self.port
+                ),
+            ),
+        ];
+        if let Some(slot) = &opts.primary_slot_name {
+            extra.push(("primary_slot_name".to_owned(), slot.clone()));
+        }
+        extra.extend(opts.extra_conf.iter().cloned());
+        let conf = ClusterOptions {
+            extra_conf: extra,
+            port: None,
+        };
+        standby.start_on_port(&conf, free_port)?;
+        tracing::info!(
+            port = standby.port,
+            primary_port = self.port,
+            data_dir = %standby.data_dir.display(),
+            "Postgres standby started"
+        );
+        Ok(standby)
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`), waiting until it accepts writes.
+    pub fn promote(&mut self) -> Result<(), ClusterError> {
+        self.pg_ctl(&["promote", "-w", "-t", PG_CTL_TIMEOUT])
+    }
+
+    /// Whether the server is a standby (`pg_is_in_recovery()`).
+    pub fn is_in_recovery(&self) -> Result<bool, ClusterError> {
+        Ok(self.psql("postgres", "SELECT pg_is_in_recovery()")? == "t")
+    }
+
+    /// Waits until `standby` has replayed everything this cluster wrote so far (its WAL insert
+    /// position: with `synchronous_commit = off` a commit may not be written yet).
+    pub fn wait_replayed(
+        &self,
+        standby: &PgCluster,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClusterError> {
+        let target = self.psql("postgres", "SELECT pg_current_wal_insert_lsn()")?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let caught_up = standby.psql(
+                "postgres",
+                &format!(
+                    "SELECT pg_last_wal_replay_lsn() >= {}::pg_lsn",
+                    quote_literal(&target)
+                ),
+            )?;
+            if caught_up == "t" {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClusterError::io(
+                    format!(
+                        "waiting for the standby on port {} to replay up to {target}",
+                        standby.port
+                    ),
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("not replayed within {timeout:?}"),
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A pg_basebackup of this server's major version: pg_basebackup refuses newer servers, and
+    /// an older server's backup format may differ.
+    fn find_pg_basebackup(&self) -> Option<PathBuf> {
+        let local = self.bin_dir.join("pg_basebackup");
+        [Some(local), which("pg_basebackup")]
+            .into_iter()
+            .flatten()
+            .find(|tool| {
+                let Ok(output) = Command::new(tool).arg("--version").output() else {
+                    return false;
+                };
+                // "pg_basebackup (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+                String::from_utf8_lossy(&output.stdout)
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.split('.').next())
+                    .and_then(|major| major.parse::<u32>().ok())
+                    == Some(self.major_version)
+            })
+    }
+
+    fn base_backup(&self, tool: &Path, standby: &PgCluster) -> Result<(), ClusterError> {
+        let mut cmd = standby.run_as.command(tool, &standby.root_path);
+        scrub_env(&mut cmd)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .arg("-D")
+            .arg(&standby.data_dir)
+            .args(["-h", HOST, "-p", &self.port.to_string(), "-U", SUPERUSER])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-w"]);
+        run(&mut cmd).map(drop)
+    }
+
+    /// The data dir copied while this server is stopped: a consistent copy without
+    /// pg_basebackup. Replication slots stay behind (a base backup holds none either).
+    fn cold_copy(&mut self, standby: &PgCluster) -> Result<(), ClusterError> {
+        self.stop()?;
+        let copy = which("cp")
+            .ok_or_else(|| {
+                ClusterError::io("finding cp on PATH", std::io::ErrorKind::NotFound.into())
+            })
+            .and_then(|cp| {
+                let mut cmd = standby.run_as.command(&cp, &standby.root_path);
+                cmd.arg("-a").arg(&self.data_dir).arg(&standby.data_dir);
+                run(&mut cmd).map(drop)
+            });
+        // The primary comes back whatever happened to the copy.
+        let started = self.pg_ctl_start();
+        copy?;
+        started?;
+        let slots = standby.data_dir.join("pg_replslot");
+        let entries = fs::read_dir(&slots)
+            .map_err(|e| ClusterError::io(format!("reading {}", slots.display()), e))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| ClusterError::io(format!("reading {}", slots.display()), e))?
+                .path();
+            fs::remove_dir_all(&path)
+                .map_err(|e| ClusterError::io(format!("removing {}", path.display()), e))?;
+        }
+        for leftover in ["postmaster.pid", "postmaster.opts"] {
+            let path = standby.data_dir.join(leftover);
+            if path.exists() {
+                fs::remove_file(&path)
+                    .map_err(|e| ClusterError::io(format!("removing {}", path.display()), e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Directory holding initdb, pg_ctl and postgres; see the crate docs for the search order.
@@ -423,6 +615,10 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn abbreviate(text: &str, max_chars: usize) -> String {

@@ -22,5 +22,5 @@ mod process;
 mod watchdog;
 
 pub use binaries::BINDIR_ENV;
-pub use cluster::{ClusterOptions, PgCluster};
+pub use cluster::{ClusterOptions, PgCluster, StandbyOptions};
 pub use error::ClusterError;

@@ -257,3 +257,71 @@ fn cleaned_up_when_process_exits_without_drop() {
         TcpStream::connect(("127.0.0.1", port)).is_err()
     });
 }
+
+/// A standby replays what the primary writes, is read-only, and takes writes once promoted;
+/// once through pg_basebackup (when one of the server's version is found) and once through a
+/// copy of the stopped primary.
+#[test]
+fn standby_replays_and_promotes() {
+    for force_copy in [false, true] {
+        let mut primary = start();
+        primary
+            .psql(
+                "postgres",
+                "CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+            )
+            .expect("create");
+        let mut standby = primary
+            .start_standby(&walcast_pgcluster::StandbyOptions {
+                primary_slot_name: Some("standby".into()),
+                force_copy,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("starting a standby (copy: {force_copy}): {e}"));
+        assert_ne!(standby.port(), primary.port());
+        assert_eq!(standby.major_version(), primary.major_version());
+        assert!(standby.is_in_recovery().expect("recovery"));
+        assert!(!primary.is_in_recovery().expect("recovery"));
+        assert_eq!(
+            standby.psql("postgres", "show wal_level").expect("psql"),
+            "logical"
+        );
+        assert_eq!(
+            standby
+                .psql("postgres", "show hot_standby_feedback")
+                .expect("psql"),
+            "on"
+        );
+        primary
+            .psql("postgres", "INSERT INTO t VALUES (2)")
+            .expect("insert");
+        primary
+            .wait_replayed(&standby, Duration::from_secs(30))
+            .expect("replayed");
+        assert_eq!(
+            standby
+                .psql(
+                    "postgres",
+                    "SELECT string_agg(a::text, ',' ORDER BY a) FROM t"
+                )
+                .expect("read on the standby"),
+            "1,2"
+        );
+        let active = primary
+            .psql(
+                "postgres",
+                "SELECT active FROM pg_replication_slots WHERE slot_name = 'standby'",
+            )
+            .expect("slot");
+        assert_eq!(active, "t", "the standby streams through its slot");
+        assert!(standby
+            .psql("postgres", "INSERT INTO t VALUES (3)")
+            .is_err());
+
+        standby.promote().expect("promote");
+        assert!(!standby.is_in_recovery().expect("recovery"));
+        standby
+            .psql("postgres", "INSERT INTO t VALUES (3)")
+            .expect("a write after promotion");
+    }
+}

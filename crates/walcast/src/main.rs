@@ -10,6 +10,7 @@ mod metrics;
 mod permissions;
 mod pipeline;
 mod server;
+mod standby;
 mod ws;
 
 use clap::Parser;
