@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run decode` (from crates/walcast-wal): the pgoutput decoder must return
-//! an error, never panic, whatever the bytes; both entry points must agree.
+//! The pgoutput decoder must return an error, never panic, whatever the bytes; both entry
+//! points must agree. `scripts/fuzz.sh pgoutput`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

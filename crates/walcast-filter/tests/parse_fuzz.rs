@@ -78,3 +78,47 @@ proptest! {
         let _ = parse_subscription_where(&table, &input);
     }
 }
+
+/// The fuzz target's property (`scripts/fuzz.sh filter`) on its seeds and on every input kept
+/// from fuzzing: no panic, and no client text in the SQL.
+#[test]
+fn fuzz_seeds_and_regressions_keep_client_text_out_of_sql() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let table = common::table(
+        1,
+        "t",
+        &[
+            ("id", Kind::Int4),
+            ("name", Kind::Text),
+            ("num", Kind::Numeric),
+            ("at", Kind::TimestampTz),
+            ("flag", Kind::Bool),
+            ("doc", Kind::Jsonb),
+            ("day", Kind::Date),
+            ("u", Kind::Uuid),
+        ],
+    );
+    let mut parsed = 0;
+    for dir in ["seeds/filter", "regressions/filter"] {
+        let dir = root.join(dir);
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let Ok(input) = serde_json::from_slice::<Value>(&data) else {
+                continue;
+            };
+            if let Ok(filter) = parse_where(&table, &input) {
+                parsed += 1;
+                let sql = SqlBuilder::new(&table, "t").filter(&filter);
+                assert!(
+                    !sql.contains('\'') && !sql.contains(';'),
+                    "{}: client text reached the SQL: {sql}",
+                    path.display()
+                );
+            }
+            let _ = parse_subscription_where(&table, &input);
+        }
+    }
+    assert!(parsed >= 3, "the filter seeds no longer parse ({parsed})");
+}

@@ -426,4 +426,44 @@ mod fuzz {
             }
         }
     }
+
+    /// The fuzz target's property (`scripts/fuzz.sh protocol`) on its seeds and on every input
+    /// kept from fuzzing: no panic, and an operation id comes back intact in its answers.
+    #[test]
+    fn fuzz_seeds_and_regressions_keep_ids_intact() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let mut started = 0;
+        for dir in ["seeds/protocol", "regressions/protocol"] {
+            let dir = root.join(dir);
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.expect("directory entry").path();
+                let data =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let Ok(text) = std::str::from_utf8(&data) else {
+                    continue;
+                };
+                for p in [Protocol::Transport, Protocol::Legacy, Protocol::Graphcool] {
+                    let Ok(ClientMsg::Start { id, .. }) = p.decode(text) else {
+                        continue;
+                    };
+                    started += 1;
+                    for answer in [
+                        ServerMsg::Complete { id: id.clone() },
+                        ServerMsg::Error {
+                            id: id.clone(),
+                            errors: json!([{"message": "x"}]),
+                        },
+                    ] {
+                        if let Some(frame) = p.encode(&answer) {
+                            let v: Value = serde_json::from_str(&frame).expect("frame is JSON");
+                            assert_eq!(v["id"].as_str(), Some(id.as_str()), "{}", path.display());
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(started, 3, "each protocol's start seed decodes");
+    }
 }
