@@ -110,6 +110,15 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops the retention window and the position: the stream starts over on a new slot, whose
+    /// positions say nothing about the old ones.
+    pub fn forget_history(&self) {
+        let mut st = self.lock();
+        st.retained.clear();
+        st.floor = Cursor::default();
+        st.position = Cursor::default();
+    }
+
     /// Sets where replay can start: the slot's confirmed position when streaming (re)starts.
     pub fn set_floor(&self, lsn: Lsn) {
         let mut st = self.lock();

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub subscriptions_by: Labeled,
     pub slow_consumer_closes: AtomicU64,
     pub replication_reconnects: AtomicU64,
+    /// The slot vanished while walcast ran and was created again (changes in between are lost).
+    pub slot_recreations: AtomicU64,
     pub schema_reloads: AtomicU64,
     /// Commit time of the last transaction handled, microseconds since the Unix epoch.
     pub last_commit_micros: AtomicU64,
@@ -155,6 +157,12 @@ impl Metrics {
             "counter",
             "Replication connections re-established.",
             n(&self.replication_reconnects),
+        );
+        put(
+            "walcast_slot_recreations_total",
+            "counter",
+            "Replication slots found missing on reconnect and created again: changes committed in between were not delivered.",
+            n(&self.slot_recreations),
         );
         put(
             "walcast_schema_reloads_total",

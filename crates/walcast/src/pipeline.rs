@@ -33,10 +33,19 @@ struct Handled {
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut backoff = BACKOFF_MIN;
     let mut handled = Handled::default();
+    // The server and timeline of the last session: a change means a failover.
+    let mut last_system = None;
     let mut started = false;
     loop {
         let streamed_before = handled;
-        let result = session(&app, &mut handled, &mut shutdown, &mut started).await;
+        let result = session(
+            &app,
+            &mut handled,
+            &mut last_system,
+            &mut shutdown,
+            &mut started,
+        )
+        .await;
         app.ready.store(false, Relaxed);
         // A session that made progress was healthy: the next failure starts the backoff over.
         if handled != streamed_before {
@@ -69,6 +78,7 @@ async fn load_catalog(app: &App) -> anyhow::Result<Arc<Catalog>> {
 async fn session(
     app: &Arc<App>,
     handled: &mut Handled,
+    last_system: &mut Option<(String, u32)>,
     shutdown: &mut watch::Receiver<bool>,
     started: &mut bool,
 ) -> anyhow::Result<()> {
@@ -105,7 +115,29 @@ async fn session(
     let system = repl.identify_system().await.context("IDENTIFY_SYSTEM")?;
     if crate::standby::ensure_slot(app, &mut repl).await? {
         tracing::info!(slot = %app.cfg.slot, "replication slot created");
+        if *handled != Handled::default() {
+            // The slot vanished while walcast ran: a failover to a server without it, or a
+            // DROP. The new slot starts at the server's current position, which may lie behind
+            // what was handled on the old one: comparing with it would skip new transactions.
+            tracing::error!(
+                slot = %app.cfg.slot,
+                "the replication slot had disappeared and was created again: changes committed in between are not delivered; clients should query again rather than resume from earlier cursors"
+            );
+            *handled = Handled::default();
+            app.hub.forget_history();
+            app.metrics.slot_recreations.fetch_add(1, Relaxed);
+        }
     }
+    if let Some((id, timeline)) = last_system.as_ref() {
+        if *id != system.system_id || *timeline != system.timeline {
+            tracing::warn!(
+                from_system = %id, from_timeline = timeline,
+                system = %system.system_id, timeline = system.timeline,
+                "replication now reads another server or timeline (failover)"
+            );
+        }
+    }
+    *last_system = Some((system.system_id.clone(), system.timeline));
     let (confirmed, live_from) = positions(app).await?;
     app.hub.set_floor(confirmed);
     let mut stream = repl

@@ -631,3 +631,59 @@ fn walsender_killed_inside_a_transaction_delivered_in_parts() {
         "no replication reconnect was counted"
     );
 }
+
+#[test]
+fn a_slot_that_disappears_is_created_again_and_new_changes_flow() {
+    let s = setup(&[]);
+    let mut c = Counter::start(&s.walcast, None);
+    s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
+    write_range(&s.pg, 1, 100, 50, Duration::ZERO);
+    c.read_until(100, Duration::from_secs(20));
+    // What a failover to a server without the slot looks like to walcast: the walsender goes,
+    // and so does the slot.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dropped = s.pg.psql(
+            DB,
+            "SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots \
+             WHERE slot_name = 'walcast' AND active_pid IS NOT NULL; \
+             SELECT pg_drop_replication_slot('walcast')",
+        );
+        if dropped.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "could not drop the slot: {dropped:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sql(
+        &s.pg,
+        DB,
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast' AND active",
+    )
+    .trim()
+        != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "walcast did not create its slot again"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    write_range(&s.pg, 101, 200, 50, Duration::ZERO);
+    c.read_until(200, Duration::from_secs(30));
+    c.assert_exactly(200, "before and after the slot was created again");
+    let metrics = s.walcast.get("/metrics").1;
+    assert_eq!(
+        metric_sum(&metrics, "walcast_slot_recreations_total"),
+        Some(1),
+        "the recreation is counted"
+    );
+    assert!(
+        s.walcast.log().contains("created again"),
+        "the log says what happened"
+    );
+}
