@@ -366,11 +366,13 @@ fn reconnecting_clients_lose_nothing() {
 fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
     let s = setup(&[]);
     sql(&s.pg, DB, "ALTER TABLE seq REPLICA IDENTITY FULL");
-    // Runs: WALCAST_TEST_SNAPSHOT_RUNS (default 10).
+    // Runs: WALCAST_TEST_SNAPSHOT_RUNS (default 50).
     let runs: i32 = std::env::var("WALCAST_TEST_SNAPSHOT_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(50);
+    // Runs whose snapshot caught the writers half-way: rows in it, and changes after it.
+    let mut in_flight = 0;
     for run in 0..runs {
         let base = run * 100_000;
         let pg = &s.pg;
@@ -378,13 +380,16 @@ fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
             let writers: Vec<_> = (0..8)
             .map(|w| {
                 scope.spawn(move || {
-                    for i in 0..40 {
-                        let n = base + w * 1000 + i;
-                        let st = format!(
-                            "BEGIN; INSERT INTO seq (n, pad) VALUES ({n}, 'v0'); SELECT pg_sleep(0.002); UPDATE seq SET pad = 'v1' WHERE n = {n}; COMMIT;"
-                        );
-                        pg.psql(DB, &st).expect("writer transaction");
-                    }
+                    // One session per writer: 40 transactions, one after the other.
+                    let script: String = (0..40)
+                        .map(|i| {
+                            let n = base + w * 1000 + i;
+                            format!(
+                                "BEGIN; INSERT INTO seq (n, pad) VALUES ({n}, 'v0'); SELECT pg_sleep(0.002); UPDATE seq SET pad = 'v1' WHERE n = {n}; COMMIT;\n"
+                            )
+                        })
+                        .collect();
+                    pg.psql(DB, &script).expect("writer transactions");
                 })
             })
             .collect();
@@ -439,6 +444,8 @@ fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
                         .map(|(n, p)| (n.parse().unwrap_or(-1), p.to_owned()))
                 })
                 .collect();
+            let in_snapshot = table.len();
+            let mut streamed = 0;
             let deadline = Instant::now() + Duration::from_secs(20);
             while table != expected && Instant::now() < deadline {
                 let Some(line) = client.try_next_line(Duration::from_millis(500)) else {
@@ -447,6 +454,7 @@ fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
                 if line["kind"] != "next" {
                     continue;
                 }
+                streamed += 1;
                 let m = &line["payload"]["data"]["seq_mutated"];
                 let n = num(&m["data"]["n"]).unwrap_or(-1);
                 let pad = m["data"]["pad"].as_str().unwrap_or("").to_owned();
@@ -470,8 +478,16 @@ fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
             }
             assert_eq!(table, expected, "run {run}: snapshot + stream = the table");
             client.expect_no_message(Duration::from_millis(300));
+            if in_snapshot > 0 && streamed > 0 {
+                in_flight += 1;
+            }
         });
     }
+    eprintln!("{in_flight} of {runs} snapshots were taken with writers in flight");
+    assert!(
+        in_flight * 3 >= runs,
+        "only {in_flight} of {runs} snapshots caught the writers half-way: the test tests little"
+    );
 }
 
 #[test]
