@@ -36,6 +36,17 @@ pub enum Command {
     Check(ServeArgs),
     /// Print the GraphQL schema (SDL) generated from the database.
     Schema(ServeArgs),
+    /// Print the settings reference of docs/configuration.md, generated from these definitions.
+    #[command(hide = true)]
+    ConfigReference(ConfigReferenceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigReferenceArgs {
+    /// Replace the reference between the marker comments of this Markdown file instead of
+    /// printing it (`docs/configuration.md`).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,18 +59,33 @@ pub enum AuthMode {
     Public,
 }
 
+/// The settings of `walcast serve`, `check` and `schema`. The doc comment of each is its help:
+/// the first paragraph is the summary of `-h`, the whole the text of `--help` and the meaning
+/// column of the reference in docs/configuration.md (`walcast config-reference`).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// TOML file with settings (keys are the long flag names, `-` written `_`).
+    /// TOML file with settings.
+    ///
+    /// Its keys are the long flag names with `-` written `_` (`listen = "0.0.0.0:8080"`); a key
+    /// fills a setting that neither a flag nor an environment variable sets.
     #[arg(long, env = "WALCAST_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// libpq URL or key=value string of the database.
+    /// libpq URL or key=value string of the database (required).
+    ///
+    /// `postgres://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=/etc/walcast/ca.crt` or
+    /// `host=db user=walcast dbname=app`. TLS with `sslmode` (disable, prefer, require,
+    /// verify-ca, verify-full), `sslrootcert`, `sslcert` and `sslkey`, as libpq; see "TLS to
+    /// Postgres" in docs/configuration.md.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Where the replication slot is read (default: --database-url).
+    /// Where the replication slot is read (default: the database URL).
+    ///
+    /// A standby on Postgres 16 and newer, say. Same form and TLS settings as `DATABASE_URL`.
     #[arg(long, env = "WALCAST_REPLICATION_URL", hide_env_values = true)]
     pub replication_url: Option<String>,
     /// HTTP and WebSocket address.
+    ///
+    /// The container image sets `0.0.0.0:8080`.
     #[arg(long, env = "WALCAST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Schemas whose tables are exposed (comma-separated).
@@ -70,36 +96,51 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub schemas: Vec<String>,
-    /// Only these tables (`schema.table` or `table`, comma-separated).
+    /// Only these tables (`schema.table` or `table`, comma-separated; default: all tables).
     #[arg(long, env = "WALCAST_TABLES", value_delimiter = ',')]
     pub tables: Vec<String>,
-    /// Never these tables.
+    /// Never these tables (`schema.table` or `table`, comma-separated).
     #[arg(long, env = "WALCAST_EXCLUDE_TABLES", value_delimiter = ',')]
     pub exclude_tables: Vec<String>,
-    /// Replication slot; created (persistent) if missing.
+    /// Replication slot (lower-case letters, digits and `_`).
+    ///
+    /// Created, persistent and with plugin `pgoutput`, when missing; reused otherwise. Run one
+    /// walcast per slot, and drop the slot when the instance goes away (docs/operations.md).
     #[arg(long, env = "WALCAST_SLOT", default_value = "walcast")]
     pub slot: String,
-    /// Publication; created FOR TABLE ... if missing, used as it is otherwise.
+    /// Publication (lower-case letters, digits and `_`).
+    ///
+    /// Created `FOR TABLE` the exposed tables when missing; an existing one is used as it is,
+    /// with its column lists and row filters (Postgres 15+; see "Your own publication" in
+    /// docs/configuration.md).
     #[arg(long, env = "WALCAST_PUBLICATION", default_value = "walcast")]
     pub publication: String,
-    /// Expose the Directus-named item mutations.
+    /// Expose the Directus-named item mutations (`true` or `false`).
+    ///
+    /// `create_<table>_item`, `update_<table>_item` and `delete_<table>_item`, over HTTP and over
+    /// the WebSocket.
     #[arg(long, env = "WALCAST_MUTATIONS", default_value_t = false, action = clap::ArgAction::Set)]
     pub mutations: bool,
-    /// How long committed events stay replayable for `after:` (e.g. 30s, 5m, 1h).
+    /// How long committed events stay replayable for `after:` (`500ms`, `30s`, `5m`, `1h`, `1d`).
+    ///
+    /// The slot is confirmed no further than the oldest retained event, so it also keeps this
+    /// much WAL; a cursor older than the window is answered with `CURSOR_EXPIRED`.
     #[arg(long, env = "WALCAST_RETENTION", default_value = "5m", value_parser = parse_duration)]
     pub retention: Duration,
-    /// Most events kept for replay, whatever the retention window says: past it the oldest
-    /// leave early (their cursors expire sooner), so memory stays bounded at any write rate.
+    /// Most events kept for replay, whatever the retention window says.
+    ///
+    /// Past it the oldest leave early and their cursors expire sooner, so memory stays bounded
+    /// at any write rate.
     #[arg(long, env = "WALCAST_RETENTION_MAX_EVENTS", default_value_t = 100_000)]
     pub retention_max_events: usize,
-    /// Path of HTTP queries, GraphiQL and the WebSocket endpoint.
+    /// Path of HTTP queries, GraphiQL and the WebSocket endpoint (must start with `/`).
     #[arg(
         long = "graphql-path",
         env = "WEBSOCKETS_GRAPHQL_PATH",
         default_value = "/graphql"
     )]
     pub graphql_path: String,
-    /// strict, handshake or public.
+    /// How WebSocket clients authenticate: `strict`, `handshake` or `public`.
     #[arg(
         long = "auth",
         env = "WEBSOCKETS_GRAPHQL_AUTH",
@@ -107,38 +148,59 @@ pub struct ServeArgs {
         default_value = "handshake"
     )]
     pub auth: AuthMode,
-    /// Milliseconds a handshake client has to send its init message.
+    /// Milliseconds a `handshake` client has to send its init message.
+    ///
+    /// Past it the connection is closed with 4408.
     #[arg(
         long = "auth-timeout",
         env = "WEBSOCKETS_GRAPHQL_AUTH_TIMEOUT",
         default_value_t = 10_000
     )]
     pub auth_timeout_ms: u64,
-    /// HS256 secret for access tokens.
+    /// HS256 secret for access tokens (JWT).
+    ///
+    /// Tokens need an `exp` claim; `role` names their role (default `authenticated`).
     #[arg(long, env = "WALCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// PEM public key (RS256 or ES256) for access tokens.
+    /// Public key for access tokens (JWT): the PEM text, or a path to a PEM file.
+    ///
+    /// An RSA key verifies RS256 tokens, an EC key ES256 (P-256) or ES384 (P-384); other
+    /// algorithms are refused.
     #[arg(long, env = "WALCAST_JWT_PUBLIC_KEY", hide_env_values = true)]
     pub jwt_public_key: Option<String>,
     /// TOML file of static tokens: a table per token, with `role` and other claims.
+    ///
+    /// Read again on SIGHUP.
     #[arg(long, env = "WALCAST_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// TOML file of per-role table, column and row permissions.
+    ///
+    /// Read again on SIGHUP.
     #[arg(long, env = "WALCAST_PERMISSIONS_FILE")]
     pub permissions_file: Option<PathBuf>,
     /// Most WebSocket connections at once.
+    ///
+    /// Upgrades past it are answered with HTTP 503.
     #[arg(long, env = "WALCAST_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Most subscriptions on one connection.
+    ///
+    /// One more is refused with an error message; the connection stays open.
     #[arg(
         long,
         env = "WALCAST_MAX_SUBSCRIPTIONS_PER_CONNECTION",
         default_value_t = 100
     )]
     pub max_subscriptions_per_connection: usize,
-    /// Events buffered per subscription before the connection counts as a slow consumer.
+    /// Events buffered per subscription before the connection counts as a slow consumer (at
+    /// least 1).
+    ///
+    /// A connection whose backlog is still this long a second after new events arrived is
+    /// closed with 4429 `slow consumer`.
     #[arg(long, env = "WALCAST_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
+    /// Events per part of a large transaction (at least 1).
+    ///
     /// A transaction with more events is delivered in parts of this many as it is decoded,
     /// rather than held until its commit: memory stays bounded for a transaction of any size.
     #[arg(
@@ -150,8 +212,13 @@ pub struct ServeArgs {
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "WALCAST_LOG_FORMAT", default_value = "text")]
+    /// Log format: `text` or `json` (logs go to standard error).
+    #[arg(
+        long,
+        env = "WALCAST_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
     pub log_format: String,
 }
 
@@ -163,6 +230,140 @@ pub struct DemoArgs {
     /// Rows the built-in writer changes per second (0: none).
     #[arg(long, default_value_t = 0.0)]
     pub writes_per_second: f64,
+}
+
+/// First line of the generated settings reference in docs/configuration.md.
+pub const REFERENCE_BEGIN: &str = "<!-- walcast config-reference: generated from crates/walcast/src/config.rs, do not edit; regenerate with `cargo run -p walcast -- config-reference --write docs/configuration.md` -->";
+/// Last line of the generated settings reference.
+pub const REFERENCE_END: &str = "<!-- /walcast config-reference -->";
+
+/// The settings reference: one Markdown table row per setting (env | flag | TOML key | default |
+/// meaning), rendered from the clap definitions above, between [`REFERENCE_BEGIN`] and
+/// [`REFERENCE_END`]. The meaning is the setting's `--help` text.
+pub fn reference() -> String {
+    fn cell(text: &str) -> String {
+        text.replace('|', "\\|")
+    }
+    /// Paragraphs joined into one line, each ending with a full stop.
+    fn sentences(text: &str) -> String {
+        text.split("\n\n")
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if p.ends_with(['.', '!', '?']) {
+                    p
+                } else {
+                    format!("{p}.")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    let cmd = Cli::command();
+    let mut out = vec![
+        REFERENCE_BEGIN.to_owned(),
+        "| env | flag | TOML key | default | meaning |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+    ];
+    for arg in cmd.get_arguments() {
+        let (Some(env), Some(long)) = (arg.get_env().and_then(|e| e.to_str()), arg.get_long())
+        else {
+            continue; // not a setting (--print-config, --help)
+        };
+        // The key apply_config_file accepts; the config file cannot name itself.
+        let key = if arg.get_id() == "config" {
+            "—".to_owned()
+        } else {
+            format!("`{}`", long.replace('-', "_"))
+        };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if !defaults.is_empty() {
+            format!("`{}`", defaults.join(","))
+        } else {
+            // Settings without a default value: what their absence means.
+            match arg.get_id().as_str() {
+                "database_url" => "required".to_owned(),
+                "replication_url" => "`DATABASE_URL`".to_owned(),
+                "tables" => "all tables".to_owned(),
+                _ => "none".to_owned(),
+            }
+        };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let mut meaning = sentences(&help);
+        for value in arg.get_possible_values() {
+            if let Some(help) = value.get_help() {
+                meaning.push_str(&format!(
+                    " `{}`: {}",
+                    value.get_name(),
+                    sentences(&help.to_string())
+                ));
+            }
+        }
+        out.push(format!(
+            "| `{env}` | `--{long}` | {key} | {default} | {} |",
+            cell(&meaning)
+        ));
+    }
+    out.push(
+        "| `RUST_LOG` | — | — | `info` | Log filter in `tracing` syntax (`info,walcast=debug`); environment only. |"
+            .to_owned(),
+    );
+    out.push(REFERENCE_END.to_owned());
+    out.join("\n") + "\n"
+}
+
+/// `walcast config-reference`: prints the reference, or replaces it in a Markdown file between
+/// its marker lines.
+pub fn config_reference(args: &ConfigReferenceArgs) -> anyhow::Result<()> {
+    let reference = reference();
+    let Some(path) = &args.write else {
+        print!("{reference}");
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let begin = text
+        .lines()
+        .position(|l| l.starts_with("<!-- walcast config-reference"))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no line starting with <!-- walcast config-reference",
+                path.display()
+            )
+        })?;
+    let end = text
+        .lines()
+        .position(|l| l == REFERENCE_END)
+        .filter(|&end| end > begin)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no {REFERENCE_END} after the first marker",
+                path.display()
+            )
+        })?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut new = lines[..begin].join("\n");
+    if begin > 0 {
+        new.push('\n');
+    }
+    new.push_str(&reference);
+    new.push_str(
+        &lines[end + 1..]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("walcast: settings reference written to {}", path.display());
+    Ok(())
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -420,6 +621,28 @@ pub fn effective_config(args: &ServeArgs) -> String {
 #[cfg(test)]
 mod print_tests {
     use super::*;
+
+    #[test]
+    fn reference_has_a_documented_row_per_setting() {
+        let reference = reference();
+        let cmd = Cli::command();
+        let settings: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .collect();
+        for arg in &settings {
+            let env = arg.get_env().and_then(|e| e.to_str()).expect("env name");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "{env} has no help text");
+            assert!(reference.contains(&format!("| `{env}` |")), "{reference}");
+        }
+        // Markers, header, separator, one row per setting, RUST_LOG.
+        assert_eq!(reference.lines().count(), settings.len() + 5, "{reference}");
+        assert!(
+            reference.starts_with(REFERENCE_BEGIN)
+                && reference.ends_with(&format!("{REFERENCE_END}\n"))
+        );
+    }
 
     #[test]
     fn print_config_masks_secrets() {

@@ -264,6 +264,96 @@ fn configuration_page_documents_every_setting() {
     }
 }
 
+const REGENERATE: &str = "cargo run -p walcast -- config-reference --write docs/configuration.md";
+
+/// A line diff of `old` to `new` (`-` old only, `+` new only, two spaces both), from their
+/// longest common subsequence.
+fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    // lcs[i][j]: length of the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out += &format!("  {}\n", a[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out += &format!("+ {}\n", b[j]);
+            j += 1;
+        } else {
+            out += &format!("- {}\n", a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The settings table of docs/configuration.md is the one `walcast config-reference` renders
+/// from the command-line definitions (flags, environment variables, defaults, help texts).
+#[test]
+fn configuration_page_reference_is_current() {
+    let out = walcast()
+        .arg("config-reference")
+        .output()
+        .expect("running walcast config-reference");
+    assert!(
+        out.status.success(),
+        "walcast config-reference failed: {out:?}"
+    );
+    let generated = String::from_utf8(out.stdout).expect("UTF-8");
+    let end_marker = generated.lines().last().expect("an end marker");
+    for name in cli_env_names() {
+        assert!(
+            generated.contains(&format!("| `{name}` |")),
+            "walcast config-reference has no row for {name}:\n{generated}"
+        );
+    }
+    let doc = read("docs/configuration.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    let begin = lines
+        .iter()
+        .position(|l| l.starts_with("<!-- walcast config-reference"))
+        .unwrap_or_else(|| {
+            panic!("docs/configuration.md has no <!-- walcast config-reference --> marker line; add one and its end marker {end_marker:?} where the settings table goes, then run: {REGENERATE}")
+        });
+    let end = lines
+        .iter()
+        .skip(begin)
+        .position(|l| *l == end_marker)
+        .map(|n| begin + n)
+        .unwrap_or_else(|| {
+            panic!("docs/configuration.md has no end marker {end_marker:?} after its settings reference; add it, then run: {REGENERATE}")
+        });
+    let documented: String = lines[begin..=end]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        documented == generated,
+        "docs/configuration.md's settings reference is out of date with the command-line definitions \
+         (crates/walcast/src/config.rs). Differences (- in the doc, + generated):\n{}\nRegenerate it with:\n    {REGENERATE}\n",
+        line_diff(&documented, &generated)
+    );
+}
+
+#[test]
+fn line_diff_marks_changes() {
+    assert_eq!(
+        line_diff("a\nb\nc\n", "a\nx\nc\nd\n"),
+        "  a\n+ x\n- b\n  c\n+ d\n"
+    );
+}
+
 /// The example TOML of docs/configuration.md is accepted: `walcast check --config` gets past
 /// configuration (exit code 2 is a configuration error) and fails only on the database.
 #[test]
