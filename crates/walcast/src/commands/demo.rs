@@ -1,14 +1,28 @@
 //! `walcast demo`: a throw-away local Postgres with the sample schema, served at once.
+//!
+//! Progress goes to standard error as it happens; the banner (URLs, token, a client snippet)
+//! to standard output once walcast is live. SIGINT or SIGTERM at any point, even while the
+//! cluster is still starting, stops walcast and removes the cluster before the process exits.
 
 use std::io::Read;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use tokio::sync::watch;
 use walcast_pgcluster::PgCluster;
 
 use crate::config::{AuthMode, Cli, DemoArgs};
 
 const DEMO_SQL: &str = include_str!("../../../../sql/demo.sql");
+/// The tables of `sql/demo.sql`, for the progress line.
+const DEMO_TABLES: [&str; 4] = ["users", "messages", "articles", "comments"];
+/// The oldest Postgres walcast streams from.
+const MIN_POSTGRES: u32 = 13;
+/// How often a progress line says the cluster is still starting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 fn random_token() -> String {
     let mut bytes = [0u8; 16];
@@ -25,23 +39,173 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn progress(line: &str) {
+    eprintln!("walcast demo: {line}");
+}
+
+/// Listens for SIGINT and SIGTERM from now on (not from the first poll, as `ctrl_c` would), so
+/// a signal during the cluster's start is not fatal; the receiver turns `true` on the first.
+fn stop_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let (tx, rx) = watch::channel(false);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(true);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    // An error means the sender is gone, which happens only after it sent.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Stops the cluster and removes its directory (what dropping it does), saying so.
+fn remove(cluster: PgCluster) {
+    let root = cluster
+        .data_dir()
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cluster.data_dir().to_path_buf());
+    progress(&format!(
+        "stopping Postgres and removing its cluster {}…",
+        root.display()
+    ));
+    drop(cluster);
+    if root.exists() {
+        progress(&format!("could not remove {} entirely", root.display()));
+    } else {
+        progress(&format!("removed {}", root.display()));
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    eprintln!("walcast demo: starting a throw-away Postgres (wal_level=logical)…");
-    let cluster = tokio::task::spawn_blocking(PgCluster::start)
+    if !args.writes_per_second.is_finite() || args.writes_per_second < 0.0 {
+        bail!(
+            "--writes-per-second must be a number of at least 0, not {}",
+            args.writes_per_second
+        );
+    }
+    let stop = stop_signal()?;
+
+    progress(&format!(
+        "looking for the Postgres server binaries ({MIN_POSTGRES} or newer)…"
+    ));
+    let bin_dir = tokio::task::spawn_blocking(PgCluster::find_bin_dir)
         .await
-        .context("starting Postgres")?
-        .context("starting Postgres")?;
-    eprintln!(
-        "walcast demo: Postgres {} on port {}; loading the sample schema…",
+        .context("looking for the Postgres binaries")?
+        .context("walcast demo needs the Postgres server binaries (initdb, pg_ctl, postgres)")?;
+    progress(&format!(
+        "using the Postgres binaries in {}",
+        bin_dir.display()
+    ));
+
+    progress("starting a throw-away Postgres cluster (initdb, wal_level=logical)…");
+    let started = Instant::now();
+    let mut starting = tokio::task::spawn_blocking(PgCluster::start);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut interrupted = false;
+    let cluster = loop {
+        tokio::select! {
+            result = &mut starting => {
+                break result
+                    .context("starting Postgres")?
+                    .context("starting a throw-away Postgres")?;
+            }
+            _ = tick.tick() => progress(&format!(
+                "still starting Postgres ({} s)…",
+                started.elapsed().as_secs()
+            )),
+            _ = stopped(stop.clone()), if !interrupted => {
+                interrupted = true;
+                progress("stopping: waiting for Postgres to finish starting, to remove it…");
+            }
+        }
+    };
+    if interrupted {
+        remove(cluster);
+        return Ok(());
+    }
+    progress(&format!(
+        "Postgres {} is up on 127.0.0.1:{} (data: {}) after {:.1} s",
         cluster.major_version(),
-        cluster.port()
-    );
+        cluster.port(),
+        cluster.data_dir().display(),
+        started.elapsed().as_secs_f64()
+    ));
+    match prepare(&cluster) {
+        Ok(()) if !*stop.borrow() => {}
+        Ok(()) => {
+            remove(cluster);
+            return Ok(());
+        }
+        Err(e) => {
+            remove(cluster);
+            return Err(e);
+        }
+    }
+
+    let result = serve(&cluster, &args, stop).await;
+    remove(cluster);
+    result
+}
+
+/// Checks the version and loads the sample schema.
+fn prepare(cluster: &PgCluster) -> anyhow::Result<()> {
+    if cluster.major_version() < MIN_POSTGRES {
+        bail!(
+            "Postgres {} found in {}, walcast needs {MIN_POSTGRES} or newer: install a newer one \
+             or point WALCAST_PG_BINDIR at its bin folder",
+            cluster.major_version(),
+            cluster.bin_dir().display()
+        );
+    }
+    progress("loading the sample schema (sql/demo.sql)…");
     cluster
         .create_database("demo")
         .context("creating database demo")?;
     cluster
         .psql("demo", DEMO_SQL)
         .context("loading sql/demo.sql")?;
+    let counts = DEMO_TABLES
+        .iter()
+        .map(|t| format!("(SELECT count(*) FROM {t})"))
+        .collect::<Vec<_>>()
+        .join(" || ',' || ");
+    let counts = cluster
+        .psql("demo", &format!("SELECT {counts}"))
+        .context("counting the seed rows")?;
+    let counts: Vec<&str> = counts.trim().split(',').collect();
+    let tables = DEMO_TABLES
+        .iter()
+        .zip(counts.iter().chain(std::iter::repeat(&"?")))
+        .map(|(t, n)| format!("{t} ({n} rows)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    progress(&format!("sample schema loaded: {tables}"));
+    Ok(())
+}
+
+/// Serves the demo database until a signal.
+async fn serve(
+    cluster: &PgCluster,
+    args: &DemoArgs,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     let token = random_token();
     let tokens = dir.path().join("tokens.toml");
@@ -49,48 +213,103 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("writing the demo token")?;
 
     use clap::Parser;
+    let url = cluster.url("demo");
     let mut serve = Cli::parse_from(["walcast"]).serve;
-    serve.database_url = Some(cluster.url("demo"));
+    serve.database_url = Some(url.clone());
     serve.listen = args.listen;
     serve.auth = AuthMode::Handshake;
     serve.tokens_file = Some(tokens);
     serve.mutations = true;
 
-    let url = cluster.url("demo");
-    if args.writes_per_second > 0.0 {
-        let period = Duration::from_secs_f64(1.0 / args.writes_per_second);
-        tokio::spawn(writer(url.clone(), period));
-    }
+    progress(&format!(
+        "starting walcast on {} (replication slot and publication)…",
+        args.listen
+    ));
     let path = serve.graphql_path.clone();
-    let token_for_banner = token.clone();
-    let result = super::serve::serve_until(serve, super::serve::termination(), move |addr| {
-        println!(
-            "\nwalcast demo is live.\n\n  GraphiQL:   http://{addr}{path}?access_token={token_for_banner}\n  Live page:  http://{addr}/example?access_token={token_for_banner}\n  WebSocket:  ws://{addr}{path}\n  Token:      {token_for_banner}\n  Database:   {url}\n\nSubscribe (npm i graphql-ws):\n\n  import {{ createClient }} from 'graphql-ws';\n  const client = createClient({{\n    url: 'ws://{addr}{path}',\n    keepAlive: 30000,\n    connectionParams: async () => ({{ access_token: '{token_for_banner}' }}),\n  }});\n  client.subscribe(\n    {{ query: 'subscription {{ messages_mutated {{ key event data {{ text }} }} }}' }},\n    {{ next: ({{ data }}) => console.log(JSON.stringify(data)), error: console.error, complete: () => {{}} }},\n  );\n\nThen write with plain SQL:\n\n  psql '{url}' -c \"INSERT INTO messages (text) VALUES ('hi')\"\n\nCtrl-C stops walcast and removes the database.\n"
-        );
-    })
-    .await;
-    drop(cluster);
+    let writes_per_second = args.writes_per_second;
+    let ready = Arc::new(AtomicBool::new(false));
+    let writer_task = Arc::new(std::sync::Mutex::new(None));
+    let on_ready = {
+        let ready = ready.clone();
+        let writer_task = writer_task.clone();
+        let url = url.clone();
+        move |addr: std::net::SocketAddr| {
+            ready.store(true, Ordering::SeqCst);
+            let writer_line = if writes_per_second > 0.0 {
+                let task = tokio::spawn(writer(
+                    url.clone(),
+                    Duration::from_secs_f64(1.0 / writes_per_second),
+                ));
+                *writer_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+                format!("  Writer:     {writes_per_second} changes/s to messages (insert, update, delete)\n")
+            } else {
+                String::new()
+            };
+            println!("{}", banner(addr, &path, &token, &url, &writer_line));
+        }
+    };
+    let served = super::serve::serve_until(serve, stopped(stop.clone()), on_ready);
+    // Until walcast is live, serve_until does not watch the signal: stop waiting for it here.
+    let before_ready = async {
+        stopped(stop).await;
+        if ready.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        result = served => result,
+        () = before_ready => {
+            progress("stopped before walcast was live");
+            Ok(())
+        }
+    };
+    // No writes to a database about to go away.
+    if let Some(task) = writer_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        task.abort();
+    }
     result
 }
 
-/// Inserts and updates messages at a steady rate, so events flow without typing SQL.
+fn banner(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    url: &str,
+    writer_line: &str,
+) -> String {
+    format!(
+        "\nwalcast demo is live.\n\n  GraphiQL:   http://{addr}{path}?access_token={token}\n  Live page:  http://{addr}/examples/live?access_token={token}\n  WebSocket:  ws://{addr}{path}\n  Token:      {token}\n  Database:   {url}\n{writer_line}\nSubscribe (npm i graphql-ws):\n\n  import {{ createClient }} from 'graphql-ws';\n  const client = createClient({{\n    url: 'ws://{addr}{path}',\n    keepAlive: 30000,\n    connectionParams: async () => ({{ access_token: '{token}' }}),\n  }});\n  client.subscribe(\n    {{ query: 'subscription {{ messages_mutated {{ key event data {{ text }} }} }}' }},\n    {{ next: ({{ data }}) => console.log(JSON.stringify(data)), error: console.error, complete: () => {{}} }},\n  );\n\nThen write with plain SQL:\n\n  psql '{url}' -c \"INSERT INTO messages (text) VALUES ('hi')\"\n\nCtrl-C stops walcast and removes the database.\n"
+    )
+}
+
+/// Changes messages at a steady rate, so events flow without typing SQL: inserts, an update of
+/// the newest row and a delete of the oldest row the writer made, in a cycle of five.
 async fn writer(url: String, period: Duration) {
-    let Ok(pool) = crate::db::pool(&url) else {
-        return;
+    let pool = match crate::db::pool(&url) {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "demo writer: no connection pool; no writes");
+            return;
+        }
     };
     let mut tick = tokio::time::interval(period);
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
         n += 1;
-        let Ok(client) = pool.get().await else {
-            continue;
+        let client = match pool.get().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "demo writer: connecting");
+                continue;
+            }
         };
         let text = format!("demo message {n}");
-        let sql = if n.is_multiple_of(3) {
-            "UPDATE messages SET text = $1 WHERE id = (SELECT max(id) FROM messages)"
-        } else {
-            "INSERT INTO messages (text) VALUES ($1)"
+        let sql = match n % 5 {
+            3 => "UPDATE messages SET text = $1 || ' (edited)' WHERE id = (SELECT max(id) FROM messages)",
+            0 => "DELETE FROM messages WHERE id = (SELECT min(id) FROM messages WHERE text LIKE 'demo message %') AND $1 <> ''",
+            _ => "INSERT INTO messages (text, user_id) VALUES ($1, 1)",
         };
         if let Err(e) = client.execute(sql, &[&text]).await {
             tracing::warn!(error = %e, "demo writer");

@@ -1,5 +1,6 @@
 //! HTTP routes: GraphQL over HTTP and WebSocket, GraphiQL, health, readiness, metrics.
 
+mod example;
 mod graphiql;
 mod http;
 
@@ -90,6 +91,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .and(warp::body::bytes())
         .and(with_app(app.clone()))
         .then(http::post);
+    let example_path = app.cfg.graphql_path.clone();
     let page = path
         .and(warp::get())
         .and(with_app(app))
@@ -109,15 +111,32 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
                     .ok_or_else(warp::reject::not_found)
             });
 
-    // A small live page over the demo's `messages` table, for a first look without tooling.
-    let example = warp::path!("example")
+    // A live page over a table's rows (`?table=`, default the demo's `messages`), for a first
+    // look without tooling; `/example` is its old address.
+    let example = warp::path!("examples" / "live")
+        .or(warp::path!("example"))
+        .unify()
         .and(warp::get())
-        .map(|| warp::reply::html(include_str!("../../assets/example/index.html")));
+        .map(move || warp::reply::html(example::page(&example_path)));
+    let example_assets =
+        warp::path!("examples" / String)
+            .and(warp::get())
+            .and_then(|name: String| async move {
+                example::ASSETS
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map(|(_, ty, bytes)| {
+                        let reply = warp::reply::with_header(*bytes, "content-type", *ty);
+                        warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
+                    })
+                    .ok_or_else(warp::reject::not_found)
+            });
 
     healthz
         .or(readyz)
         .or(assets)
         .or(example)
+        .or(example_assets)
         .or(metrics)
         .or(ws)
         .or(post)

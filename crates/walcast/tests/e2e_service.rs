@@ -1,0 +1,440 @@
+//! walcast run like a real service: the live example page in a headless Chromium, `walcast demo`
+//! from start to signal, /metrics after a known workload, and the configuration's precedence
+//! and start-up errors.
+//!
+//! Needs Postgres server binaries, `npm ci` in tests/js, and for the live page Debian's
+//! `chromium` package (`/usr/bin/chromium`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const DB: &str = "app";
+const TOKEN: &str = "service-admin-token";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A cluster with the demo `messages` table and a handshake-auth walcast that knows `TOKEN` as
+/// admin. Field order matters for drop: the server goes before the database it reads.
+struct Setup {
+    walcast: Walcast,
+    pg: PgCluster,
+    dir: TempDir,
+}
+
+fn setup(extra_env: &[(&str, &str)]) -> Setup {
+    let pg = pg();
+    let url = demo_db(&pg, DB);
+    let dir = TempDir::new("service");
+    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
+    let tokens = tokens.to_str().expect("temp path is UTF-8");
+    let mut env = vec![
+        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
+        ("WALCAST_TOKENS_FILE", tokens),
+    ];
+    env.extend_from_slice(extra_env);
+    let walcast = Walcast::start(&url, &env);
+    Setup { walcast, pg, dir }
+}
+
+impl Setup {
+    fn sql(&self, statement: &str) -> String {
+        sql(&self.pg, DB, statement)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The live example page in a headless Chromium
+
+/// Waits for a `rows` line of live.mjs that satisfies `ok`; panics with what the page showed.
+fn wait_rows(page: &mut JsClient, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut last = Value::Null;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match page.try_next_line(left) {
+            Some(line) if line["kind"] == "rows" => {
+                let rows = line["rows"].as_array().cloned().unwrap_or_default();
+                if ok(&rows) {
+                    return rows;
+                }
+                last = line;
+            }
+            Some(line) => panic!("live.mjs: {line}\n{}", page.stderr()),
+            None => panic!(
+                "the page never showed {what} within {EVENT_TIMEOUT:?}; last it showed {last}\n\
+                 --- browser log ---\n{}",
+                page.stderr()
+            ),
+        }
+    }
+}
+
+fn row<'a>(rows: &'a [Value], key: &str) -> Option<&'a Value> {
+    rows.iter().find(|r| r["key"] == key)
+}
+
+#[test]
+fn live_example_page_shows_rows_changing_in_headless_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the live page test drives Debian's Chromium. \
+         Install it with `apt-get install chromium` (CI: .ci/run must install it)"
+    );
+    let s = setup(&[]);
+    let seed = insert_message(&s.pg, DB, "already there");
+
+    // The page and its graphql-ws bundle come from walcast itself (no CDN), also at /example.
+    let (status, html) = s.walcast.get("/examples/live");
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("src=\"/examples/graphql-ws.min.js\"") && !html.contains("https://"),
+        "the page must load only vendored scripts:\n{html}"
+    );
+    assert!(
+        html.contains("const GRAPHQL_PATH = \"/graphql\";"),
+        "{html}"
+    );
+    assert_eq!(s.walcast.get("/example"), (200, html));
+    let (status, js) = s.walcast.get("/examples/graphql-ws.min.js");
+    assert_eq!(status, 200);
+    assert!(js.contains("createClient"), "not the graphql-ws bundle");
+    assert_eq!(s.walcast.get("/examples/nothing.js").0, 404);
+
+    let url = format!(
+        "{}/examples/live?access_token={TOKEN}",
+        s.walcast.http_url()
+    );
+    let shot = s.dir.path().join("live.png");
+    let shot = shot.to_str().expect("temp path is UTF-8");
+    let mut page = JsClient::spawn_script(
+        "live.mjs",
+        &["--url", &url, "--timeout", "45000", "--screenshot", shot],
+    );
+    let loaded = page.next_line(Duration::from_secs(60));
+    assert_eq!(loaded["kind"], "loaded", "{loaded}\n{}", page.stderr());
+
+    // The rows as they were, then every change as it commits.
+    let key = seed.to_string();
+    let rows = wait_rows(&mut page, "the existing row", |rows| {
+        row(rows, &key).is_some_and(|r| r["text"] == "already there")
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+
+    let id = insert_message(&s.pg, DB, "written with psql").to_string();
+    wait_rows(&mut page, "the inserted row", |rows| {
+        rows.len() == 2 && row(rows, &id).is_some_and(|r| r["text"] == "written with psql")
+    });
+    s.sql(&format!(
+        "UPDATE messages SET text = 'updated with psql' WHERE id = {id}"
+    ));
+    wait_rows(&mut page, "the updated row", |rows| {
+        rows.len() == 2 && row(rows, &id).is_some_and(|r| r["text"] == "updated with psql")
+    });
+    s.sql(&format!("DELETE FROM messages WHERE id = {key}"));
+    let rows = wait_rows(&mut page, "the deleted row gone", |rows| {
+        row(rows, &key).is_none()
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["text"], "updated with psql", "{rows:?}");
+
+    // All along the page stayed connected and saw no error.
+    let last = page.drain(Duration::from_millis(300));
+    assert!(
+        last.iter()
+            .all(|l| l["kind"] == "rows" && l["state"] == "live"),
+        "{}",
+        show(&last)
+    );
+    let log = page.stderr();
+    assert!(
+        !log.contains("pageerror") && !log.contains("blocked") && !log.contains("requestfailed"),
+        "{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. walcast demo
+
+/// A `walcast demo` process; its stdout and stderr lines are collected on threads.
+struct Demo {
+    child: Child,
+    stdout: Receiver<String>,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+fn collect(pipe: impl std::io::Read + Send + 'static, all: Arc<Mutex<String>>) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            // The receiver may be gone; the text is kept in `all` anyway.
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let mut cmd = Command::new(walcast_bin());
+        cmd.arg("demo").args(args);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if (key.starts_with("WALCAST_") && key != "WALCAST_PG_BINDIR")
+                || key.starts_with("WEBSOCKETS_")
+                || key == "DATABASE_URL"
+            {
+                cmd.env_remove(key.as_ref());
+            }
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", walcast_bin().display()));
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let stdout = collect(child.stdout.take().expect("piped stdout"), out.clone());
+        drop(collect(
+            child.stderr.take().expect("piped stderr"),
+            err.clone(),
+        ));
+        Demo {
+            child,
+            stdout,
+            out,
+            err,
+        }
+    }
+
+    fn output(&self) -> String {
+        let out = self.out.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let err = self.err.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        format!("--- demo stdout ---\n{out}--- demo stderr ---\n{err}--- end ---")
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for a line of standard error containing `text`.
+    fn wait_stderr(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "walcast demo exited ({status}) before printing {text:?}\n{}",
+                    self.output()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "walcast demo did not print {text:?} within {timeout:?}\n{}",
+                    self.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value after `label` on the banner line that starts with it (standard output).
+    fn banner_value(&mut self, label: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = line.trim().strip_prefix(label) {
+                        return v.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!("walcast demo printed no {label:?} line\n{}", self.output()),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{sig} {}", self.child.id()))
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{sig} failed: {status}");
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads take the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "walcast demo did not exit within {timeout:?}\n{}",
+                    self.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The cluster directory the demo said it removed, which must be gone.
+    fn assert_cluster_removed(&self) {
+        let err = self.stderr();
+        let dir = err
+            .lines()
+            .find_map(|l| l.strip_prefix("walcast demo: removed "))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the demo did not say it removed its cluster\n{}",
+                    self.output()
+                )
+            });
+        assert!(
+            dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("walcast-pg-")),
+            "{}",
+            dir.display()
+        );
+        assert!(
+            !dir.exists(),
+            "{} is still there\n{}",
+            dir.display(),
+            self.output()
+        );
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // Already exited is fine; a killed demo's cluster is removed by its watchdog.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn demo_serves_the_sample_schema_with_a_writer_and_cleans_up_on_sigint() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut demo = Demo::start(&["--listen", &listen, "--writes-per-second", "20"]);
+
+    let ws = demo.banner_value("WebSocket:", Duration::from_secs(120));
+    let token = demo.banner_value("Token:", Duration::from_secs(5));
+    assert_eq!(ws, format!("ws://{listen}/graphql"), "{}", demo.output());
+    assert_eq!(token.len(), 32, "{token:?}");
+    let out = demo.output();
+    // Progress while the cluster starts, then the schema and the addresses to open.
+    for line in [
+        "walcast demo: using the Postgres binaries in ",
+        "walcast demo: starting a throw-away Postgres cluster",
+        "walcast demo: Postgres 1",
+        "walcast demo: sample schema loaded: users (2 rows), messages (1 rows), articles (2 rows), comments (1 rows)",
+        "walcast demo: starting walcast on ",
+    ] {
+        assert!(out.contains(line), "no {line:?}\n{out}");
+    }
+    for line in [
+        format!("GraphiQL:   http://{listen}/graphql?access_token={token}"),
+        format!("Live page:  http://{listen}/examples/live?access_token={token}"),
+        "Writer:     20 changes/s to messages".to_owned(),
+    ] {
+        assert!(out.contains(&line), "no {line:?}\n{out}");
+    }
+    let get = |path: &str| {
+        let resp = http_request(port, "GET", path, &[], None)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", demo.output()));
+        (resp.status, resp.text())
+    };
+    let (status, page) = get(&format!("/examples/live?access_token={token}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("graphql-ws.min.js"), "{page}");
+    let (status, graphiql) = get(&format!("/graphql?access_token={token}"));
+    assert_eq!(status, 200);
+    assert!(graphiql.contains("GraphiQL"), "{graphiql}");
+
+    // The client of the README, with the printed URL and token, sees the writer's changes.
+    let mut client = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &ws,
+        "--token",
+        &token,
+        "--query",
+        "subscription { messages_mutated { key event data { text } } }",
+        "--count",
+        "6",
+    ]);
+    client.wait_kind("connected", CONNECT_TIMEOUT);
+    let mut events = Vec::new();
+    for _ in 0..6 {
+        let data = client.expect_data(EVENT_TIMEOUT);
+        events.push(data["messages_mutated"].clone());
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(kinds.contains(&"create"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["data"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("demo message "))),
+        "{events:?}"
+    );
+    let status = client.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "client.mjs: {status:?}"
+    );
+
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "walcast demo after SIGINT: {status}\n{}",
+        demo.output()
+    );
+    demo.assert_cluster_removed();
+    assert!(
+        http_request(port, "GET", "/healthz", &[], None).is_err(),
+        "still listening after exit"
+    );
+}
+
+#[test]
+fn demo_stopped_with_sigterm_while_postgres_starts_removes_the_cluster() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut demo = Demo::start(&["--listen", &listen]);
+    demo.wait_stderr(
+        "walcast demo: starting a throw-away Postgres cluster",
+        Duration::from_secs(30),
+    );
+    demo.signal("TERM");
+    let status = demo.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "walcast demo after SIGTERM: {status}\n{}",
+        demo.output()
+    );
+    demo.assert_cluster_removed();
+}
