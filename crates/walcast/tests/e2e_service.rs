@@ -438,3 +438,135 @@ fn demo_stopped_with_sigterm_while_postgres_starts_removes_the_cluster() {
     );
     demo.assert_cluster_removed();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. /metrics after a known workload
+
+/// The value of the sample `series` (name and labels exactly as rendered) in /metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+fn must(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"))
+}
+
+#[test]
+fn metrics_after_inserts_and_updates_with_one_subscriber() {
+    const INSERTS: usize = 5;
+    const UPDATES: usize = 3;
+    let s = setup(&[]);
+    let mut client = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &s.walcast.ws_url(),
+        "--token",
+        TOKEN,
+        "--query",
+        "subscription { messages_mutated { key event data { text } } }",
+    ]);
+    client.wait_kind("connected", CONNECT_TIMEOUT);
+    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+
+    // Each statement its own transaction.
+    let ids: Vec<i64> = (0..INSERTS)
+        .map(|i| insert_message(&s.pg, DB, &format!("m{i}")))
+        .collect();
+    for id in ids.iter().take(UPDATES) {
+        s.sql(&format!(
+            "UPDATE messages SET text = 'u{id}' WHERE id = {id}"
+        ));
+    }
+    for _ in 0..INSERTS + UPDATES {
+        client.expect_data(EVENT_TIMEOUT);
+    }
+
+    let (status, m) = s.walcast.get("/metrics");
+    assert_eq!(status, 200, "{m}");
+    let exact = [
+        (
+            "walcast_events_decoded_total{table=\"messages\",event=\"create\"}",
+            INSERTS as f64,
+        ),
+        (
+            "walcast_events_decoded_total{table=\"messages\",event=\"update\"}",
+            UPDATES as f64,
+        ),
+        // One subscriber that takes every event.
+        ("walcast_events_matched_total", (INSERTS + UPDATES) as f64),
+        ("walcast_payloads_built_total", (INSERTS + UPDATES) as f64),
+        ("walcast_payloads_shared_total", 0.0),
+        ("walcast_subscriptions_active", 1.0),
+        (
+            "walcast_connections{protocol=\"graphql-transport-ws\"}",
+            1.0,
+        ),
+        (
+            "walcast_operations_active{protocol=\"graphql-transport-ws\",role=\"admin\"}",
+            1.0,
+        ),
+        ("walcast_slow_consumer_closes_total", 0.0),
+        ("walcast_replication_reconnects_total", 0.0),
+        ("walcast_schema_reloads_total", 0.0),
+    ];
+    let wrong: Vec<String> = exact
+        .iter()
+        .filter(|(series, want)| sample(&m, series) != Some(*want))
+        .map(|(series, want)| format!("{series} = {:?}, want {want}", sample(&m, series)))
+        .collect();
+    assert!(wrong.is_empty(), "{}\n{m}", wrong.join("\n"));
+    assert!(
+        !m.contains("event=\"delete\"") && !m.contains("event=\"truncate\""),
+        "{m}"
+    );
+
+    // Counted at least once per event: transactions (Postgres 13 and 14 also send empty ones),
+    // messages and serialisations (plus the acknowledgement and pings), bytes, stage timings.
+    let events = (INSERTS + UPDATES) as f64;
+    for (series, least) in [
+        ("walcast_transactions_total", events),
+        ("walcast_messages_sent_total", events),
+        ("walcast_bytes_sent_total", events * 50.0),
+        ("walcast_decode_seconds_count", events),
+        ("walcast_match_seconds_count", events),
+        ("walcast_serialize_seconds_count", events),
+        ("walcast_send_seconds_count", 1.0),
+        ("walcast_slot_confirmed_lsn", 1.0),
+    ] {
+        let v = must(&m, series);
+        assert!(v >= least, "{series} = {v}, want at least {least}\n{m}");
+    }
+    // Histograms: every observation is in the +Inf bucket and the sum is positive.
+    for h in ["decode", "match", "serialize", "send"] {
+        let count = must(&m, &format!("walcast_{h}_seconds_count"));
+        let inf = must(&m, &format!("walcast_{h}_seconds_bucket{{le=\"+Inf\"}}"));
+        assert_eq!(count, inf, "walcast_{h}_seconds\n{m}");
+        assert!(must(&m, &format!("walcast_{h}_seconds_sum")) > 0.0, "{m}");
+    }
+    assert!(must(&m, "walcast_slot_lag_seconds") >= 0.0, "{m}");
+
+    // The gauges go back down when the client leaves.
+    client.kill();
+    s.walcast.wait_subscriptions(0, CONNECT_TIMEOUT);
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let m = s.walcast.get("/metrics").1;
+        let open = sample(&m, "walcast_connections{protocol=\"graphql-transport-ws\"}");
+        let ops = sample(
+            &m,
+            "walcast_operations_active{protocol=\"graphql-transport-ws\",role=\"admin\"}",
+        );
+        if open == Some(0.0) && ops == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections {open:?}, operations {ops:?} after the client left\n{m}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
