@@ -435,9 +435,73 @@ pub fn apply_config_file() -> anyhow::Result<()> {
         };
         if std::env::var_os(env).is_none() {
             std::env::set_var(env, text);
+            FROM_FILE.lock().unwrap_or_else(|p| p.into_inner()).push((
+                env.to_owned(),
+                key,
+                path.clone(),
+            ));
         }
     }
     Ok(())
+}
+
+/// `(environment variable, key, file)` of the settings [`apply_config_file`] filled.
+static FROM_FILE: std::sync::Mutex<Vec<(String, String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Parses the command line (after [`apply_config_file`]). A refused value is reported with
+/// where it came from when that was not a flag (clap names only the flag): the environment
+/// variable or the config file's key, and the value.
+pub fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(source) = refused_value_source(&e) {
+                eprintln!("walcast: {source} is refused:");
+            }
+            e.exit()
+        }
+    }
+}
+
+fn refused_value_source(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    // `--retention <RETENTION>`
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let flag = format!("--{long}");
+    if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+        return None;
+    }
+    let cmd = Cli::command();
+    let env = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?
+        .to_owned();
+    let from_file = FROM_FILE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(e, _, _)| *e == env)
+        .map(|(_, key, path)| format!("config file {path}: {key} = {value:?}"));
+    from_file.or_else(|| {
+        std::env::var_os(&env)
+            .is_some()
+            .then(|| format!("environment variable {env}={value:?}"))
+    })
 }
 
 /// Names of `WALCAST_*` variables that no setting reads (typos, usually).
@@ -487,10 +551,10 @@ impl ServeArgs {
             );
         }
         if self.client_queue == 0 {
-            bail!("WALCAST_CLIENT_QUEUE must be at least 1");
+            bail!("WALCAST_CLIENT_QUEUE (--client-queue, client_queue) must be at least 1, not 0");
         }
         if self.transaction_part == 0 {
-            bail!("WALCAST_TRANSACTION_PART_EVENTS must be at least 1");
+            bail!("WALCAST_TRANSACTION_PART_EVENTS (--transaction-part, transaction_part) must be at least 1, not 0");
         }
         for (key, name) in [
             ("WALCAST_SLOT", &self.slot),

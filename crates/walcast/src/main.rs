@@ -13,9 +13,7 @@ mod server;
 mod standby;
 mod ws;
 
-use clap::Parser;
-
-use config::{Cli, Command};
+use config::Command;
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,7 +33,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("walcast: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let cli = config::parse_cli();
     let json_logs = cli.serve.log_format == "json";
     init_tracing(json_logs);
     for var in config::unknown_env_vars() {

@@ -570,3 +570,188 @@ fn metrics_after_inserts_and_updates_with_one_subscriber() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Configuration: precedence, start-up errors, --print-config
+
+/// Runs `walcast ARGS` to completion with only `env` set of walcast's variables: (exit status,
+/// stdout, stderr). For what walcast decides before it connects anywhere.
+fn walcast_once(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(walcast_bin());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("WALCAST_") || key.starts_with("WEBSOCKETS_") || key == "DATABASE_URL" {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let out = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", walcast_bin().display()));
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `walcast serve --print-config ARGS` as a TOML table.
+fn printed_config(args: &[&str], env: &[(&str, &str)]) -> toml::Table {
+    let mut all = vec!["serve", "--print-config"];
+    all.extend_from_slice(args);
+    let (status, out, err) = walcast_once(&all, env);
+    assert!(status.success(), "walcast {all:?}: {status}\n{err}");
+    out.parse()
+        .unwrap_or_else(|e| panic!("--print-config printed no TOML ({e}):\n{out}"))
+}
+
+#[test]
+fn flags_beat_environment_beat_config_file() {
+    let dir = TempDir::new("config");
+    let file = dir.write(
+        "walcast.toml",
+        "listen = \"127.0.0.1:9001\"\nslot = \"from_file\"\nretention = \"15m\"\n\
+         client_queue = 7\nschemas = [\"public\", \"app\"]\n",
+    );
+    let file = file.to_str().expect("temp path is UTF-8");
+    let get = |t: &toml::Table, k: &str| t.get(k).map(ToString::to_string).unwrap_or_default();
+
+    let only_file = printed_config(&["--config", file], &[]);
+    assert_eq!(get(&only_file, "listen"), "\"127.0.0.1:9001\"");
+    assert_eq!(get(&only_file, "slot"), "\"from_file\"");
+    assert_eq!(get(&only_file, "retention"), "\"900s\"");
+    assert_eq!(get(&only_file, "client_queue"), "7");
+    assert_eq!(get(&only_file, "schemas"), "[\"public\", \"app\"]");
+
+    // The environment over the file (WALCAST_CONFIG names the file as well as --config does).
+    let env = [
+        ("WALCAST_CONFIG", file),
+        ("WALCAST_LISTEN", "127.0.0.1:9002"),
+        ("WALCAST_RETENTION", "30s"),
+    ];
+    let with_env = printed_config(&[], &env);
+    assert_eq!(get(&with_env, "listen"), "\"127.0.0.1:9002\"");
+    assert_eq!(get(&with_env, "retention"), "\"30s\"");
+    assert_eq!(get(&with_env, "slot"), "\"from_file\"");
+
+    // Flags over both.
+    let with_flags = printed_config(&["--listen", "127.0.0.1:9003", "--slot=from_flag"], &env);
+    assert_eq!(get(&with_flags, "listen"), "\"127.0.0.1:9003\"");
+    assert_eq!(get(&with_flags, "slot"), "\"from_flag\"");
+    assert_eq!(get(&with_flags, "retention"), "\"30s\"");
+    assert_eq!(get(&with_flags, "client_queue"), "7");
+}
+
+#[test]
+fn bad_settings_fail_at_start_naming_the_key_and_value() {
+    let dir = TempDir::new("config");
+    let check = |what: &str, args: &[&str], env: &[(&str, &str)], wants: &[&str]| {
+        let (status, out, err) = walcast_once(args, env);
+        assert!(
+            !status.success() && status.code().is_some(),
+            "{what}: walcast {args:?} {env:?} exited with {status}\n{out}{err}"
+        );
+        for want in wants {
+            assert!(err.contains(want), "{what}: no {want:?} in\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    };
+    // No database is needed to refuse any of these: none gets as far as connecting.
+    let typo = dir.write("typo.toml", "listen_adress = \"0.0.0.0:8080\"\n");
+    let typo = typo.to_str().expect("temp path is UTF-8");
+    check(
+        "unknown key",
+        &["serve", "--config", typo],
+        &[],
+        &[typo, "unknown key \"listen_adress\""],
+    );
+    let table = dir.write("table.toml", "[listen]\nport = 8080\n");
+    let table = table.to_str().expect("temp path is UTF-8");
+    check(
+        "a table for a value",
+        &["serve", "--config", table],
+        &[],
+        &[table, "\"listen\"", "not a table"],
+    );
+    check(
+        "zero queue",
+        &["serve"],
+        &[("WALCAST_CLIENT_QUEUE", "0")],
+        &["WALCAST_CLIENT_QUEUE", "at least 1, not 0"],
+    );
+    check(
+        "bad duration in the environment",
+        &["serve"],
+        &[("WALCAST_RETENTION", "5 parsecs")],
+        &[
+            "WALCAST_RETENTION=\"5 parsecs\"",
+            "unknown duration unit \"parsecs\"",
+        ],
+    );
+    let duration = dir.write("duration.toml", "retention = \"soon\"\n");
+    let duration = duration.to_str().expect("temp path is UTF-8");
+    check(
+        "bad duration in the file",
+        &["serve", "--config", duration],
+        &[],
+        &[duration, "retention = \"soon\"", "is not a duration"],
+    );
+    check(
+        "bad duration as a flag",
+        &["serve", "--retention", "1x"],
+        &[],
+        &["'1x'", "--retention"],
+    );
+    check(
+        "not a number",
+        &["serve"],
+        &[("WALCAST_MAX_CONNECTIONS", "lots")],
+        &["WALCAST_MAX_CONNECTIONS=\"lots\""],
+    );
+    check(
+        "bad auth mode",
+        &["serve"],
+        &[("WEBSOCKETS_GRAPHQL_AUTH", "maybe")],
+        &["WEBSOCKETS_GRAPHQL_AUTH=\"maybe\"", "strict"],
+    );
+}
+
+#[test]
+fn print_config_masks_secrets() {
+    let (status, out, err) = walcast_once(
+        &["serve", "--print-config"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://app:db-s3cret@db.internal:5432/app",
+            ),
+            (
+                "WALCAST_REPLICATION_URL",
+                "host=standby user=app password=repl-s3cret dbname=app",
+            ),
+            ("WALCAST_JWT_SECRET", "jwt-s3cret"),
+            (
+                "WALCAST_JWT_PUBLIC_KEY",
+                "-----BEGIN PUBLIC KEY-----\nkey-s3cret\n",
+            ),
+        ],
+    );
+    assert!(status.success(), "{status}\n{err}");
+    assert!(!out.contains("s3cret"), "a secret is printed:\n{out}");
+    let t: toml::Table = out
+        .parse()
+        .unwrap_or_else(|e| panic!("not TOML ({e}):\n{out}"));
+    let get = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    assert_eq!(
+        get("database_url"),
+        "postgres://app:****@db.internal:5432/app"
+    );
+    assert_eq!(
+        get("replication_url"),
+        "host=standby user=app password=**** dbname=app"
+    );
+    assert_eq!(get("jwt_secret"), "****");
+    assert_eq!(get("jwt_public_key"), "****");
+}
