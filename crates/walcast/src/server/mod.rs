@@ -3,6 +3,9 @@
 mod example;
 mod graphiql;
 mod http;
+mod upgrade;
+
+pub use upgrade::Socket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -71,13 +74,13 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
 
     let ws = path
         .clone()
-        .and(warp::ws())
+        .and(upgrade::request())
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_app(app.clone()))
         .map(
-            |ws: warp::ws::Ws,
+            |ws: upgrade::Request,
              protocols: Option<String>,
              authorization: Option<String>,
              query: HashMap<String, String>,
@@ -145,7 +148,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
 }
 
 fn upgrade(
-    ws: warp::ws::Ws,
+    ws: upgrade::Request,
     protocols: Option<String>,
     authorization: Option<String>,
     query: HashMap<String, String>,
@@ -191,14 +194,10 @@ fn upgrade(
         }
         _ => None,
     };
-    let reply = ws
-        .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| session::serve(app, socket, protocol, identity));
-    if protocols.is_some() {
-        warp::reply::with_header(reply, "sec-websocket-protocol", protocol.name()).into_response()
-    } else {
-        reply.into_response()
-    }
+    let offered = protocols.is_some().then(|| protocol.name());
+    ws.accept(offered, MAX_MESSAGE, move |socket| {
+        session::serve(app, socket, protocol, identity)
+    })
 }
 
 async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -58,37 +58,36 @@ pub async fn run(
     let vars = match variables(&req) {
         Ok(v) => v,
         Err(message) => {
-            let _ = out.send(error(json!([{ "message": message }]))).await;
+            let _ = send_once(&out, error(json!([{ "message": message }]))).await;
             return;
         }
     };
+    // Boxed, and the big futures below too: this task lives as long as the subscription, and its
+    // state is as large as its largest await, so only pointers stay in it.
     let op = match ValidatedOperation::new(&req.query, req.operation_name.as_deref(), &schema) {
-        Ok(op) => op,
+        Ok(op) => Box::new(op),
         Err(e) => {
-            let _ = out.send(error(errors_json(e))).await;
+            let _ = send_once(&out, error(errors_json(e))).await;
             return;
         }
     };
     if op.operation_type() != OperationType::Subscription {
-        let result = op.execute(&vars, &ctx).await;
-        ctx.reads.finish().await;
+        let result = Box::pin(op.execute(&vars, &ctx)).await;
+        Box::pin(ctx.reads.finish()).await;
         let payload = match result {
             Ok(result) => serde_json::to_value(GraphQLResponse::from_result(Ok(result))),
             Err(e) => {
-                let _ = out.send(error(errors_json(e))).await;
+                let _ = send_once(&out, error(errors_json(e))).await;
                 return;
             }
         };
         let payload = payload.unwrap_or_else(|e| json!({"errors": [{"message": e.to_string()}]}));
-        if out
-            .send(ServerMsg::Next {
-                id: id.clone(),
-                payload: payload.to_string().into(),
-            })
-            .await
-            .is_ok()
-        {
-            let _ = out.send(ServerMsg::Complete { id }).await;
+        let next = ServerMsg::Next {
+            id: id.clone(),
+            payload: payload.to_string().into(),
+        };
+        if send_once(&out, next).await.is_ok() {
+            let _ = send_once(&out, ServerMsg::Complete { id }).await;
         }
         return;
     }
@@ -108,10 +107,15 @@ pub async fn run(
                 .unwrap_or_default(),
         ),
     }));
-    let (value, errors) = match op.resolve_into_stream(&vars, &ctx).await {
+    let resolved = Box::pin(op.resolve_into_stream(&vars, &ctx)).await;
+    // The streams own what they need (juniper's owned executor copies the selection): the parsed
+    // document and the variables would otherwise stay for the life of the subscription.
+    drop(op);
+    drop(vars);
+    let (value, errors) = match resolved {
         Ok(r) => r,
         Err(e) => {
-            let _ = out.send(error(errors_json(e))).await;
+            let _ = send_once(&out, error(errors_json(e))).await;
             return;
         }
     };
@@ -122,13 +126,15 @@ pub async fn run(
             .ok()
             .and_then(|v| v.get("errors").cloned())
             .unwrap_or_else(|| json!([]));
-        let _ = out.send(error(errs)).await;
+        let _ = send_once(&out, error(errs)).await;
         return;
     }
     let Value::Object(fields) = value else {
-        let _ = out
-            .send(error(json!([{"message": "subscription has no fields"}])))
-            .await;
+        let _ = send_once(
+            &out,
+            error(json!([{"message": "subscription has no fields"}])),
+        )
+        .await;
         return;
     };
     let streams: Vec<_> = fields
@@ -138,8 +144,7 @@ pub async fn run(
             _ => None,
         })
         .collect();
-    if out
-        .send(ServerMsg::Started { id: id.clone() })
+    if send_once(&out, ServerMsg::Started { id: id.clone() })
         .await
         .is_err()
     {
@@ -173,5 +178,15 @@ pub async fn run(
             return;
         }
     }
-    let _ = out.send(ServerMsg::Complete { id }).await;
+    let _ = send_once(&out, ServerMsg::Complete { id }).await;
+}
+
+/// Sends a message that goes out once per operation (start, end, errors). The send future is
+/// boxed: every await of an unboxed one takes its own room in this task's state, which lives as
+/// long as the subscription, and only the per-event send is worth keeping inline.
+async fn send_once(
+    out: &mpsc::Sender<ServerMsg>,
+    msg: ServerMsg,
+) -> Result<(), mpsc::error::SendError<ServerMsg>> {
+    Box::pin(out.send(msg)).await
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
-use warp::ws::{Message, WebSocket};
+use ws_stream::tungstenite::protocol::frame::coding::CloseCode;
+use ws_stream::tungstenite::protocol::CloseFrame;
+use ws_stream::tungstenite::{Error as WsError, Message};
 
 use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 
@@ -19,6 +21,7 @@ use crate::app::App;
 use crate::auth::{token_from_init, AuthError, Identity};
 use crate::config::AuthMode;
 use crate::permissions::RoleView;
+use crate::server::Socket;
 
 /// Messages waiting for the socket writer; past this, operations wait (and their hub queues
 /// fill, which is what marks a slow consumer).
@@ -62,7 +65,7 @@ struct Session {
 }
 
 /// Serves one upgraded socket. `identity` is set when strict mode authenticated the upgrade.
-pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: Option<Identity>) {
+pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Option<Identity>) {
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[protocol.name()], 1);
     let (mut sink, mut stream) = ws.split();
@@ -92,7 +95,11 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
                         fed += 1;
                     }
                     Out::Close(code, reason) => {
-                        let _ = sink.send(Message::close_with(code, reason)).await;
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
                         let _ = sink.close().await;
                         return;
                     }
@@ -135,22 +142,18 @@ pub async fn serve(app: Arc<App>, ws: WebSocket, protocol: Protocol, identity: O
         tokio::select! {
             frame = stream.next() => match frame {
                 None => break None,
-                Some(Err(e)) => {
-                    let text = e.to_string();
-                    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too big") {
-                        break Some((close::TOO_BIG, "message too big".into()));
-                    }
-                    break None;
+                // Over `max_message_size` (or `max_frame_size`, the same limit).
+                Some(Err(WsError::Capacity(_))) => {
+                    break Some((close::TOO_BIG, "message too big".into()));
                 }
-                Some(Ok(msg)) => {
-                    if msg.is_close() {
-                        break None;
-                    }
-                    let Ok(text) = msg.to_str() else { continue };
-                    if let Some(c) = s.handle(text).await {
+                Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(c) = s.handle(text.as_str()).await {
                         break Some(c);
                     }
                 }
+                // Pings are answered by tungstenite; binary frames are not part of any protocol.
+                Some(Ok(_)) => {}
             },
             Some(msg) = op_rx.recv() => {
                 match &msg {
