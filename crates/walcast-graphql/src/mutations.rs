@@ -17,7 +17,7 @@ use walcast_model::{Row, Table};
 use crate::context::Ctx;
 use crate::info::{ColumnInfo, SchemaInfo, TableInfo};
 use crate::objects::RowObj;
-use crate::query::{decode_row, from_clause, select_list};
+use crate::query::{db_error, decode_row, from_clause, pg_error, select_list};
 use crate::scalars::{self, input_to_json, Shape};
 
 fn input_field(r: &mut Registry<S>, c: &ColumnInfo) -> Argument<S> {
@@ -206,10 +206,6 @@ fn pg_input(v: &serde_json::Value, array: bool) -> Option<String> {
     }
 }
 
-fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
-    FieldError::from(format!("database: {e}"))
-}
-
 /// The `data` argument as (column, parameter) pairs, every name checked against the view.
 fn assignments<'t>(
     t: &'t TableInfo,
@@ -245,7 +241,7 @@ async fn run(
 ) -> Result<Vec<Row>, FieldError<S>> {
     let client = ctx.pool.get().await.map_err(db_error)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(sql, &refs).await.map_err(db_error)?;
+    let rows = client.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
     Ok(rows.iter().map(|r| decode_row(table, r)).collect())
 }
 
@@ -350,7 +346,10 @@ impl GraphQLValueAsync<S> for MutationRoot {
                     ty = pk.sql_type,
                 );
                 let client = ex.context().pool.get().await.map_err(db_error)?;
-                let row = client.query_opt(&sql, &[&id]).await.map_err(db_error)?;
+                let row = client
+                    .query_opt(&sql, &[&id])
+                    .await
+                    .map_err(|e| pg_error(&e))?;
                 return match row {
                     Some(r) => ex.resolve_async(&**t, &DeletedKey(r.get(0))).await,
                     None => Ok(Value::null()),

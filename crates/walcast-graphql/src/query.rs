@@ -21,7 +21,8 @@ pub fn pg_error(e: &tokio_postgres::Error) -> FieldError<S> {
     }
 }
 
-fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
+/// An error on the way to the database (no connection, an unreadable value).
+pub fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
     FieldError::from(format!("database: {e}"))
 }
 

@@ -15,15 +15,11 @@ use walcast_model::{Batch, Event, Row, Table};
 
 use crate::context::Ctx;
 use crate::info::{RelationInfo, TableInfo};
-use crate::query::{decode_row, from_clause, select_list};
+use crate::query::{db_error, decode_row, from_clause, select_list};
 
 /// Related rows by the key values they share with their parent.
 type Grouped = HashMap<Vec<DatumKey>, Vec<Arc<Event>>>;
 type Slot = OnceCell<Result<Arc<Grouped>, String>>;
-
-fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
-    FieldError::from(format!("database: {e}"))
-}
 
 fn pg_error(e: tokio_postgres::Error) -> FieldError<S> {
     crate::query::pg_error(&e)

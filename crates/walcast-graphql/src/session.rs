@@ -10,6 +10,8 @@ use tokio::sync::{Mutex, MutexGuard};
 use walcast_model::Snapshot;
 use walcast_wal::Lsn;
 
+use crate::query::db_error;
+
 pub struct Open {
     client: Option<Object>,
     pub snapshot: Snapshot,
@@ -35,10 +37,6 @@ impl Drop for Open {
 pub struct QuerySession {
     pool: Pool,
     open: Mutex<Option<Open>>,
-}
-
-fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
-    FieldError::from(format!("database: {e}"))
 }
 
 impl QuerySession {

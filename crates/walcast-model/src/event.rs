@@ -173,7 +173,9 @@ mod tests {
 /// from it receives exactly the transactions the snapshot did not see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Every transaction the snapshot does not see commits after this position.
+    /// The server's WAL position read just before the snapshot was taken. A transaction the
+    /// snapshot does not see may have its commit record before it (it was being flushed), so
+    /// this bounds retention checks, never which transactions to resend.
     pub lsn: Lsn,
     pub xmin: u64,
     pub xmax: u64,

@@ -410,10 +410,13 @@ impl Hub {
                 if snap.lsn < st.floor.lsn {
                     return Err(SubscribeError::CursorExpired(from.encode()));
                 }
+                // Visibility alone decides: a transaction whose commit record precedes the
+                // snapshot's position may still have been in progress for the snapshot (its
+                // commit record is written, and flushed, before it stops running).
                 Ok(st
                     .retained
                     .iter()
-                    .filter(|t| t.commit_lsn >= snap.lsn && !snap.sees(t.xid))
+                    .filter(|t| !snap.sees(t.xid))
                     .flat_map(|t| t.events.iter())
                     .filter(wanted)
                     .cloned()

@@ -18,38 +18,19 @@ const DB: &str = "app";
 const TOKEN: &str = "delivery-token";
 const SEQ_QUERY: &str = "subscription($after: String) { seq_mutated(event: \"create\", after: $after) { key cursor data { n } } }";
 
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup(extra_env: &[(&str, &str)]) -> Setup {
-    let pg = pg();
-    pg.create_database(DB).expect("create database");
-    sql(
-        &pg,
+    let mut env = vec![("WALCAST_TABLES", "seq")];
+    env.extend_from_slice(extra_env);
+    serve(
         DB,
         "CREATE TABLE seq (n integer PRIMARY KEY, pad text);
          CREATE TABLE other (id bigserial PRIMARY KEY, blob text);
          ALTER TABLE other ALTER COLUMN blob SET STORAGE EXTERNAL;",
-    );
-    let url = pg.url(DB);
-    let dir = TempDir::new("delivery");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let mut env = vec![
-        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-        ("WALCAST_TOKENS_FILE", tokens),
-        ("WALCAST_TABLES", "seq"),
-    ];
-    env.extend_from_slice(extra_env);
-    let walcast = Walcast::start(&url, &env);
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+        TOKEN,
+        &env,
+    )
 }
 
 /// Writes `seq` rows `from..=to` in batches, retrying a batch until it commits: inserts are
@@ -429,6 +410,7 @@ fn snapshot_then_stream_is_gapless_with_writers_in_flight() {
                 "--variables",
                 &vars,
             ]);
+            client.expect_kind("connected", CONNECT_TIMEOUT);
             for w in writers {
                 w.join().expect("writer");
             }

@@ -21,30 +21,10 @@ const TOKEN: &str = "graphql-admin-token";
 
 /// A cluster with `schema_sql` loaded and a handshake-auth walcast that knows `TOKEN` as admin.
 /// Field order matters for drop: the server goes before the database it reads.
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    dir: TempDir,
-}
+type Setup = Server;
 
 fn setup(schema_sql: &str, extra_env: &[(&str, &str)]) -> Setup {
-    let pg = pg();
-    pg.create_database(DB).expect("create database");
-    sql(&pg, DB, schema_sql);
-    let dir = TempDir::new("graphql");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let mut env = vec![
-        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-        ("WALCAST_TOKENS_FILE", tokens),
-    ];
-    env.extend_from_slice(extra_env);
-    let walcast = Walcast::start(&pg.url(DB), &env);
-    Setup { walcast, pg, dir }
-}
-
-fn demo_sql() -> String {
-    std::fs::read_to_string(repo_root().join("sql/demo.sql")).expect("sql/demo.sql")
+    serve(DB, schema_sql, TOKEN, extra_env)
 }
 
 impl Setup {
@@ -1183,6 +1163,23 @@ fn schema_changes_apply_live_without_breaking_subscriptions() {
     );
     s.sql("INSERT INTO labels (name) VALUES ('unseen')");
     s.wait_type("labels_mutated", Duration::from_secs(10));
+    // The table may be in the schema already (the reload for `tags` saw it): subscribe only once
+    // the row above went by, so the subscription is made after it was handled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !s
+        .walcast
+        .get("/metrics")
+        .1
+        .lines()
+        .any(|l| l.starts_with("walcast_events_decoded_total{") && l.contains("table=\"labels\""))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the labels row was not decoded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let mut labels = s.client(
         "transport",
         "subscription { labels_mutated { event data { name } } }",
@@ -1526,6 +1523,18 @@ fn directus_mutations_write_through_the_wal_and_are_off_by_default() {
     assert_eq!(
         next_data(&mut sub),
         json!({"articles_mutated": {"key": id, "event": "update", "data": {"id": id, "title": "Via mutation", "status": "published", "author_id": 1}}})
+    );
+
+    // The database refuses (a foreign key to no user): the client learns why, not "db error".
+    let (_, body) = s.walcast.graphql(
+        "mutation { create_articles_item(data: {title: \"orphan\", author_id: 999}) { id } }",
+        json!({}),
+        Some(TOKEN),
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("23503") && message.contains("foreign key"),
+        "{body}"
     );
 
     let deleted = s.query(

@@ -11,29 +11,10 @@ use support::*;
 const DB: &str = "app";
 const TOKEN: &str = "limits-token";
 
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup(extra: &[(&str, &str)]) -> Setup {
-    let pg = pg();
-    let url = demo_db(&pg, DB);
-    let dir = TempDir::new("limits");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let mut env = vec![
-        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-        ("WALCAST_TOKENS_FILE", tokens),
-    ];
-    env.extend_from_slice(extra);
-    let walcast = Walcast::start(&url, &env);
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+    serve(DB, DEMO_SCHEMA, TOKEN, extra)
 }
 
 fn acked(s: &Setup) -> RawWs {
@@ -188,4 +169,50 @@ fn check_reports_what_a_ready_database_has() {
         "{text}"
     );
     assert!(text.contains("has no primary key"), "{text}");
+}
+
+#[test]
+fn check_fails_on_a_slot_of_another_database() {
+    let pg = pg();
+    let url = demo_db(&pg, DB);
+    pg.create_database("other").expect("create database");
+    sql(
+        &pg,
+        "other",
+        "SELECT pg_create_logical_replication_slot('walcast', 'pgoutput')",
+    );
+    let out = std::process::Command::new(walcast_bin())
+        .arg("check")
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("walcast check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "check passed:\n{text}");
+    assert!(
+        text.contains("slot walcast belongs to database other, not app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pg_drop_replication_slot('walcast')"),
+        "{text}"
+    );
+}
+
+#[test]
+fn schema_into_a_closed_pipe_exits_quietly() {
+    let pg = pg();
+    let url = demo_db(&pg, DB);
+    // `walcast schema | head -0`: the reader is gone before walcast writes.
+    let mut child = std::process::Command::new(walcast_bin())
+        .arg("schema")
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("walcast schema");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("walcast schema");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -26,11 +26,7 @@ CREATE PUBLICATION app_pub FOR TABLE items (id, name, status) WHERE (status = 'l
 ";
 
 /// Field order matters for drop: the server goes before the database it reads.
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup() -> Setup {
     let pg = pg();
@@ -42,24 +38,13 @@ fn setup() -> Setup {
         pg.bin_dir().display(),
         pg.major_version()
     );
-    pg.create_database(DB).expect("create database");
-    sql(&pg, DB, SCHEMA);
-    let dir = TempDir::new("publication");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let walcast = Walcast::start(
-        &pg.url(DB),
-        &[
-            ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-            ("WALCAST_TOKENS_FILE", tokens),
-            ("WALCAST_PUBLICATION", PUBLICATION),
-        ],
-    );
-    Setup {
-        walcast,
+    serve_on(
         pg,
-        _dir: dir,
-    }
+        DB,
+        SCHEMA,
+        TOKEN,
+        &[("WALCAST_PUBLICATION", PUBLICATION)],
+    )
 }
 
 impl Setup {

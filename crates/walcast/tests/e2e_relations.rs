@@ -14,21 +14,11 @@ use support::*;
 const DB: &str = "app";
 const TOKEN: &str = "relations-token";
 
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup() -> Setup {
-    let pg = pg();
-    pg.create_database(DB).expect("create database");
-    let demo = std::fs::read_to_string(repo_root().join("sql/demo.sql")).expect("sql/demo.sql");
-    sql(&pg, DB, &demo);
-    sql(
-        &pg,
-        DB,
-        "CREATE TABLE categories (id serial PRIMARY KEY, name text NOT NULL);
+    let schema = demo_sql()
+        + "\nCREATE TABLE categories (id serial PRIMARY KEY, name text NOT NULL);
          CREATE TABLE articles_categories (id serial PRIMARY KEY,
              articles_id integer REFERENCES articles (id), categories_id integer REFERENCES categories (id));
          -- Prisma's followedBy: users following users, through a join table.
@@ -37,23 +27,8 @@ fn setup() -> Setup {
          INSERT INTO categories (name) VALUES ('db'), ('realtime');
          INSERT INTO articles_categories (articles_id, categories_id) VALUES (1, 1), (1, 2);
          INSERT INTO users (name) VALUES ('Linus');
-         INSERT INTO follows VALUES (3, 1);",
-    );
-    let dir = TempDir::new("relations");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let walcast = Walcast::start(
-        &pg.url(DB),
-        &[
-            ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-            ("WALCAST_TOKENS_FILE", tokens),
-        ],
-    );
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+         INSERT INTO follows VALUES (3, 1);";
+    serve(DB, &schema, TOKEN, &[])
 }
 
 impl Setup {

@@ -14,41 +14,17 @@ use support::*;
 const DB: &str = "app";
 const TOKEN: &str = "seed-admin-token";
 
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup(extra_env: &[(&str, &str)]) -> Setup {
-    let pg = pg();
-    pg.create_database(DB).expect("create database");
-    let url = pg.url(DB);
-    let demo = std::fs::read_to_string(repo_root().join("sql/demo.sql")).expect("sql/demo.sql");
-    sql(&pg, DB, &demo);
     // The Prisma document's model: posts with an author, users following users.
-    sql(
-        &pg,
-        DB,
-        "CREATE TABLE post (id text PRIMARY KEY, title text NOT NULL, description text, \"imageUrl\" text, \
+    let schema = demo_sql()
+        + "\nCREATE TABLE post (id text PRIMARY KEY, title text NOT NULL, description text, \"imageUrl\" text, \
              author_id integer REFERENCES users (id));
-         ALTER TABLE post REPLICA IDENTITY FULL;",
-    );
-    let dir = TempDir::new("seeds");
-    let tokens = tokens_file(&dir, &[(TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let mut env = vec![
-        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-        ("WALCAST_TOKENS_FILE", tokens),
-        ("WALCAST_MUTATIONS", "true"),
-    ];
+         ALTER TABLE post REPLICA IDENTITY FULL;";
+    let mut env = vec![("WALCAST_MUTATIONS", "true")];
     env.extend_from_slice(extra_env);
-    let walcast = Walcast::start(&url, &env);
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+    serve(DB, &schema, TOKEN, &env)
 }
 
 impl Setup {

@@ -26,29 +26,10 @@ const SEED_QUERY: &str = "subscription {
 
 /// A cluster with the demo schema and a handshake-auth walcast that knows `ADMIN_TOKEN`.
 /// Field order matters for drop: the server goes before the database it reads.
-struct Setup {
-    walcast: Walcast,
-    pg: PgCluster,
-    _dir: TempDir,
-}
+type Setup = Server;
 
 fn setup(extra_env: &[(&str, &str)]) -> Setup {
-    let pg = pg();
-    let url = demo_db(&pg, DB);
-    let dir = TempDir::new("skeleton");
-    let tokens = tokens_file(&dir, &[(ADMIN_TOKEN, "admin")]);
-    let tokens = tokens.to_str().expect("temp path is UTF-8");
-    let mut env = vec![
-        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
-        ("WALCAST_TOKENS_FILE", tokens),
-    ];
-    env.extend_from_slice(extra_env);
-    let walcast = Walcast::start(&url, &env);
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+    serve(DB, DEMO_SCHEMA, ADMIN_TOKEN, extra_env)
 }
 
 impl Setup {

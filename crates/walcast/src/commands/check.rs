@@ -160,22 +160,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = Catalog::load(&client, &args.selection()).await?;
     let slot = client
         .query_opt(
-            "SELECT plugin::text, active FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT slot_type::text, plugin::text, database::text, current_database()::text \
+             FROM pg_replication_slots WHERE slot_name = $1",
             &[&args.slot],
         )
         .await?;
+    let drop_it = format!(
+        "SELECT pg_drop_replication_slot({});  -- or choose another WALCAST_SLOT",
+        quote_literal(&args.slot)
+    );
     match slot {
-        Some(row) if row.get::<_, String>(0) == "pgoutput" => {
-            r.ok(&format!("slot {} exists", args.slot))
-        }
-        Some(row) => r.fail(
-            &format!("slot {} uses plugin {}", args.slot, row.get::<_, String>(0)),
-            &format!(
-                "SELECT pg_drop_replication_slot({});",
-                quote_literal(&args.slot)
-            ),
-        ),
         None => r.ok(&format!("slot {} will be created at start", args.slot)),
+        Some(row) => {
+            let kind: Option<String> = row.try_get(0)?;
+            let plugin: Option<String> = row.try_get(1)?;
+            let database: Option<String> = row.try_get(2)?;
+            let current: Option<String> = row.try_get(3)?;
+            if kind.as_deref() != Some("logical") {
+                r.fail(&format!("slot {} is a physical slot", args.slot), &drop_it);
+            } else if plugin.as_deref() != Some("pgoutput") {
+                r.fail(
+                    &format!(
+                        "slot {} uses plugin {}",
+                        args.slot,
+                        plugin.as_deref().unwrap_or("(none)")
+                    ),
+                    &drop_it,
+                );
+            } else if database != current {
+                // A logical slot decodes one database only.
+                r.fail(
+                    &format!(
+                        "slot {} belongs to database {}, not {}",
+                        args.slot,
+                        database.as_deref().unwrap_or("(none)"),
+                        current.as_deref().unwrap_or("(none)")
+                    ),
+                    &drop_it,
+                );
+            } else {
+                r.ok(&format!("slot {} exists", args.slot))
+            }
+        }
     }
     let published: Vec<(String, String)> = client
         .query(

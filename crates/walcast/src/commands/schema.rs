@@ -1,5 +1,6 @@
 //! `walcast schema`: the SDL generated from the database.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,6 +21,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog);
     let view = walcast_graphql::full_view(&catalog);
     let schema = walcast_graphql::build_schema(catalog, &view, args.mutations);
-    println!("{}", schema.as_sdl());
-    Ok(())
+    let sdl = schema.as_sdl();
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{sdl}").and_then(|()| out.flush()) {
+        // `walcast schema | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the schema to standard output"),
+    }
 }

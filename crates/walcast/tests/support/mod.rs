@@ -59,6 +59,49 @@ pub fn demo_db(pg: &PgCluster, db: &str) -> String {
     pg.url(db)
 }
 
+/// The demo schema of `walcast demo` (sql/demo.sql): users, articles, comments.
+pub fn demo_sql() -> String {
+    fs::read_to_string(repo_root().join("sql/demo.sql")).expect("sql/demo.sql")
+}
+
+/// A throw-away cluster with one database and a walcast serving it: the set-up of most
+/// end-to-end tests. Field order matters: walcast stops before its database.
+pub struct Server {
+    pub walcast: Walcast,
+    pub pg: PgCluster,
+    /// Holds the tokens file (and whatever else a test writes).
+    pub dir: TempDir,
+}
+
+/// Creates database `db` from `schema_sql` on a new cluster and starts walcast on it with
+/// handshake auth and `token` for role admin, plus `extra_env`.
+pub fn serve(db: &str, schema_sql: &str, token: &str, extra_env: &[(&str, &str)]) -> Server {
+    serve_on(pg(), db, schema_sql, token, extra_env)
+}
+
+/// [`serve`] on a cluster the test started (and checked) itself.
+pub fn serve_on(
+    pg: PgCluster,
+    db: &str,
+    schema_sql: &str,
+    token: &str,
+    extra_env: &[(&str, &str)],
+) -> Server {
+    pg.create_database(db)
+        .unwrap_or_else(|e| panic!("creating database {db}: {e}"));
+    sql(&pg, db, schema_sql);
+    let dir = TempDir::new(db);
+    let tokens = tokens_file(&dir, &[(token, "admin")]);
+    let tokens = tokens.to_str().expect("temp path is UTF-8");
+    let mut env = vec![
+        ("WEBSOCKETS_GRAPHQL_AUTH", "handshake"),
+        ("WALCAST_TOKENS_FILE", tokens),
+    ];
+    env.extend_from_slice(extra_env);
+    let walcast = Walcast::start(&pg.url(db), &env);
+    Server { walcast, pg, dir }
+}
+
 /// Inserts a message in its own transaction and returns its id.
 pub fn insert_message(pg: &PgCluster, db: &str, text: &str) -> i64 {
     let out = sql(
