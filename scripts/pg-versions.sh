@@ -41,11 +41,13 @@ readonly PINNED_MAJORS=(13 14 15 16 17 18)
 
 # The end-to-end subset: `name:oldest major:cargo test arguments`, one suite per entry. A suite
 # runs only on majors from its oldest one on (its tests fail, with instructions, on older ones):
-# publication column lists and row filters exist from 15, logical decoding on a standby from 16.
+# logical messages from 14 (pgoutput's `messages`), publication column lists and row filters
+# from 15, logical decoding on a standby from 16.
 # The standby test is #[ignore]d for `cargo test --workspace`, whose Postgres is 15 in CI.
 readonly SUITES=(
     "walcast-e2e:13:-p walcast --test e2e_skeleton --test e2e_seeds --test e2e_delivery"
     "wal-replication:13:-p walcast-wal --test replication"
+    "messages:14:-p walcast --test e2e_messages"
     "publication:15:-p walcast --test e2e_publication"
     "standby:16:-p walcast --test e2e_standby -- --include-ignored"
 )

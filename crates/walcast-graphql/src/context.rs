@@ -5,14 +5,33 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures::Stream;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use walcast_filter::{EventFilter, RowFilter};
-use walcast_model::{Cursor, Event, ResumePoint, Table};
+use walcast_model::{Cursor, Event, LogicalMessage, ResumePoint, Table};
 
 use crate::session::QuerySession;
 use crate::shared::{Outbox, Sharing};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Arc<Event>> + Send>>;
+pub type MessageStream = Pin<Box<dyn Stream<Item = Arc<LogicalMessage>> + Send>>;
+
+/// The logical message prefixes (`pg_logical_emit_message`) a caller may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessagePrefixes {
+    /// Every prefix (role `admin`, or `"*"` in the permissions file).
+    All,
+    /// Exactly these prefixes.
+    Only(BTreeSet<String>),
+}
+
+impl MessagePrefixes {
+    pub fn allows(&self, prefix: &str) -> bool {
+        match self {
+            MessagePrefixes::All => true,
+            MessagePrefixes::Only(set) => set.contains(prefix),
+        }
+    }
+}
 
 /// What a caller may read of one table, beyond the schema's shape.
 #[derive(Debug, Clone)]
@@ -31,6 +50,8 @@ pub struct Access {
     /// Equal for accesses that read the same (catalog, tables, columns, row filters after claims
     /// substitution): subscriptions share event payloads only under an equal key.
     pub key: Arc<str>,
+    /// The logical message prefixes the caller may read; None: no messages at all.
+    pub messages: Option<MessagePrefixes>,
 }
 
 pub type SharedAccess = Arc<ArcSwap<Access>>;
@@ -50,6 +71,15 @@ pub struct SubscriptionRequest {
     pub access: SharedAccess,
 }
 
+/// A subscription to logical messages.
+pub struct MessageRequest {
+    /// The prefixes asked for (each one checked against the caller's grant); None: every
+    /// prefix the caller may read, now and after a permissions reload.
+    pub prefixes: Option<BTreeSet<String>>,
+    pub connection: Option<ConnectionHandle>,
+    pub access: SharedAccess,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
     #[error("CURSOR_EXPIRED: cursor {0} is older than the retention window; resubscribe without `after:` after reading the current state")]
@@ -65,6 +95,12 @@ pub trait EventSource: Send + Sync {
     fn subscribe(&self, req: SubscriptionRequest) -> Result<EventStream, SubscribeError>;
     /// The stream position now.
     fn cursor_now(&self) -> Cursor;
+    /// Logical messages as they are committed (or, non-transactional, as they are written).
+    fn subscribe_messages(&self, _req: MessageRequest) -> Result<MessageStream, SubscribeError> {
+        Err(SubscribeError::Unavailable(
+            "logical messages are not available from this event source".into(),
+        ))
+    }
 }
 
 /// The per-operation context. Cloned per operation: keep it to a few `Arc`s.

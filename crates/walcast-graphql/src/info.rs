@@ -165,6 +165,8 @@ pub struct SchemaInfo {
     pub catalog: Arc<Catalog>,
     pub tables: Vec<Arc<TableInfo>>,
     pub mutations: bool,
+    /// The view may read logical messages (see [`SchemaInfo::has_messages`]).
+    pub messages: bool,
 }
 
 impl SchemaInfo {
@@ -174,6 +176,16 @@ impl SchemaInfo {
                 .tables
                 .iter()
                 .any(|t| t.grants.insert || t.grants.update || t.grants.delete)
+    }
+
+    /// Whether the Subscription root has `_logical_message`. A table whose GraphQL name is the
+    /// field's or its type's keeps that name; the messages field then does not exist.
+    pub fn has_messages(&self) -> bool {
+        self.messages
+            && self.tables.iter().all(|t| {
+                &*t.name != crate::messages::MESSAGE_FIELD
+                    && &*t.name != crate::messages::MESSAGE_TYPE
+            })
     }
 
     pub fn table(&self, gql_name: &str) -> Option<&Arc<TableInfo>> {

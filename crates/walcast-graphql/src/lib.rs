@@ -6,6 +6,7 @@ pub mod context;
 pub mod guard;
 pub mod info;
 pub mod input;
+pub mod messages;
 pub mod mutations;
 pub mod objects;
 pub mod query;
@@ -21,8 +22,8 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    Access, ConnectionHandle, Ctx, EventSource, EventStream, SharedAccess, SubscribeError,
-    SubscriptionRequest, TableAccess,
+    Access, ConnectionHandle, Ctx, EventSource, EventStream, MessagePrefixes, MessageRequest,
+    MessageStream, SharedAccess, SubscribeError, SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;
@@ -48,6 +49,17 @@ pub struct ViewTable {
 
 /// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`.
 pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) -> Schema {
+    build_schema_with_messages(catalog, view, mutations, false)
+}
+
+/// [`build_schema`], with the `_logical_message` subscription when `messages` (the view may read
+/// some prefix and the server sends messages: Postgres 14+).
+pub fn build_schema_with_messages(
+    catalog: Arc<Catalog>,
+    view: &[ViewTable],
+    mutations: bool,
+    messages: bool,
+) -> Schema {
     let tables: Vec<Arc<TableInfo>> = view
         .iter()
         .map(|v| {
@@ -69,6 +81,7 @@ pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) 
         catalog,
         tables,
         mutations,
+        messages,
     };
     RootNode::new_with_info(
         QueryRoot,

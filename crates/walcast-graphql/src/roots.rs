@@ -199,6 +199,9 @@ impl GraphQLType<S> for SubscriptionRoot {
                     )),
             );
         }
+        if info.has_messages() {
+            fields.push(crate::messages::field(registry));
+        }
         registry
             .build_object_type::<Self>(info, &fields)
             .into_meta()
@@ -302,6 +305,9 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
         'e: 'res,
     {
         Box::pin(async move {
+            if field == crate::messages::MESSAGE_FIELD && info.has_messages() {
+                return crate::messages::subscribe(&args, executor).await;
+            }
             let (kind, t) = info.root_field(field).ok_or_else(|| {
                 FieldError::from(format!("unknown field {field:?} on Subscription"))
             })?;

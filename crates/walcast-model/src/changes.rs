@@ -7,7 +7,7 @@ use walcast_wal::{PgOutput, PgTimestamp, Relation, TupleValue};
 
 use crate::catalog::{Catalog, Table, TableSelection};
 use crate::datum::Datum;
-use crate::event::{Batch, Cursor, Event, Op, Row, Transaction};
+use crate::event::{Batch, Cursor, Event, LogicalMessage, Op, Row, Transaction};
 use crate::value::decode_text;
 
 /// Seconds between 1970-01-01 and 2000-01-01, the Postgres epoch.
@@ -37,6 +37,9 @@ pub enum Step {
     /// they may be delivered at once: memory stays bounded whatever the size of the transaction.
     /// `end_lsn` is not known yet (it equals `commit_lsn` here).
     Part(Transaction),
+    /// A non-transactional logical message: pgoutput sends it as soon as it is decoded, outside
+    /// any transaction, and it is never rolled back.
+    Message(Arc<LogicalMessage>),
     /// A Relation message announced a table whose shape differs from the catalog snapshot:
     /// reload the catalog, call [`ChangeDecoder::set_catalog`], then feed the same message again.
     CatalogStale { schema: String, table: String },
@@ -60,6 +63,8 @@ struct OpenTransaction {
     events: Vec<Arc<Event>>,
     /// Events of this transaction handed on in earlier parts.
     handed: u32,
+    /// Transactional logical messages, handed on with the last part.
+    messages: Vec<Arc<LogicalMessage>>,
 }
 
 /// Events per part of a large transaction.
@@ -151,6 +156,7 @@ impl ChangeDecoder {
             commit_time: tx.commit_time,
             first_seq: first,
             events,
+            messages: Vec::new(),
         }
     }
 
@@ -167,6 +173,7 @@ impl ChangeDecoder {
                     commit_time: pg_time_to_unix_micros(commit_time),
                     events: Vec::new(),
                     handed: 0,
+                    messages: Vec::new(),
                 });
                 Ok(Step::Pending)
             }
@@ -180,9 +187,10 @@ impl ChangeDecoder {
                     .take()
                     .ok_or(ChangeError::OutsideTransaction("Commit"))?;
                 let events = std::mem::take(&mut tx.events);
-                Ok(Step::Committed(Self::assemble(
-                    &mut tx, events, commit_lsn, end_lsn,
-                )))
+                let messages = std::mem::take(&mut tx.messages);
+                let mut done = Self::assemble(&mut tx, events, commit_lsn, end_lsn);
+                done.messages = messages;
+                Ok(Step::Committed(done))
             }
             PgOutput::Relation(rel) => self.relation(rel),
             PgOutput::Insert { rel_id, new } => {
@@ -255,9 +263,32 @@ impl ChangeDecoder {
                 }
                 Ok(Step::Pending)
             }
-            PgOutput::Origin { .. } | PgOutput::Type { .. } | PgOutput::Message { .. } => {
-                Ok(Step::Pending)
+            PgOutput::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => {
+                let mut message = LogicalMessage {
+                    transactional,
+                    lsn,
+                    prefix,
+                    content,
+                    commit_time: None,
+                };
+                match (&mut self.tx, transactional) {
+                    // Delivered only once its transaction is: pgoutput never sends an aborted one.
+                    (Some(tx), true) => {
+                        message.commit_time = Some(tx.commit_time);
+                        tx.messages.push(Arc::new(message));
+                        Ok(Step::Pending)
+                    }
+                    // Non-transactional, or (never seen from pgoutput) transactional without a
+                    // Begin: deliver it rather than stop the stream over it.
+                    _ => Ok(Step::Message(Arc::new(message))),
+                }
             }
+            PgOutput::Origin { .. } | PgOutput::Type { .. } => Ok(Step::Pending),
         }
     }
 
@@ -435,5 +466,55 @@ pub fn key_text(table: &Table, row: &Row) -> String {
                 .collect();
             serde_json::Value::Object(obj).to_string()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walcast_wal::Lsn;
+
+    fn message(transactional: bool, prefix: &str) -> PgOutput {
+        PgOutput::Message {
+            transactional,
+            lsn: Lsn(0x10),
+            prefix: prefix.into(),
+            content: bytes::Bytes::from_static(b"hi"),
+        }
+    }
+
+    #[test]
+    fn transactional_messages_wait_for_the_commit_and_others_do_not() {
+        let catalog = Arc::new(Catalog::new(vec![]).expect("empty catalog"));
+        let mut decoder = ChangeDecoder::new(catalog, TableSelection::default());
+        let step = decoder.feed(message(false, "now")).expect("decodes");
+        let Step::Message(m) = step else {
+            panic!("a non-transactional message is handed on at once: {step:?}")
+        };
+        assert_eq!((m.prefix.as_str(), m.commit_time), ("now", None));
+
+        let begin = PgOutput::Begin {
+            final_lsn: Lsn(0x20),
+            commit_time: 0,
+            xid: 7,
+        };
+        assert!(matches!(decoder.feed(begin), Ok(Step::Pending)));
+        assert!(matches!(
+            decoder.feed(message(true, "outbox")),
+            Ok(Step::Pending)
+        ));
+        let commit = PgOutput::Commit {
+            flags: 0,
+            commit_lsn: Lsn(0x20),
+            end_lsn: Lsn(0x28),
+            commit_time: 0,
+        };
+        let Ok(Step::Committed(tx)) = decoder.feed(commit) else {
+            panic!("the commit hands the transaction on")
+        };
+        assert!(tx.events.is_empty());
+        assert_eq!(tx.messages.len(), 1);
+        assert_eq!(tx.messages[0].prefix, "outbox");
+        assert_eq!(tx.messages[0].commit_time, Some(pg_time_to_unix_micros(0)));
     }
 }

@@ -144,6 +144,21 @@ pub struct Transaction {
     /// The position in the transaction of the first event (nonzero for later parts).
     pub first_seq: u32,
     pub events: Vec<Arc<Event>>,
+    /// Transactional `pg_logical_emit_message` messages, in WAL order; set on the last part
+    /// only, so they are handed on once the whole transaction is.
+    pub messages: Vec<Arc<LogicalMessage>>,
+}
+
+/// A message written by `pg_logical_emit_message(transactional, prefix, content)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogicalMessage {
+    pub transactional: bool,
+    /// The LSN of the message's own WAL record.
+    pub lsn: Lsn,
+    pub prefix: String,
+    pub content: bytes::Bytes,
+    /// The enclosing transaction's commit time (Unix microseconds); None when non-transactional.
+    pub commit_time: Option<i64>,
 }
 
 #[cfg(test)]

@@ -12,4 +12,6 @@ pub use catalog::{
 };
 pub use changes::{ChangeDecoder, ChangeError, Step, DEFAULT_PART_SIZE};
 pub use datum::{Datum, Kind, PgType};
-pub use event::{Batch, Cursor, Event, Op, ResumePoint, Row, Snapshot, Transaction};
+pub use event::{
+    Batch, Cursor, Event, LogicalMessage, Op, ResumePoint, Row, Snapshot, Transaction,
+};

@@ -57,10 +57,11 @@ impl SchemaSet {
                 },
             })
             .collect();
-        let schema = Arc::new(walcast_graphql::build_schema(
+        let schema = Arc::new(walcast_graphql::build_schema_with_messages(
             self.catalog.clone(),
             &tables,
             self.mutations,
+            view.messages.is_some(),
         ));
         cache.insert(key, schema.clone());
         schema
@@ -80,8 +81,12 @@ pub fn access_of(view: &RoleView, catalog: u64) -> Access {
             None => key.push('-'),
         }
     }
+    if let Some(prefixes) = &view.messages {
+        key.push_str(&format!("|{prefixes:?}"));
+    }
     Access {
         key: key.into(),
+        messages: view.messages.clone(),
         tables: view
             .tables
             .iter()
@@ -119,6 +124,9 @@ pub struct App {
     pub payloads: Arc<PayloadGroups>,
     /// Replication stream live and schema loaded.
     pub ready: AtomicBool,
+    /// The server sends logical messages (pgoutput's `messages` option, Postgres 14+): only then
+    /// do schemas offer `_logical_message`.
+    pub logical_messages: AtomicBool,
     next_connection: AtomicU64,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Bumped when permissions, tokens or the catalog change: sessions recompute their view.
@@ -151,6 +159,7 @@ impl App {
             payloads: p.metrics.payloads.clone(),
             metrics: p.metrics,
             ready: AtomicBool::new(false),
+            logical_messages: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
             shutdown: p.shutdown,
             generation: tokio::sync::watch::Sender::new(0),
@@ -193,7 +202,10 @@ impl App {
     /// What a caller sees now, and its per-event side.
     pub fn view(&self, who: &Identity) -> (RoleView, Access) {
         let schemas = self.schemas.load();
-        let view = self.permissions.load().view(&schemas.catalog, who);
+        let mut view = self.permissions.load().view(&schemas.catalog, who);
+        if !self.logical_messages.load(Relaxed) {
+            view.messages = None;
+        }
         let access = access_of(&view, schemas.serial);
         (view, access)
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::Stream;
 use walcast_filter::{EventFilter, RelationBatch, SubscriptionIndex, Truth};
 use walcast_graphql::{
-    ConnectionHandle, EventSource, EventStream, SharedAccess, SubscribeError, SubscriptionRequest,
+    ConnectionHandle, EventSource, EventStream, MessageRequest, MessageStream, SharedAccess,
+    SubscribeError, SubscriptionRequest,
 };
 use walcast_model::{Cursor, Event, ResumePoint, Table, Transaction};
 use walcast_wal::Lsn;
@@ -74,6 +75,8 @@ pub struct Hub {
     /// Most events kept for replay, whatever the retention window says.
     max_retained: usize,
     metrics: Arc<Metrics>,
+    /// Logical messages travel apart from table events: no table, no retention.
+    pub messages: Arc<crate::messages::MessageHub>,
 }
 
 fn now_micros() -> i64 {
@@ -96,6 +99,7 @@ impl Hub {
             queue,
             retention,
             max_retained,
+            messages: crate::messages::MessageHub::new(queue, metrics.clone()),
             metrics,
         })
     }
@@ -508,6 +512,10 @@ impl EventSource for HubSource {
 
     fn cursor_now(&self) -> Cursor {
         self.0.lock().position
+    }
+
+    fn subscribe_messages(&self, req: MessageRequest) -> Result<MessageStream, SubscribeError> {
+        self.0.messages.subscribe(req)
     }
 }
 

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod db;
 mod hub;
+mod messages;
 mod metrics;
 mod permissions;
 mod pipeline;

@@ -8,6 +8,14 @@
 //! insert = false                    # update, delete likewise; all default to false
 //! ```
 //!
+//! Logical messages (`pg_logical_emit_message`, subscription `_logical_message`) are granted by
+//! prefix in the role's own section; `"*"` grants every prefix:
+//!
+//! ```toml
+//! [reader]
+//! logical_messages = ["outbox"]
+//! ```
+//!
 //! Tables are named as in GraphQL (`articles`, `shop_orders`) or as `schema.table`
 //! (`[reader."shop.orders"]`, or the nested `[reader.shop.orders]`). Role `admin` sees everything
 //! whatever the file says. Any other role sees only the tables its entries allow; without a
@@ -27,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use serde_json::{Map, Value};
 use walcast_filter::{parse_where, RowFilter};
+use walcast_graphql::MessagePrefixes;
 use walcast_model::{Catalog, Table};
 
 use crate::auth::{toml_to_json, Identity, Origin, DEFAULT_ROLE, PUBLIC_ROLE};
@@ -36,6 +45,10 @@ pub const ADMIN_ROLE: &str = "admin";
 
 /// The prefix of a filter value taken from the caller's token: `"$claims.sub"`.
 const CLAIM_PREFIX: &str = "$claims.";
+
+/// The role-level key that grants logical message prefixes. A table with this name is still
+/// a table when its value is a table (`[role.logical_messages]`).
+const MESSAGES_KEY: &str = "logical_messages";
 
 const ENTRY_KEYS: &[&str] = &["select", "columns", "filter", "insert", "update", "delete"];
 
@@ -86,6 +99,8 @@ pub struct Permissions {
     path: Option<PathBuf>,
     /// Role -> entries in file order; `None` without a file.
     roles: Option<BTreeMap<String, Vec<Entry>>>,
+    /// Role -> the logical message prefixes it may read (`logical_messages`).
+    messages: BTreeMap<String, MessagePrefixes>,
     /// Problems already logged, so a view built per connection does not flood the log.
     warned: Mutex<HashSet<String>>,
 }
@@ -148,6 +163,8 @@ impl TableGrant {
 pub struct RoleView {
     /// Sorted by table oid.
     pub tables: Vec<TableGrant>,
+    /// The logical message prefixes the caller may read; None: none.
+    pub messages: Option<MessagePrefixes>,
 }
 
 impl RoleView {
@@ -155,7 +172,10 @@ impl RoleView {
     pub fn everything(catalog: &Catalog) -> RoleView {
         let mut tables: Vec<TableGrant> = catalog.tables.iter().map(TableGrant::full).collect();
         tables.sort_by_key(|g| g.table.oid);
-        RoleView { tables }
+        RoleView {
+            tables,
+            messages: None,
+        }
     }
 
     pub fn nothing() -> RoleView {
@@ -201,6 +221,10 @@ impl RoleView {
                 }
             }
         }
+        // The `_logical_message` field exists or not; which prefixes is checked per request.
+        if self.messages.is_some() {
+            key.push_str("|m");
+        }
         key
     }
 }
@@ -208,16 +232,15 @@ impl RoleView {
 impl Permissions {
     /// Reads and checks the file; `None` gives the rules without a file.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Permissions> {
-        let roles = match path {
-            None => None,
+        let (roles, messages) = match path {
+            None => (None, BTreeMap::new()),
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("reading WALCAST_PERMISSIONS_FILE {}", path.display())
                 })?;
-                Some(
-                    parse_file(&text)
-                        .with_context(|| format!("WALCAST_PERMISSIONS_FILE {}", path.display()))?,
-                )
+                let (roles, messages) = parse_file(&text)
+                    .with_context(|| format!("WALCAST_PERMISSIONS_FILE {}", path.display()))?;
+                (Some(roles), messages)
             }
         };
         if let Some(roles) = &roles {
@@ -230,6 +253,7 @@ impl Permissions {
         Ok(Permissions {
             path: path.map(Path::to_path_buf),
             roles,
+            messages,
             warned: Mutex::new(HashSet::new()),
         })
     }
@@ -244,7 +268,10 @@ impl Permissions {
     /// hide what they name.
     pub fn view(&self, catalog: &Catalog, who: &Identity) -> RoleView {
         if who.role == ADMIN_ROLE {
-            return RoleView::everything(catalog);
+            return RoleView {
+                messages: Some(MessagePrefixes::All),
+                ..RoleView::everything(catalog)
+            };
         }
         let Some(roles) = &self.roles else {
             let token_holder = who.role == DEFAULT_ROLE || who.origin == Origin::StaticToken;
@@ -294,6 +321,7 @@ impl Permissions {
         }
         RoleView {
             tables: grants.into_values().collect(),
+            messages: self.messages.get(&who.role).cloned(),
         }
     }
 
@@ -467,15 +495,25 @@ fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     Some(v)
 }
 
-fn parse_file(text: &str) -> anyhow::Result<BTreeMap<String, Vec<Entry>>> {
+type ParsedFile = (
+    BTreeMap<String, Vec<Entry>>,
+    BTreeMap<String, MessagePrefixes>,
+);
+
+fn parse_file(text: &str) -> anyhow::Result<ParsedFile> {
     let file: toml::Table = text.parse().context("not valid TOML")?;
     let mut roles = BTreeMap::new();
+    let mut messages = BTreeMap::new();
     for (role, tables) in file {
         let toml::Value::Table(tables) = tables else {
             anyhow::bail!("`{role}` must be a table of tables: [{role}.<table>]");
         };
         let mut entries = Vec::new();
         for (name, value) in tables {
+            if name == MESSAGES_KEY && !value.is_table() {
+                messages.insert(role.clone(), parse_prefixes(&role, &value)?);
+                continue;
+            }
             let toml::Value::Table(body) = value else {
                 anyhow::bail!("`{role}.{name}` must be a table: [{role}.{name}]");
             };
@@ -507,7 +545,28 @@ fn parse_file(text: &str) -> anyhow::Result<BTreeMap<String, Vec<Entry>>> {
         }
         roles.insert(role, entries);
     }
-    Ok(roles)
+    Ok((roles, messages))
+}
+
+/// `logical_messages = ["outbox", ...]`, or `["*"]` for every prefix.
+fn parse_prefixes(role: &str, value: &toml::Value) -> anyhow::Result<MessagePrefixes> {
+    let at = format!("[{role}] {MESSAGES_KEY}");
+    let list = value
+        .as_array()
+        .with_context(|| format!("{at} must be a list of message prefixes (\"*\": all)"))?;
+    let prefixes = list
+        .iter()
+        .map(|p| p.as_str().map(str::to_owned))
+        .collect::<Option<std::collections::BTreeSet<String>>>()
+        .with_context(|| format!("{at} must be a list of message prefixes (\"*\": all)"))?;
+    if prefixes.is_empty() {
+        anyhow::bail!("{at} is empty; leave it out to grant no messages");
+    }
+    Ok(if prefixes.contains("*") {
+        MessagePrefixes::All
+    } else {
+        MessagePrefixes::Only(prefixes)
+    })
 }
 
 /// A `[role.x]` whose keys are all tables and none an entry key is a schema holding
@@ -684,9 +743,11 @@ mod tests {
     }
 
     fn perms(text: &str) -> Permissions {
+        let (roles, messages) = parse_file(text).expect("valid permissions file");
         Permissions {
             path: None,
-            roles: Some(parse_file(text).expect("valid permissions file")),
+            roles: Some(roles),
+            messages,
             warned: Mutex::new(HashSet::new()),
         }
     }
@@ -945,6 +1006,59 @@ mod tests {
         let p = p.reload().expect("reloads");
         assert_eq!(oids(&p.view(&cat, &Identity::public())), vec![100]);
         assert_eq!(p.path.as_deref(), Some(file.path()));
+    }
+
+    #[test]
+    fn logical_messages_are_granted_by_prefix() {
+        let cat = catalog();
+        let p = perms(
+            r#"
+            [relay]
+            logical_messages = ["outbox", "audit"]
+            [relay.messages]
+            select = true
+            [all]
+            logical_messages = ["*", "outbox"]
+            [reader.articles]
+            select = true
+            [odd.logical_messages]
+            select = true
+            "#,
+        );
+        let relay = p.view(&cat, &jwt("relay", json!({})));
+        assert_eq!(oids(&relay), vec![50]);
+        assert_eq!(
+            relay.messages,
+            Some(MessagePrefixes::Only(
+                ["audit".to_owned(), "outbox".to_owned()].into()
+            ))
+        );
+        assert_eq!(
+            p.view(&cat, &jwt("all", json!({}))).messages,
+            Some(MessagePrefixes::All)
+        );
+        assert_eq!(p.view(&cat, &jwt("reader", json!({}))).messages, None);
+        // `[role.logical_messages]` is still a table entry, not a grant.
+        assert_eq!(p.view(&cat, &jwt("odd", json!({}))).messages, None);
+        let admin = p.view(&cat, &jwt(ADMIN_ROLE, json!({})));
+        assert_eq!(admin.messages, Some(MessagePrefixes::All));
+        // The field exists or not: part of the schema's shape.
+        assert_ne!(admin.shape_key(), RoleView::everything(&cat).shape_key());
+        // Without a file, only admin reads messages.
+        let none = Permissions::load(None).expect("no file");
+        assert_eq!(
+            none.view(&cat, &jwt(DEFAULT_ROLE, json!({}))).messages,
+            None
+        );
+
+        for (text, needle) in [
+            ("[r]\nlogical_messages = \"outbox\"\n", "must be a list"),
+            ("[r]\nlogical_messages = [1]\n", "must be a list"),
+            ("[r]\nlogical_messages = []\n", "is empty"),
+        ] {
+            let err = format!("{:#}", parse_file(text).expect_err(text));
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -112,6 +112,11 @@ async fn session(
     let mut repl = ReplicationClient::connect(url)
         .await
         .context("opening the replication connection")?;
+    // `start` asks for logical messages on 14+ only; schemas offer `_logical_message` then.
+    let messages = repl.server_major_version().is_some_and(|v| v >= 14);
+    if app.logical_messages.swap(messages, Relaxed) != messages {
+        app.generation.send_modify(|g| *g += 1);
+    }
     let system = repl.identify_system().await.context("IDENTIFY_SYSTEM")?;
     if crate::standby::ensure_slot(app, &mut repl).await? {
         tracing::info!(slot = %app.cfg.slot, "replication slot created");
@@ -275,12 +280,32 @@ async fn handle(
             deliver(app, part, handled, live_from, false).await;
             Ok(None)
         }
-        Step::Committed(tx) => {
+        Step::Committed(mut tx) => {
+            let messages = std::mem::take(&mut tx.messages);
+            let live = tx.commit_lsn >= live_from;
             let outcome = deliver(app, tx, handled, live_from, true).await;
+            // After the transaction's events, and only when they were news (not re-sent, not
+            // the retention window re-read at start-up): messages are not retained.
+            if outcome.is_some() && live {
+                app.hub.messages.publish(&messages);
+            }
             if let Some(catalog) = publish.take() {
                 app.set_catalog(catalog);
             }
             Ok(outcome)
+        }
+        Step::Message(message) => {
+            // Non-transactional: sent by pgoutput as soon as it is decoded, outside any
+            // transaction. One already handled (re-sent after a reconnect) or from before
+            // start-up is not news.
+            if message.lsn < handled.lsn {
+                return Ok(None);
+            }
+            if message.lsn >= live_from {
+                app.hub.messages.publish(std::slice::from_ref(&message));
+            }
+            handled.lsn = walcast_wal::Lsn(message.lsn.0 + 1);
+            Ok(Some(handled.lsn))
         }
         Step::Pending | Step::CatalogStale { .. } => Ok(None),
     }
