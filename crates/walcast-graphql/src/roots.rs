@@ -237,7 +237,14 @@ fn event_payload(
             .collect()
     };
     let payload = match value {
-        Ok(v) if field_errors.is_empty() => serde_json::json!({ "data": { response: v } }),
+        // Every event takes this path: written straight out, with no `serde_json::Value` tree
+        // in between (the same bytes; `payload_written_directly_is_the_same_text` holds it).
+        Ok(v) if field_errors.is_empty() => {
+            if let Some(text) = data_payload(response, &v) {
+                return text;
+            }
+            serde_json::json!({ "data": { response: v } })
+        }
         Ok(v) => serde_json::json!({ "data": { response: v }, "errors": errors_of(field_errors) }),
         Err(e) => serde_json::json!({
             "data": { response: null },
@@ -245,6 +252,17 @@ fn event_payload(
         }),
     };
     payload.to_string()
+}
+
+/// `{"data":{response:value}}`, serialised without an intermediate JSON tree.
+fn data_payload(response: &str, value: &Value<S>) -> Option<String> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"data\":{");
+    serde_json::to_writer(&mut out, response).ok()?;
+    out.push(b':');
+    serde_json::to_writer(&mut out, value).ok()?;
+    out.extend_from_slice(b"}}");
+    String::from_utf8(out).ok()
 }
 
 /// How one subscription field turns events into values.
@@ -383,5 +401,39 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             });
             Ok(Value::Scalar(stream.boxed()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use juniper::graphql_value;
+
+    #[test]
+    fn payload_written_directly_is_the_same_text() {
+        let values: Vec<Value<S>> = vec![
+            graphql_value!(null),
+            graphql_value!({
+                "key": "{\"id\":\"7\"}",
+                "event": "CREATED",
+                "data": {
+                    "id": 7,
+                    "text": "quote \" backslash \\ newline \n tab \t nul \u{0} é 😀",
+                    "ratio": 0.1,
+                    "big": 1e300,
+                    "negative_zero": -0.0,
+                    "flag": true,
+                    "list": [1, "two", null, [3.5], {"nested": false}],
+                    "empty": {},
+                    "none": [],
+                },
+            }),
+        ];
+        for v in values {
+            for response in ["messages_mutated", "alias \"quoted\""] {
+                let tree = serde_json::json!({ "data": { response: v.clone() } }).to_string();
+                assert_eq!(data_payload(response, &v).as_deref(), Some(tree.as_str()));
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use walcast_graphql::{Ctx, PayloadGroups, Schema, Sharing};
 
 use super::protocol::{Request, ServerMsg};
+use super::session::{OpEvent, Out};
 
 /// The `errors` list of a request-level error.
 pub fn errors_json(e: GraphQLError) -> serde_json::Value {
@@ -41,15 +42,50 @@ pub fn variables(req: &Request) -> Result<juniper::Variables<DefaultScalarValue>
     }
 }
 
+/// Where an operation's messages go: events straight to the connection's writer (one hop, not
+/// two, per event); its start and its end to the session too, which tracks them.
+pub(super) struct Outlet {
+    pub(super) messages: mpsc::Sender<Out>,
+    pub(super) events: mpsc::Sender<OpEvent>,
+}
+
+impl Outlet {
+    /// Sends a message that goes out once per operation (start, end, errors), and tells the
+    /// session. The send futures are boxed: every await of an unboxed one takes its own room in
+    /// this task's state, which lives as long as the subscription; only the per-event send is
+    /// worth keeping inline.
+    async fn once(&self, msg: ServerMsg) -> Result<(), ()> {
+        match msg {
+            // Through the session, which forgets the operation before the client can see its
+            // end (and reuse its id); every `next` is already queued ahead of it.
+            ServerMsg::Complete { .. } | ServerMsg::Error { .. } => {
+                Box::pin(self.events.send(OpEvent::Ended(msg)))
+                    .await
+                    .map_err(|_| ())
+            }
+            ServerMsg::Started { ref id } => {
+                let started = OpEvent::Started(id.clone());
+                Box::pin(self.messages.send(Out::Msg(msg)))
+                    .await
+                    .map_err(|_| ())?;
+                Box::pin(self.events.send(started)).await.map_err(|_| ())
+            }
+            msg => Box::pin(self.messages.send(Out::Msg(msg)))
+                .await
+                .map_err(|_| ()),
+        }
+    }
+}
+
 /// Runs the operation, sending its messages to `out`. Returns when the operation is complete
-/// or `out` is closed.
-pub async fn run(
+/// or the connection is gone.
+pub(super) async fn run(
     schema: Arc<Schema>,
     mut ctx: Ctx,
     groups: Arc<PayloadGroups>,
     id: String,
     req: Request,
-    out: mpsc::Sender<ServerMsg>,
+    out: Outlet,
 ) {
     let error = |errors| ServerMsg::Error {
         id: id.clone(),
@@ -58,7 +94,7 @@ pub async fn run(
     let vars = match variables(&req) {
         Ok(v) => v,
         Err(message) => {
-            let _ = send_once(&out, error(json!([{ "message": message }]))).await;
+            let _ = out.once(error(json!([{ "message": message }]))).await;
             return;
         }
     };
@@ -67,7 +103,7 @@ pub async fn run(
     let op = match ValidatedOperation::new(&req.query, req.operation_name.as_deref(), &schema) {
         Ok(op) => Box::new(op),
         Err(e) => {
-            let _ = send_once(&out, error(errors_json(e))).await;
+            let _ = out.once(error(errors_json(e))).await;
             return;
         }
     };
@@ -77,7 +113,7 @@ pub async fn run(
         let payload = match result {
             Ok(result) => serde_json::to_value(GraphQLResponse::from_result(Ok(result))),
             Err(e) => {
-                let _ = send_once(&out, error(errors_json(e))).await;
+                let _ = out.once(error(errors_json(e))).await;
                 return;
             }
         };
@@ -86,8 +122,8 @@ pub async fn run(
             id: id.clone(),
             payload: payload.to_string().into(),
         };
-        if send_once(&out, next).await.is_ok() {
-            let _ = send_once(&out, ServerMsg::Complete { id }).await;
+        if out.once(next).await.is_ok() {
+            let _ = out.once(ServerMsg::Complete { id }).await;
         }
         return;
     }
@@ -115,7 +151,7 @@ pub async fn run(
     let (value, errors) = match resolved {
         Ok(r) => r,
         Err(e) => {
-            let _ = send_once(&out, error(errors_json(e))).await;
+            let _ = out.once(error(errors_json(e))).await;
             return;
         }
     };
@@ -126,15 +162,13 @@ pub async fn run(
             .ok()
             .and_then(|v| v.get("errors").cloned())
             .unwrap_or_else(|| json!([]));
-        let _ = send_once(&out, error(errs)).await;
+        let _ = out.once(error(errs)).await;
         return;
     }
     let Value::Object(fields) = value else {
-        let _ = send_once(
-            &out,
-            error(json!([{"message": "subscription has no fields"}])),
-        )
-        .await;
+        let _ = out
+            .once(error(json!([{"message": "subscription has no fields"}])))
+            .await;
         return;
     };
     let streams: Vec<_> = fields
@@ -144,7 +178,8 @@ pub async fn run(
             _ => None,
         })
         .collect();
-    if send_once(&out, ServerMsg::Started { id: id.clone() })
+    if out
+        .once(ServerMsg::Started { id: id.clone() })
         .await
         .is_err()
     {
@@ -167,26 +202,13 @@ pub async fn run(
             .to_string()
             .into(),
         };
-        if out
-            .send(ServerMsg::Next {
-                id: id.clone(),
-                payload,
-            })
-            .await
-            .is_err()
-        {
+        let next = ServerMsg::Next {
+            id: id.clone(),
+            payload,
+        };
+        if out.messages.send(Out::Msg(next)).await.is_err() {
             return;
         }
     }
-    let _ = send_once(&out, ServerMsg::Complete { id }).await;
-}
-
-/// Sends a message that goes out once per operation (start, end, errors). The send future is
-/// boxed: every await of an unboxed one takes its own room in this task's state, which lives as
-/// long as the subscription, and only the per-event send is worth keeping inline.
-async fn send_once(
-    out: &mpsc::Sender<ServerMsg>,
-    msg: ServerMsg,
-) -> Result<(), mpsc::error::SendError<ServerMsg>> {
-    Box::pin(out.send(msg)).await
+    let _ = out.once(ServerMsg::Complete { id }).await;
 }

@@ -41,7 +41,16 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
 }
 
-enum Out {
+/// What an operation tells its session, beside the messages it sends.
+pub(super) enum OpEvent {
+    /// A subscription is streaming (counted under its role).
+    Started(String),
+    /// The operation's last message (`complete` or `error`), for the session to send once it
+    /// has forgotten the operation.
+    Ended(ServerMsg),
+}
+
+pub(super) enum Out {
     Msg(ServerMsg),
     Close(u16, String),
 }
@@ -59,8 +68,8 @@ struct Session {
     /// Operations streaming events, with the role they count under.
     streams: HashMap<String, String>,
     out: mpsc::Sender<Out>,
-    /// Operation messages, forwarded to `out` by the session so it can track completions.
-    op_tx: mpsc::Sender<ServerMsg>,
+    /// Operations' starts and ends; their other messages go to `out` directly.
+    op_tx: mpsc::Sender<OpEvent>,
     slow: Arc<Notify>,
 }
 
@@ -114,7 +123,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
             metrics.send_seconds.observe(started.elapsed());
         }
     });
-    let (op_tx, mut op_rx) = mpsc::channel::<ServerMsg>(OUT_QUEUE);
+    let (op_tx, mut op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
     let mut s = Session {
         id: app.connection_id(),
         app: app.clone(),
@@ -155,19 +164,18 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                 // Pings are answered by tungstenite; binary frames are not part of any protocol.
                 Some(Ok(_)) => {}
             },
-            Some(msg) = op_rx.recv() => {
-                match &msg {
-                    ServerMsg::Complete { id } | ServerMsg::Error { id, .. } => {
+            Some(event) = op_rx.recv() => match event {
+                OpEvent::Ended(msg) => {
+                    if let ServerMsg::Complete { id } | ServerMsg::Error { id, .. } = &msg {
                         s.ops.remove(id);
                         s.stream_ended(id);
                     }
-                    ServerMsg::Started { id } => s.stream_started(id),
-                    _ => {}
+                    if s.out.send(Out::Msg(msg)).await.is_err() {
+                        break None;
+                    }
                 }
-                if s.out.send(Out::Msg(msg)).await.is_err() {
-                    break None;
-                }
-            }
+                OpEvent::Started(id) => s.stream_started(&id),
+            },
             _ = &mut auth_deadline, if !s.acked => {
                 break Some((close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
             }
@@ -181,7 +189,10 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
             }
             _ = expiry(s.identity.as_ref().and_then(|i| i.expires_at)) => {
                 let errors = serde_json::json!([{"message": "access token expired"}]);
-                for id in s.ops.keys().cloned().collect::<Vec<_>>() {
+                // Operations write to the socket themselves: stopped first, none sends after
+                // its error.
+                for (id, op) in s.ops.drain().collect::<Vec<_>>() {
+                    op.abort();
                     let _ = s.out.send(Out::Msg(ServerMsg::Error { id, errors: errors.clone() })).await;
                 }
                 break Some((close::FORBIDDEN, "access token expired".into()));
@@ -191,7 +202,8 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                 break Some((close::TOO_MANY, "slow consumer".into()));
             }
             _ = shutdown.changed() => {
-                for id in s.ops.keys().cloned().collect::<Vec<_>>() {
+                for (id, op) in s.ops.drain().collect::<Vec<_>>() {
+                    op.abort();
                     let _ = s.out.send(Out::Msg(ServerMsg::Complete { id })).await;
                 }
                 break Some((close::GOING_AWAY, "server shutting down".into()));
@@ -327,7 +339,10 @@ impl Session {
                     self.app.payloads.clone(),
                     id.clone(),
                     request,
-                    self.op_tx.clone(),
+                    operation::Outlet {
+                        messages: self.out.clone(),
+                        events: self.op_tx.clone(),
+                    },
                 ));
                 self.ops.insert(id, task);
                 None
