@@ -99,7 +99,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                         metrics.messages_sent.fetch_add(1, Relaxed);
                         metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
                         if sink.feed(Message::text(text)).await.is_err() {
-                            return;
+                            return None;
                         }
                         fed += 1;
                     }
@@ -109,8 +109,9 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                             reason: reason.into(),
                         };
                         let _ = sink.send(Message::Close(Some(frame))).await;
-                        let _ = sink.close().await;
-                        return;
+                        // The socket stays open: the session may still drain what the client
+                        // is sending.
+                        return Some(sink);
                     }
                 }
                 if fed < WRITE_BATCH {
@@ -118,10 +119,11 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                 }
             }
             if sink.flush().await.is_err() {
-                return;
+                return None;
             }
             metrics.send_seconds.observe(started.elapsed());
         }
+        None
     });
     let (op_tx, mut op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
     let mut s = Session {
@@ -218,13 +220,45 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
             .subscriptions_by
             .add(&[protocol.name(), &role], -1);
     }
+    let too_big = matches!(close, Some((close::TOO_BIG, _)));
     if let Some((code, reason)) = close {
         let _ = s.out.send(Out::Close(code, reason)).await;
     }
     drop(s);
-    let _ = writer.await;
+    if let (Ok(Some(sink)), true) = (writer.await, too_big) {
+        linger(stream, sink).await;
+    }
     app.metrics.connections.fetch_sub(1, Relaxed);
     app.metrics.connections_by.add(&[protocol.name()], -1);
+}
+
+/// Most a closed socket is drained of, and for how long.
+const LINGER_BYTES: usize = 4 << 20;
+const LINGER: Duration = Duration::from_secs(2);
+
+/// After closing a socket whose client is still sending (a message over the limit), reads and
+/// discards the rest for a moment: closing with unread data makes the kernel reset the
+/// connection, and the client would lose the close frame (1009) that says why.
+async fn linger(
+    stream: futures::stream::SplitStream<Socket>,
+    sink: futures::stream::SplitSink<Socket, Message>,
+) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut ws) = stream.reunite(sink) else {
+        return;
+    };
+    let io = ws.get_mut();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Resolves when a token expires; never without one.
