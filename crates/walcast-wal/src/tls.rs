@@ -211,7 +211,7 @@ impl TlsSettings {
             .dangerous();
         let (builder, verification) = match roots {
             None => (
-                builder.with_custom_certificate_verifier(Arc::new(UnauthenticatedServer(
+                builder.with_custom_certificate_verifier(Arc::new(RootVerifier::unauthenticated(
                     provider.clone(),
                 ))),
                 Verification::None,
@@ -219,7 +219,7 @@ impl TlsSettings {
             Some((store, source)) => {
                 let check_name = self.mode == SslMode::VerifyFull;
                 let verifier = RootVerifier {
-                    roots: Arc::new(store),
+                    roots: Some(Arc::new(store)),
                     check_name,
                     provider: provider.clone(),
                 };
@@ -555,18 +555,32 @@ pub fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
         .with_safe_default_protocol_versions()
         .map_err(|e| WalError::Tls(format!("configuring TLS: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(UnauthenticatedServer(provider)))
+        .with_custom_certificate_verifier(Arc::new(RootVerifier::unauthenticated(provider)))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
 /// `verify-ca` and `verify-full` (and `require` with root certificates): the chain must lead to
 /// one of the roots; with `check_name`, the certificate must also name the host.
+///
+/// Without roots (libpq's `require`/`prefer` without root certificates) the server is not
+/// authenticated, but the handshake signatures are still checked, so the session keys belong to
+/// whoever holds the certificate's private key.
 #[derive(Debug)]
 struct RootVerifier {
-    roots: Arc<RootCertStore>,
+    roots: Option<Arc<RootCertStore>>,
     check_name: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl RootVerifier {
+    fn unauthenticated(provider: Arc<rustls::crypto::CryptoProvider>) -> RootVerifier {
+        RootVerifier {
+            roots: None,
+            check_name: false,
+            provider,
+        }
+    }
 }
 
 impl ServerCertVerifier for RootVerifier {
@@ -578,10 +592,13 @@ impl ServerCertVerifier for RootVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,
@@ -624,57 +641,6 @@ impl ServerCertVerifier for RootVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// libpq's `sslmode=require`/`prefer` without root certificates encrypt without authenticating
-/// the server; the handshake signatures are still checked, so the session keys belong to
-/// whoever holds the certificate's private key.
-#[derive(Debug)]
-struct UnauthenticatedServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for UnauthenticatedServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -961,7 +927,7 @@ mod tests {
             let s = settings(mode, Some(root));
             let roots = s.roots(None).expect("roots").expect("some roots");
             let verifier = RootVerifier {
-                roots: Arc::new(roots.0),
+                roots: Some(Arc::new(roots.0)),
                 check_name: mode == SslMode::VerifyFull,
                 provider: Arc::new(rustls::crypto::ring::default_provider()),
             };

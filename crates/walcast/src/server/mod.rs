@@ -27,6 +27,27 @@ fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infalli
     warp::any().map(move || app.clone())
 }
 
+/// `GET /<prefix>/<name>` for the files vendored into the binary, as (name, content type, bytes).
+fn vendored(
+    prefix: &'static str,
+    assets: &'static [(&'static str, &'static str, &'static [u8])],
+) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    warp::path(prefix)
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(move |name: String| async move {
+            assets
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, ty, bytes)| {
+                    let reply = warp::reply::with_header(*bytes, "content-type", *ty);
+                    warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
+                })
+                .ok_or_else(warp::reject::not_found)
+        })
+}
+
 /// Every route, under the configured GraphQL path.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let segments: Vec<String> = app
@@ -100,19 +121,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .and(with_app(app))
         .map(|app: Arc<App>| warp::reply::html(graphiql::page(&app.cfg.graphql_path)));
 
-    let assets =
-        warp::path!("graphiql" / String)
-            .and(warp::get())
-            .and_then(|name: String| async move {
-                graphiql::ASSETS
-                    .iter()
-                    .find(|(n, _, _)| *n == name)
-                    .map(|(_, ty, bytes)| {
-                        let reply = warp::reply::with_header(*bytes, "content-type", *ty);
-                        warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
-                    })
-                    .ok_or_else(warp::reject::not_found)
-            });
+    let assets = vendored("graphiql", graphiql::ASSETS);
 
     // A live page over a table's rows (`?table=`, default the demo's `messages`), for a first
     // look without tooling; `/example` is its old address.
@@ -121,19 +130,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .unify()
         .and(warp::get())
         .map(move || warp::reply::html(example::page(&example_path)));
-    let example_assets =
-        warp::path!("examples" / String)
-            .and(warp::get())
-            .and_then(|name: String| async move {
-                example::ASSETS
-                    .iter()
-                    .find(|(n, _, _)| *n == name)
-                    .map(|(_, ty, bytes)| {
-                        let reply = warp::reply::with_header(*bytes, "content-type", *ty);
-                        warp::reply::with_header(reply, "cache-control", "public, max-age=86400")
-                    })
-                    .ok_or_else(warp::reject::not_found)
-            });
+    let example_assets = vendored("examples", example::ASSETS);
 
     healthz
         .or(readyz)
