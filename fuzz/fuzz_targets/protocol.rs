@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let answers = [
-            ServerMsg::Complete { id: id.clone() },
+            ServerMsg::Complete { id: id.clone(), result: None },
             ServerMsg::Error {
                 id: id.clone(),
                 errors: serde_json::json!([{"message": "x"}]),

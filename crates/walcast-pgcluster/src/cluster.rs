@@ -13,6 +13,7 @@ use crate::binaries::{find_bin_dir, find_psql, which};
 use crate::config;
 use crate::privilege::RunAs;
 use crate::process::{combined_output, describe, run, scrub_env};
+use crate::session::PsqlSession;
 use crate::watchdog::Watchdog;
 use crate::ClusterError;
 
@@ -339,23 +340,7 @@ impl PgCluster {
     /// Runs `sql` (any number of statements, psql meta-commands allowed) against `db`, stopping at
     /// the first error. Returns unaligned, tuples-only output without the trailing newline.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
-        let mut cmd = Command::new(&self.psql);
-        scrub_env(&mut cmd)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-w"])
-            .args([
-                "-h",
-                HOST,
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                db,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = self.psql_command(db);
         let mut child = cmd
             .spawn()
             .map_err(|e| ClusterError::io(format!("spawning `{}`", describe(&cmd)), e))?;
@@ -382,6 +367,34 @@ impl PgCluster {
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         Ok(stdout.trim_end_matches('\n').to_owned())
+    }
+
+    /// An open psql session on `db`: statements run one after the other on one connection, so a
+    /// test can hold a transaction or a lock open while other sessions work.
+    pub fn session(&self, db: &str) -> Result<PsqlSession, ClusterError> {
+        PsqlSession::spawn(self.psql_command(db), db)
+    }
+
+    /// psql on `db` as the superuser, unaligned and tuples-only, stopping at the first error.
+    fn psql_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(&self.psql);
+        scrub_env(&mut cmd)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-w"])
+            .args([
+                "-h",
+                HOST,
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                db,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
     }
 
     /// `CREATE DATABASE "name"` (the name is quoted as an identifier).

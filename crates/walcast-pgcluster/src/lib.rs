@@ -19,8 +19,10 @@ mod config;
 mod error;
 mod privilege;
 mod process;
+mod session;
 mod watchdog;
 
 pub use binaries::BINDIR_ENV;
 pub use cluster::{ClusterOptions, PgCluster, StandbyOptions};
 pub use error::ClusterError;
+pub use session::PsqlSession;

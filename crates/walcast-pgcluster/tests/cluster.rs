@@ -325,3 +325,27 @@ fn standby_replays_and_promotes() {
             .expect("a write after promotion");
     }
 }
+
+#[test]
+fn a_session_keeps_its_transaction_between_statements() {
+    let pg = PgCluster::start().expect("cluster");
+    pg.psql("postgres", "CREATE TABLE t (n int)")
+        .expect("create");
+    let mut s = pg.session("postgres").expect("session");
+    s.run("BEGIN; INSERT INTO t VALUES (1)").expect("insert");
+    // Not committed: other connections do not see it, the session does.
+    assert_eq!(
+        pg.psql("postgres", "SELECT count(*) FROM t")
+            .expect("count"),
+        "0"
+    );
+    assert_eq!(s.run("SELECT count(*) FROM t").expect("count"), "1");
+    s.run("COMMIT").expect("commit");
+    assert_eq!(
+        pg.psql("postgres", "SELECT count(*) FROM t")
+            .expect("count"),
+        "1"
+    );
+    let err = s.run("SELECT no_such_column FROM t").expect_err("an error");
+    assert!(err.to_string().contains("no_such_column"), "{err}");
+}

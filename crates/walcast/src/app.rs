@@ -183,19 +183,32 @@ impl App {
 
     /// Re-reads the tokens and permissions files (SIGHUP). On error the old ones stay.
     pub fn reload_auth(&self) {
-        match self.auth.load().reload() {
-            Ok(a) => self.auth.store(Arc::new(a)),
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay")
+        let tokens = match self.auth.load().reload() {
+            Ok(a) => {
+                self.auth.store(Arc::new(a));
+                true
             }
-        }
-        match self.permissions.load().reload() {
-            Ok(p) => self.permissions.store(Arc::new(p)),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay")
+                tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay");
+                false
             }
+        };
+        let permissions = match self.permissions.load().reload() {
+            Ok(p) => {
+                self.permissions.store(Arc::new(p));
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay");
+                false
+            }
+        };
+        match (tokens, permissions) {
+            (true, true) => tracing::info!("tokens and permissions reloaded"),
+            (true, false) => tracing::info!("tokens reloaded"),
+            (false, true) => tracing::info!("permissions reloaded"),
+            (false, false) => return,
         }
-        tracing::info!("tokens and permissions reloaded");
         self.generation.send_modify(|g| *g += 1);
     }
 

@@ -178,11 +178,54 @@ pub struct ServeArgs {
     /// Read again on SIGHUP.
     #[arg(long, env = "WALCAST_PERMISSIONS_FILE")]
     pub permissions_file: Option<PathBuf>,
-    /// Most WebSocket connections at once.
+    /// Most connections at once: WebSocket sockets and HTTP connections not (yet) upgraded.
     ///
-    /// Upgrades past it are answered with HTTP 503.
+    /// Upgrades and new connections past it are answered with HTTP 503.
     #[arg(long, env = "WALCAST_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Time a client has to send a request's head (`10s`), on a new connection and between
+    /// requests of a kept-alive one.
+    ///
+    /// Past it the connection is closed, so slow or silent clients cannot hold connections.
+    #[arg(
+        long,
+        env = "WALCAST_HTTP_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub http_header_timeout: Duration,
+    /// Interval of the WebSocket ping frames walcast sends on every socket (`25s`; `0s` turns
+    /// them off).
+    ///
+    /// Keeps idle sockets alive through proxies that close quiet connections (nginx after
+    /// 60 s by default), whatever the client's own keep-alive.
+    #[arg(
+        long,
+        env = "WALCAST_WS_PING_INTERVAL",
+        default_value = "25s",
+        value_parser = parse_duration
+    )]
+    pub ws_ping_interval: Duration,
+    /// Time a client has to answer a ping frame with a pong (`20s`).
+    ///
+    /// A socket that stays silent this long after a ping is closed with 1001 `ping timeout`
+    /// and counted in `walcast_ping_timeouts_total`.
+    #[arg(
+        long,
+        env = "WALCAST_WS_PONG_TIMEOUT",
+        default_value = "20s",
+        value_parser = parse_duration
+    )]
+    pub ws_pong_timeout: Duration,
+    /// Bearer token that `/metrics` requires.
+    ///
+    /// Unset, `/metrics` is open to whoever reaches the listener (it names tables and roles).
+    #[arg(long, env = "WALCAST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Separate address for `/metrics` (`127.0.0.1:9187`); when set, the main listener no
+    /// longer serves it.
+    #[arg(long, env = "WALCAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Most subscriptions on one connection.
     ///
     /// One more is refused with an error message; the connection stays open.
@@ -364,6 +407,15 @@ pub fn config_reference(args: &ConfigReferenceArgs) -> anyhow::Result<()> {
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("walcast: settings reference written to {}", path.display());
     Ok(())
+}
+
+/// A duration as [`parse_duration`] reads it back: whole seconds, or milliseconds.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -664,6 +716,27 @@ pub fn effective_config(args: &ServeArgs) -> String {
             "# jwt_public_key: not set".into()
         },
         format!("max_connections = {}", args.max_connections),
+        format!(
+            "http_header_timeout = {}",
+            quote(&duration_text(args.http_header_timeout))
+        ),
+        format!(
+            "ws_ping_interval = {}",
+            quote(&duration_text(args.ws_ping_interval))
+        ),
+        format!(
+            "ws_pong_timeout = {}",
+            quote(&duration_text(args.ws_pong_timeout))
+        ),
+        if args.metrics_token.is_some() {
+            "metrics_token = \"****\"".into()
+        } else {
+            "# metrics_token: not set".into()
+        },
+        match &args.metrics_listen {
+            Some(addr) => format!("metrics_listen = {}", quote(&addr.to_string())),
+            None => "# metrics_listen: not set".into(),
+        },
         format!(
             "max_subscriptions_per_connection = {}",
             args.max_subscriptions_per_connection

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub subscriptions: AtomicU64,
     pub subscriptions_by: Labeled,
     pub slow_consumer_closes: AtomicU64,
+    /// Sockets closed because the client did not answer a ping frame in time.
+    pub ping_timeouts: AtomicU64,
     pub replication_reconnects: AtomicU64,
     /// The slot vanished while walcast ran and was created again (changes in between are lost).
     pub slot_recreations: AtomicU64,
@@ -151,6 +153,12 @@ impl Metrics {
             "counter",
             "Connections closed as slow consumers.",
             n(&self.slow_consumer_closes),
+        );
+        put(
+            "walcast_ping_timeouts_total",
+            "counter",
+            "Connections closed because the client did not answer a ping frame in time.",
+            n(&self.ping_timeouts),
         );
         put(
             "walcast_replication_reconnects_total",

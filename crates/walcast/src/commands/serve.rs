@@ -10,10 +10,11 @@ use walcast_model::Catalog;
 
 use crate::app::{App, AppParts};
 use crate::auth::{AuthConfig, Authenticator};
-use crate::config::ServeArgs;
+use crate::config::{AuthMode, ServeArgs};
 use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
 use crate::permissions::Permissions;
+use crate::server::listener::{self, ConnectionLimit};
 use crate::{db, pipeline, server};
 
 /// Resolves on SIGTERM or SIGINT.
@@ -144,19 +145,42 @@ pub async fn serve_until(
         }
     }
 
-    let mut stop_rx = shutdown_rx.clone();
-    let graceful = async move {
-        let _ = stop_rx.changed().await;
-    };
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
-    let server = warp::serve(server::routes(app.clone()))
-        .incoming(listener)
-        .graceful(graceful)
-        .run();
+    if let Some(metrics_addr) = app.cfg.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("listening on {metrics_addr} (WALCAST_METRICS_LISTEN)"))?;
+        let limit = Arc::new(ConnectionLimit::new(64, || 0));
+        tokio::spawn(listener::serve(
+            metrics_listener,
+            server::metrics_routes(app.clone()),
+            limit,
+            app.cfg.http_header_timeout,
+            shutdown_rx.clone(),
+        ));
+        tracing::info!(addr = %metrics_addr, "serving /metrics");
+    } else if app.cfg.metrics_token.is_none() && app.cfg.auth != AuthMode::Public {
+        tracing::warn!(
+            "/metrics is open to anyone who reaches {addr} and names tables and roles: set \
+             WALCAST_METRICS_TOKEN or WALCAST_METRICS_LISTEN"
+        );
+    }
+    let sockets = app.metrics.clone();
+    let limit = Arc::new(ConnectionLimit::new(
+        app.cfg.max_connections as u64,
+        move || sockets.connections.load(Relaxed),
+    ));
+    let server = listener::serve(
+        listener,
+        server::routes(app.clone()),
+        limit,
+        app.cfg.http_header_timeout,
+        shutdown_rx.clone(),
+    );
     tracing::info!(%addr, path = %app.cfg.graphql_path, "serving GraphQL over HTTP and WebSocket");
     on_ready(addr);
     server.await;

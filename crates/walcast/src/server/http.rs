@@ -23,7 +23,19 @@ pub async fn post(
     body: Bytes,
     app: Arc<App>,
 ) -> warp::reply::Response {
-    let who = match (app.cfg.auth, authorization.as_deref().and_then(bearer)) {
+    // A header that is there but not `Bearer <token>` is a mistake to report, not an anonymous
+    // request.
+    let token = match authorization.as_deref().map(|h| bearer(h).ok_or(h)) {
+        Some(Err(_)) if app.cfg.auth != AuthMode::Public => {
+            return json_reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"message": "the Authorization header must be `Bearer <token>`"}]}),
+            )
+        }
+        Some(Ok(token)) => Some(token),
+        _ => None,
+    };
+    let who = match (app.cfg.auth, token) {
         (AuthMode::Public, _) => Identity::public(),
         (_, Some(token)) => match app.auth.load().verify(&token) {
             Ok(who) => who,

@@ -3,6 +3,7 @@
 mod example;
 mod graphiql;
 mod http;
+pub mod listener;
 mod upgrade;
 
 pub use upgrade::Socket;
@@ -82,16 +83,18 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
                 warp::reply::with_status("replication not live", StatusCode::SERVICE_UNAVAILABLE)
             }
         });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_app(app.clone()))
-        .map(|app: Arc<App>| {
-            warp::reply::with_header(
-                app.metrics.render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-        });
+    // On its own listener when one is configured; here otherwise.
+    let metrics_here = app.cfg.metrics_listen.is_none();
+    let metrics = warp::any()
+        .and_then(move || async move {
+            if metrics_here {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(metrics_route(app.clone()));
 
     let ws = path
         .clone()
@@ -111,8 +114,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .clone()
         .and(warp::post())
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::content_length_limit(MAX_MESSAGE as u64))
-        .and(warp::body::bytes())
+        .and(body(MAX_MESSAGE))
         .and(with_app(app.clone()))
         .then(http::post);
     let example_path = app.cfg.graphql_path.clone();
@@ -144,6 +146,96 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .recover(recover)
 }
 
+/// A request body of at most `limit` bytes, with a `content-length` or chunked.
+fn body(limit: usize) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, stream| collect_body(length, stream, limit))
+}
+
+async fn collect_body<S, B>(
+    length: Option<u64>,
+    stream: S,
+    limit: usize,
+) -> Result<bytes::Bytes, Rejection>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::TryStreamExt;
+    if length.is_some_and(|n| n > limit as u64) {
+        return Err(warp::reject::custom(BodyTooLarge(limit)));
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = bytes::BytesMut::new();
+    while let Some(mut chunk) = stream
+        .try_next()
+        .await
+        .map_err(|_| warp::reject::custom(BodyUnreadable))?
+    {
+        if body.len() + chunk.remaining() > limit {
+            return Err(warp::reject::custom(BodyTooLarge(limit)));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            body.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+#[derive(Debug)]
+struct BodyTooLarge(usize);
+impl warp::reject::Reject for BodyTooLarge {}
+
+#[derive(Debug)]
+struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// `GET /metrics`, behind `WALCAST_METRICS_TOKEN` when it is set.
+fn metrics_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_app(app))
+        .map(|authorization: Option<String>, app: Arc<App>| {
+            if let Some(want) = &app.cfg.metrics_token {
+                let given = authorization.as_deref().and_then(bearer);
+                if !given.is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes())) {
+                    return warp::reply::with_status(
+                        "metrics need the token of WALCAST_METRICS_TOKEN (Authorization: Bearer)",
+                        StatusCode::UNAUTHORIZED,
+                    )
+                    .into_response();
+                }
+            }
+            warp::reply::with_header(
+                app.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response()
+        })
+}
+
+/// The routes of the separate metrics listener (`WALCAST_METRICS_LISTEN`).
+pub fn metrics_routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    warp::path!("healthz")
+        .and(warp::get())
+        .map(|| "ok")
+        .or(metrics_route(app))
+        .recover(recover)
+}
+
+/// Compares secrets without leaking through timing where they first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn upgrade(
     ws: upgrade::Request,
     protocols: Option<String>,
@@ -168,15 +260,15 @@ fn upgrade(
         return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
             .into_response();
     }
-    let identity: Option<Identity> = match app.cfg.auth {
+    let identity: Option<(Identity, String)> = match app.cfg.auth {
         AuthMode::Strict => {
             let token = query
                 .get("access_token")
                 .cloned()
                 .or_else(|| authorization.as_deref().and_then(bearer));
-            match token.map(|t| app.auth.load().verify(&t)) {
-                Some(Ok(who)) => Some(who),
-                Some(Err(e)) => {
+            match token.map(|t| (app.auth.load().verify(&t), t)) {
+                Some((Ok(who), token)) => Some((who, token)),
+                Some((Err(e), _)) => {
                     return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)
                         .into_response()
                 }
@@ -198,7 +290,18 @@ fn upgrade(
 }
 
 async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let (status, message) = if err.is_not_found() {
+    // A body refused on the POST route is the answer, whatever the other routes said.
+    let (status, message) = if let Some(BodyTooLarge(limit)) = err.find() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {limit} bytes"),
+        )
+    } else if err.find::<BodyUnreadable>().is_some() {
+        (
+            StatusCode::BAD_REQUEST,
+            "request body could not be read".to_owned(),
+        )
+    } else if err.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if let Some(e) = err.find::<warp::reject::MethodNotAllowed>() {
         (StatusCode::METHOD_NOT_ALLOWED, e.to_string())

@@ -118,12 +118,17 @@ pub(super) async fn run(
             }
         };
         let payload = payload.unwrap_or_else(|e| json!({"errors": [{"message": e.to_string()}]}));
+        let payload: walcast_graphql::Payload = payload.to_string().into();
         let next = ServerMsg::Next {
             id: id.clone(),
-            payload: payload.to_string().into(),
+            payload: payload.clone(),
         };
         if out.once(next).await.is_ok() {
-            let _ = out.once(ServerMsg::Complete { id }).await;
+            let complete = ServerMsg::Complete {
+                id,
+                result: Some(payload),
+            };
+            let _ = out.once(complete).await;
         }
         return;
     }
@@ -210,5 +215,5 @@ pub(super) async fn run(
             return;
         }
     }
-    let _ = out.once(ServerMsg::Complete { id }).await;
+    let _ = out.once(ServerMsg::Complete { id, result: None }).await;
 }

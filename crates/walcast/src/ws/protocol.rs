@@ -75,6 +75,9 @@ pub enum ServerMsg {
     },
     Complete {
         id: String,
+        /// A query's or mutation's result, repeated in the legacy protocol's `complete` as
+        /// gateways such as Tyk describe it; `None` for subscriptions.
+        result: Option<walcast_graphql::Payload>,
     },
     Pong(Option<Value>),
     KeepAlive,
@@ -218,10 +221,17 @@ impl Protocol {
             (Protocol::Graphcool, ServerMsg::Error { id, errors }) => {
                 json!({"type": "subscription_fail", "id": id, "payload": {"errors": errors}})
             }
-            (Protocol::Transport | Protocol::Legacy, ServerMsg::Complete { id }) => {
+            (
+                Protocol::Legacy,
+                ServerMsg::Complete {
+                    id,
+                    result: Some(result),
+                },
+            ) => return Some(envelope("complete", id, result)),
+            (Protocol::Transport | Protocol::Legacy, ServerMsg::Complete { id, .. }) => {
                 json!({"type": "complete", "id": id})
             }
-            (Protocol::Graphcool, ServerMsg::Complete { id }) => {
+            (Protocol::Graphcool, ServerMsg::Complete { id, .. }) => {
                 json!({"type": "subscription_end", "id": id})
             }
             (Protocol::Transport, ServerMsg::Pong(p)) => match p {
@@ -415,7 +425,10 @@ mod fuzz {
                 ServerMsg::Started { id: id.clone() },
                 ServerMsg::Next { id: id.clone(), payload: serde_json::json!({"data": text}).to_string().into() },
                 ServerMsg::Error { id: id.clone(), errors: serde_json::json!([{"message": text}]) },
-                ServerMsg::Complete { id: id.clone() },
+                ServerMsg::Complete {
+                    id: id.clone(),
+                    result: None,
+                },
                 ServerMsg::Pong(None),
                 ServerMsg::KeepAlive,
             ] {
@@ -425,6 +438,33 @@ mod fuzz {
                 }
             }
         }
+    }
+
+    /// The legacy protocol repeats a query's result in `complete`, as Tyk's gateway documents;
+    /// the other protocols and subscriptions send a bare `complete`.
+    #[test]
+    fn legacy_complete_carries_the_result() {
+        let result: walcast_graphql::Payload = r#"{"data":{"__typename":"Query"}}"#.into();
+        let with = ServerMsg::Complete {
+            id: "7".into(),
+            result: Some(result),
+        };
+        assert_eq!(
+            Protocol::Legacy.encode(&with).as_deref(),
+            Some(r#"{"type":"complete","id":"7","payload":{"data":{"__typename":"Query"}}}"#)
+        );
+        assert_eq!(
+            Protocol::Transport.encode(&with).as_deref(),
+            Some(r#"{"type":"complete","id":"7"}"#)
+        );
+        let bare = ServerMsg::Complete {
+            id: "7".into(),
+            result: None,
+        };
+        assert_eq!(
+            Protocol::Legacy.encode(&bare).as_deref(),
+            Some(r#"{"type":"complete","id":"7"}"#)
+        );
     }
 
     /// The fuzz target's property (`scripts/fuzz.sh protocol`) on its seeds and on every input
@@ -450,7 +490,10 @@ mod fuzz {
                     };
                     started += 1;
                     for answer in [
-                        ServerMsg::Complete { id: id.clone() },
+                        ServerMsg::Complete {
+                            id: id.clone(),
+                            result: None,
+                        },
                         ServerMsg::Error {
                             id: id.clone(),
                             errors: json!([{"message": "x"}]),

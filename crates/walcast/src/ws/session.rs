@@ -18,7 +18,7 @@ use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 use super::operation;
 use super::protocol::{ClientMsg, Protocol, ServerMsg};
 use crate::app::App;
-use crate::auth::{token_from_init, AuthError, Identity};
+use crate::auth::{token_from_init, AuthError, Identity, Origin};
 use crate::config::AuthMode;
 use crate::permissions::RoleView;
 use crate::server::Socket;
@@ -39,6 +39,7 @@ pub mod close {
     pub const TOO_MANY: u16 = 4429;
     pub const TOO_BIG: u16 = 1009;
     pub const GOING_AWAY: u16 = 1001;
+    pub const INVALID_PAYLOAD: u16 = 1007;
 }
 
 /// What an operation tells its session, beside the messages it sends.
@@ -52,7 +53,12 @@ pub(super) enum OpEvent {
 
 pub(super) enum Out {
     Msg(ServerMsg),
+    /// A WebSocket ping frame (keeps proxies from closing an idle socket; the pong proves the
+    /// client is there).
+    Ping,
     Close(u16, String),
+    /// The client closed: flush the close frame tungstenite queued as the reply.
+    CloseReply,
 }
 
 struct Session {
@@ -60,6 +66,9 @@ struct Session {
     protocol: Protocol,
     id: u64,
     identity: Option<Identity>,
+    /// The static token the identity came from: checked again when the tokens file is reloaded,
+    /// so a revoked token ends its sockets.
+    token: Option<String>,
     /// What the identity may see; recomputed when permissions or the catalog change.
     view: Option<Arc<RoleView>>,
     access: SharedAccess,
@@ -73,8 +82,15 @@ struct Session {
     slow: Arc<Notify>,
 }
 
-/// Serves one upgraded socket. `identity` is set when strict mode authenticated the upgrade.
-pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Option<Identity>) {
+/// Serves one upgraded socket. `identity` (and the token it came from) is set when strict mode
+/// authenticated the upgrade.
+pub async fn serve(
+    app: Arc<App>,
+    ws: Socket,
+    protocol: Protocol,
+    identity: Option<(Identity, String)>,
+) {
+    let (identity, token) = identity.unzip();
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[protocol.name()], 1);
     let (mut sink, mut stream) = ws.split();
@@ -99,16 +115,31 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                         metrics.messages_sent.fetch_add(1, Relaxed);
                         metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
                         if sink.feed(Message::text(text)).await.is_err() {
+                            // After the client's close frame nothing but the reply may be
+                            // written: closing flushes that reply.
+                            let _ = sink.close().await;
                             return None;
                         }
                         fed += 1;
+                    }
+                    Out::Ping => {
+                        if sink.feed(Message::Ping(Default::default())).await.is_err() {
+                            let _ = sink.close().await;
+                            return None;
+                        }
+                    }
+                    Out::CloseReply => {
+                        let _ = sink.close().await;
+                        return None;
                     }
                     Out::Close(code, reason) => {
                         let frame = CloseFrame {
                             code: CloseCode::from(code),
                             reason: reason.into(),
                         };
-                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        if sink.send(Message::Close(Some(frame))).await.is_err() {
+                            let _ = sink.close().await;
+                        }
                         // The socket stays open: the session may still drain what the client
                         // is sending.
                         return Some(sink);
@@ -131,6 +162,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
         app: app.clone(),
         protocol,
         identity,
+        token,
         view: None,
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         acked: false,
@@ -145,30 +177,53 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
     let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
     let mut shutdown = app.shutdown.clone();
     let mut generation = app.generation.subscribe();
+    let mut heartbeat = Heartbeat::new(app.cfg.ws_ping_interval, app.cfg.ws_pong_timeout);
     if s.identity.is_some() {
         s.refresh_view();
     }
     let slow = s.slow.clone();
     let close: Option<(u16, String)> = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
-                None => break None,
-                // Over `max_message_size` (or `max_frame_size`, the same limit).
-                Some(Err(WsError::Capacity(_))) => {
-                    break Some((close::TOO_BIG, "message too big".into()));
-                }
-                Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(c) = s.handle(text.as_str()).await {
-                        break Some(c);
+            frame = stream.next() => {
+                heartbeat.heard();
+                match frame {
+                    None => break None,
+                    // Over `max_message_size` (or `max_frame_size`, the same limit).
+                    Some(Err(WsError::Capacity(_))) => {
+                        break Some((close::TOO_BIG, "message too big".into()));
                     }
+                    Some(Err(WsError::Utf8(_))) => {
+                        break Some((close::INVALID_PAYLOAD, "text frame is not valid UTF-8".into()));
+                    }
+                    Some(Err(_)) => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = s.out.send(Out::CloseReply).await;
+                        break None;
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(c) = s.handle(text.as_str()).await {
+                            break Some(c);
+                        }
+                    }
+                    // graphql-transport-ws allows only the messages it defines, as text.
+                    Some(Ok(Message::Binary(_))) if protocol == Protocol::Transport => {
+                        break Some((close::BAD_REQUEST, "binary frames are not supported".into()));
+                    }
+                    // Pings are answered by tungstenite; pongs only prove the client is there.
+                    Some(Ok(_)) => {}
                 }
-                // Pings are answered by tungstenite; binary frames are not part of any protocol.
-                Some(Ok(_)) => {}
             },
+            _ = heartbeat.ping_due() => {
+                let _ = s.out.send(Out::Ping).await;
+                heartbeat.pinged();
+            }
+            _ = heartbeat.pong_overdue() => {
+                app.metrics.ping_timeouts.fetch_add(1, Relaxed);
+                break Some((close::GOING_AWAY, "ping timeout".into()));
+            }
             Some(event) = op_rx.recv() => match event {
                 OpEvent::Ended(msg) => {
-                    if let ServerMsg::Complete { id } | ServerMsg::Error { id, .. } = &msg {
+                    if let ServerMsg::Complete { id, .. } | ServerMsg::Error { id, .. } = &msg {
                         s.ops.remove(id);
                         s.stream_ended(id);
                     }
@@ -185,18 +240,16 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
                 let _ = s.out.send(Out::Msg(ServerMsg::KeepAlive)).await;
             }
             _ = generation.changed() => {
+                if let Some(reason) = s.revoked() {
+                    s.end_operations(&reason).await;
+                    break Some((close::FORBIDDEN, reason));
+                }
                 if s.identity.is_some() {
                     s.refresh_view();
                 }
             }
             _ = expiry(s.identity.as_ref().and_then(|i| i.expires_at)) => {
-                let errors = serde_json::json!([{"message": "access token expired"}]);
-                // Operations write to the socket themselves: stopped first, none sends after
-                // its error.
-                for (id, op) in s.ops.drain().collect::<Vec<_>>() {
-                    op.abort();
-                    let _ = s.out.send(Out::Msg(ServerMsg::Error { id, errors: errors.clone() })).await;
-                }
+                s.end_operations("access token expired").await;
                 break Some((close::FORBIDDEN, "access token expired".into()));
             }
             _ = slow.notified() => {
@@ -206,7 +259,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, protocol: Protocol, identity: Opti
             _ = shutdown.changed() => {
                 for (id, op) in s.ops.drain().collect::<Vec<_>>() {
                     op.abort();
-                    let _ = s.out.send(Out::Msg(ServerMsg::Complete { id })).await;
+                    let _ = s.out.send(Out::Msg(ServerMsg::Complete { id, result: None })).await;
                 }
                 break Some((close::GOING_AWAY, "server shutting down".into()));
             }
@@ -274,7 +327,90 @@ async fn expiry(at: Option<std::time::SystemTime>) {
     }
 }
 
+/// The server's ping frames: when the next one is due, and until when its pong may take.
+struct Heartbeat {
+    interval: Option<Duration>,
+    timeout: Duration,
+    next_ping: tokio::time::Instant,
+    /// Set while a ping is unanswered.
+    pong_by: Option<tokio::time::Instant>,
+}
+
+impl Heartbeat {
+    /// `interval` zero turns pings off.
+    fn new(interval: Duration, timeout: Duration) -> Heartbeat {
+        let interval = (!interval.is_zero()).then_some(interval);
+        Heartbeat {
+            interval,
+            timeout,
+            next_ping: tokio::time::Instant::now() + interval.unwrap_or_default(),
+            pong_by: None,
+        }
+    }
+
+    /// Anything the client sends proves it is there.
+    fn heard(&mut self) {
+        self.pong_by = None;
+    }
+
+    fn pinged(&mut self) {
+        let now = tokio::time::Instant::now();
+        if let Some(interval) = self.interval {
+            self.next_ping = now + interval;
+        }
+        if self.pong_by.is_none() {
+            self.pong_by = Some(now + self.timeout);
+        }
+    }
+
+    async fn ping_due(&self) {
+        match self.interval {
+            Some(_) => tokio::time::sleep_until(self.next_ping).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn pong_overdue(&self) {
+        match self.pong_by {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 impl Session {
+    /// Why the socket's static token is no longer accepted (removed from the tokens file),
+    /// or `None`. A token that now maps to another role keeps the socket with the new role.
+    fn revoked(&mut self) -> Option<String> {
+        let token = self.token.as_deref()?;
+        if self.identity.as_ref()?.origin != Origin::StaticToken {
+            return None;
+        }
+        match self.app.auth.load().verify(token) {
+            Ok(who) => {
+                self.identity = Some(who);
+                None
+            }
+            Err(_) => Some("access token revoked".into()),
+        }
+    }
+
+    /// Stops every operation and tells the client why with an error on each. Operations write
+    /// to the socket themselves: stopped first, none sends after its error.
+    async fn end_operations(&mut self, message: &str) {
+        let errors = serde_json::json!([{ "message": message }]);
+        for (id, op) in self.ops.drain().collect::<Vec<_>>() {
+            op.abort();
+            let _ = self
+                .out
+                .send(Out::Msg(ServerMsg::Error {
+                    id,
+                    errors: errors.clone(),
+                }))
+                .await;
+        }
+    }
+
     fn role(&self) -> String {
         self.identity
             .as_ref()
@@ -387,7 +523,7 @@ impl Session {
                     op.abort();
                     // graphql-transport-ws: the client already considers it complete.
                     if self.protocol != Protocol::Transport {
-                        self.send(ServerMsg::Complete { id }).await;
+                        self.send(ServerMsg::Complete { id, result: None }).await;
                     }
                 }
                 None
@@ -424,6 +560,7 @@ impl Session {
                 };
                 match verified {
                     Ok(who) => {
+                        self.token = token_from_init(payload.as_ref());
                         self.identity = Some(who);
                         self.refresh_view();
                     }

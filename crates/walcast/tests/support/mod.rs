@@ -507,7 +507,7 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     // std offers only SIGKILL; the shell's kill builtin avoids a libc dependency.
     let status = Command::new("sh")
         .arg("-c")
