@@ -132,7 +132,9 @@ impl<'d> Walk<'_, 'd> {
                     if is_relation {
                         self.cost = self.cost.saturating_add(rows);
                     }
-                    let inner = if field.field_type.is_list() {
+                    // `Type::is_list` answers false for `[T!]!`; the written form does not.
+                    let is_list = field.field_type.to_string().starts_with('[');
+                    let inner = if is_list {
                         let first = f
                             .item
                             .arguments
