@@ -135,6 +135,18 @@ impl RowFilter {
         }
     }
 
+    /// How many values its `_in` / `_not_in` lists hold, nested conditions included.
+    pub fn list_items(&self) -> usize {
+        match self {
+            RowFilter::All(v) | RowFilter::Any(v) | RowFilter::None(v) => {
+                v.iter().map(RowFilter::list_items).sum()
+            }
+            RowFilter::In { values, .. } => values.len(),
+            RowFilter::Relation { filter, .. } => filter.list_items(),
+            _ => 0,
+        }
+    }
+
     /// Column indexes of this row's table the filter reads, sorted and without duplicates.
     pub fn columns(&self) -> Vec<usize> {
         let mut out = Vec::new();
@@ -193,6 +205,17 @@ impl EventFilter {
             }
             EventFilter::Node(rf) => rf.has_relations(),
             EventFilter::OpIn(_) | EventFilter::UpdatedFields { .. } => false,
+        }
+    }
+
+    /// How many values its `_in` / `_not_in` lists hold.
+    pub fn list_items(&self) -> usize {
+        match self {
+            EventFilter::All(v) | EventFilter::Any(v) | EventFilter::None(v) => {
+                v.iter().map(EventFilter::list_items).sum()
+            }
+            EventFilter::Node(rf) => rf.list_items(),
+            EventFilter::OpIn(_) | EventFilter::UpdatedFields { .. } => 0,
         }
     }
 

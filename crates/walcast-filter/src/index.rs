@@ -79,14 +79,20 @@ fn required_in_row<'f>(f: &'f RowFilter, out: &mut Vec<Required<'f>>) {
             negated: false,
         } => {
             // A NULL in the list never equals anything: only the other values can match.
+            // Duplicates are dropped through a set: a scan of the keys so far would make a long
+            // list cost the square of its length.
             let mut keys = Vec::with_capacity(values.len());
+            let mut seen = HashSet::with_capacity(values.len());
             for v in values
                 .iter()
                 .filter(|v| !matches!(v, walcast_model::Datum::Null))
             {
                 match key(v) {
-                    Some(k) if !keys.contains(&k) => keys.push(k),
-                    Some(_) => {}
+                    Some(k) => {
+                        if seen.insert(k.clone()) {
+                            keys.push(k);
+                        }
+                    }
                     None => return,
                 }
             }
@@ -229,6 +235,15 @@ impl Entry {
     }
 }
 
+/// Gives back a map's spare room once it is mostly empty: a subscription with a long `_in`
+/// list grows its column's bucket map, which would otherwise keep that size after it leaves.
+/// Halving the load before rebuilding keeps the rebuilds' cost within that of the removals.
+fn shrink_map<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 2 * map.len() + 64 {
+        map.shrink_to_fit();
+    }
+}
+
 /// Subscriptions filed under one key: almost always one (`id: 5`), so without a map.
 enum Bucket<K> {
     One(K, Entry),
@@ -257,6 +272,7 @@ impl<K: Clone + Eq + Hash> Bucket<K> {
             Bucket::One(k, _) => k == key,
             Bucket::Many(map) => {
                 map.remove(key);
+                shrink_map(map);
                 map.is_empty()
             }
         }
@@ -390,6 +406,9 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
             match &plan.slot {
                 Slot::Scan => {
                     index.scan.swap_remove(key);
+                    if index.scan.capacity() > 2 * index.scan.len() + 64 {
+                        index.scan.shrink_to_fit();
+                    }
                 }
                 Slot::Buckets { column, keys } => {
                     let Some(at) = index.columns.iter().position(|c| c.column == *column) else {
@@ -405,12 +424,16 @@ impl<K: Clone + Eq + Hash> SubscriptionIndex<K> {
                     }
                     if cb.buckets.is_empty() {
                         index.columns.swap_remove(at);
+                    } else {
+                        shrink_map(&mut cb.buckets);
                     }
                 }
             }
         }
         if table.placed.is_empty() {
             self.tables.remove(&table_oid);
+        } else {
+            shrink_map(&mut table.placed);
         }
         self.len -= 1;
         Some(filter)

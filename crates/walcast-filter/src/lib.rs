@@ -17,8 +17,9 @@ pub use batch::{RelationBatch, RelationQuery};
 pub use eval::Truth;
 pub use index::SubscriptionIndex;
 pub use parse::{
-    parse_mutated, parse_mutated_in, parse_subscription_where, parse_subscription_where_in,
-    parse_where, parse_where_in, FilterError,
+    parse_mutated, parse_mutated_in, parse_mutated_limited, parse_subscription_where,
+    parse_subscription_where_in, parse_subscription_where_limited, parse_where, parse_where_in,
+    parse_where_limited, FilterError, Limits,
 };
 pub use relation_sql::{relation_sql, CandidateQuery};
 pub use relations::{relations, Relation, RelationKind};

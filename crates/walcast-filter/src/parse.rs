@@ -33,6 +33,29 @@ pub enum FilterError {
     UpdatedFieldsNeedsUpdate,
     #[error("event must be one of \"create\", \"update\", \"delete\", \"truncate\"; found {0:?}")]
     Event(String),
+    #[error("{path}: a list of {items} items; filter lists hold at most {limit} (WALCAST_MAX_LIST_ITEMS)")]
+    ListTooLong {
+        path: String,
+        items: usize,
+        limit: usize,
+    },
+}
+
+/// Bounds on client input beyond what the catalog checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most items in one list of a filter (`_in`, `_not_in`, `AND`/`OR`/`NOT`, `mutation_in`,
+    /// `updatedFields_*`): every item costs memory in the subscription index and work per event.
+    pub max_list_items: usize,
+}
+
+impl Default for Limits {
+    /// No bound (trusted input: the permissions file).
+    fn default() -> Self {
+        Limits {
+            max_list_items: usize::MAX,
+        }
+    }
 }
 
 /// The operator suffixes of `<table>WhereInput`, longest first so `_not_in` wins over `_in`.
@@ -107,6 +130,22 @@ fn list(v: &Value) -> Vec<&Value> {
     }
 }
 
+impl Limits {
+    /// Refuses a list longer than the bound, before any of its items is parsed.
+    fn check(&self, v: &Value, path: &str) -> Result<(), FilterError> {
+        match v {
+            Value::Array(items) if items.len() > self.max_list_items => {
+                Err(FilterError::ListTooLong {
+                    path: path.to_owned(),
+                    items: items.len(),
+                    limit: self.max_list_items,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// How deep `AND`/`OR`/`NOT` and relation conditions may nest: bounds recursion on hostile
 /// input long before the stack is at risk.
 pub const MAX_DEPTH: usize = 32;
@@ -150,7 +189,11 @@ fn check_labels(d: &Datum, labels: &[String], bad: &mut Option<String>) {
 /// Parses a `<table>WhereInput` value. Relation conditions need the catalog
 /// ([`parse_where_in`]); here their keys are unknown fields.
 pub fn parse_where(table: &Table, input: &Value) -> Result<RowFilter, FilterError> {
-    Parser { catalog: None }.row(table, input, "where", 0)
+    Parser {
+        catalog: None,
+        limits: Limits::default(),
+    }
+    .row(table, input, "where", 0)
 }
 
 /// Parses a `<table>WhereInput` value, relation conditions included.
@@ -159,8 +202,19 @@ pub fn parse_where_in(
     table: &Table,
     input: &Value,
 ) -> Result<RowFilter, FilterError> {
+    parse_where_limited(catalog, table, input, Limits::default())
+}
+
+/// [`parse_where_in`] for client input: lists longer than `limits` allow are refused.
+pub fn parse_where_limited(
+    catalog: &Catalog,
+    table: &Table,
+    input: &Value,
+    limits: Limits,
+) -> Result<RowFilter, FilterError> {
     Parser {
         catalog: Some(catalog),
+        limits,
     }
     .row(table, input, "where", 0)
 }
@@ -173,6 +227,7 @@ enum Key<'t> {
 
 struct Parser<'c> {
     catalog: Option<&'c Catalog>,
+    limits: Limits,
 }
 
 impl Parser<'_> {
@@ -200,6 +255,7 @@ impl Parser<'_> {
             let here = format!("{path}.{key}");
             match key.as_str() {
                 "AND" | "OR" | "NOT" => {
+                    self.limits.check(v, &here)?;
                     let items = list(v)
                         .into_iter()
                         .enumerate()
@@ -213,6 +269,7 @@ impl Parser<'_> {
                 }
                 _ => match self.split_key(table, key, v, &mut rels) {
                     Some(Key::Column(column, col, suffix)) => {
+                        self.limits.check(v, &here)?;
                         conds.push(parse_condition(column, col, suffix, v, &here)?)
                     }
                     Some(Key::Relation(relation, kind)) => {
@@ -336,6 +393,7 @@ impl Parser<'_> {
         let mut conds = Vec::with_capacity(obj.len());
         for (key, v) in obj {
             let here = format!("{path}.{key}");
+            self.limits.check(v, &here)?;
             let cond = match key.as_str() {
                 "AND" | "OR" | "NOT" => {
                     let items = list(v)
@@ -520,7 +578,14 @@ fn field_names(table: &Table, v: &Value, path: &str) -> Result<Vec<usize>, Filte
 /// Parses a Prisma `<table>SubscriptionWhereInput`. Prisma subscriptions never see truncate.
 /// Relation conditions need the catalog ([`parse_subscription_where_in`]).
 pub fn parse_subscription_where(table: &Table, input: &Value) -> Result<EventFilter, FilterError> {
-    subscription_where(Parser { catalog: None }, table, input)
+    subscription_where(
+        Parser {
+            catalog: None,
+            limits: Limits::default(),
+        },
+        table,
+        input,
+    )
 }
 
 /// Parses a Prisma `<table>SubscriptionWhereInput`, relation conditions included.
@@ -529,9 +594,21 @@ pub fn parse_subscription_where_in(
     table: &Table,
     input: &Value,
 ) -> Result<EventFilter, FilterError> {
+    parse_subscription_where_limited(catalog, table, input, Limits::default())
+}
+
+/// [`parse_subscription_where_in`] for client input: lists longer than `limits` allow are
+/// refused.
+pub fn parse_subscription_where_limited(
+    catalog: &Catalog,
+    table: &Table,
+    input: &Value,
+    limits: Limits,
+) -> Result<EventFilter, FilterError> {
     subscription_where(
         Parser {
             catalog: Some(catalog),
+            limits,
         },
         table,
         input,
@@ -604,7 +681,15 @@ pub fn parse_mutated(
     event: Option<&str>,
     input: Option<&Value>,
 ) -> Result<EventFilter, FilterError> {
-    mutated(Parser { catalog: None }, table, event, input)
+    mutated(
+        Parser {
+            catalog: None,
+            limits: Limits::default(),
+        },
+        table,
+        event,
+        input,
+    )
 }
 
 /// Directus' `<table>_mutated(event:, where:)`, relation conditions included.
@@ -614,9 +699,21 @@ pub fn parse_mutated_in(
     event: Option<&str>,
     input: Option<&Value>,
 ) -> Result<EventFilter, FilterError> {
+    parse_mutated_limited(catalog, table, event, input, Limits::default())
+}
+
+/// [`parse_mutated_in`] for client input: lists longer than `limits` allow are refused.
+pub fn parse_mutated_limited(
+    catalog: &Catalog,
+    table: &Table,
+    event: Option<&str>,
+    input: Option<&Value>,
+    limits: Limits,
+) -> Result<EventFilter, FilterError> {
     mutated(
         Parser {
             catalog: Some(catalog),
+            limits,
         },
         table,
         event,

@@ -158,6 +158,17 @@ impl<'t> SqlBuilder<'t> {
         }
     }
 
+    /// The values as one parameter: an array literal cast to an array of the type the column
+    /// is compared as (see [`SqlBuilder::column_expr`]).
+    fn array_param(&mut self, c: &Column, values: &[Datum]) -> String {
+        let p = self.param(Some(pg_array(values, c.ty.kind)));
+        match c.ty.kind {
+            Kind::Json => format!("CAST({p}::text AS jsonb[])"),
+            Kind::Other => format!("CAST({p}::text AS text[])"),
+            _ => format!("CAST({p}::text AS {}[])", c.sql_type),
+        }
+    }
+
     /// SQL for a filter on this builder's table; `TRUE` for an empty one.
     pub fn filter(&mut self, f: &RowFilter) -> String {
         let alias = self.alias.clone();
@@ -209,12 +220,25 @@ impl<'t> SqlBuilder<'t> {
                     return format!("(CASE WHEN {plain} IS NULL THEN NULL ELSE {known} END)");
                 }
                 let c = Self::column_expr(alias, col);
-                let items: Vec<String> = values.iter().map(|v| self.typed_param(col, v)).collect();
-                format!(
-                    "({c} {}IN ({}))",
-                    if *negated { "NOT " } else { "" },
-                    items.join(", ")
-                )
+                if col.ty.array {
+                    // An array of arrays would be one multidimensional array, whose `ANY`
+                    // walks the scalars: array values keep a parameter each.
+                    let items: Vec<String> =
+                        values.iter().map(|v| self.typed_param(col, v)).collect();
+                    return format!(
+                        "({c} {}IN ({}))",
+                        if *negated { "NOT " } else { "" },
+                        items.join(", ")
+                    );
+                }
+                // One array parameter, whatever the length: Postgres takes at most 65,535
+                // parameters. `= ANY` and `<> ALL` are `IN` and `NOT IN`, NULLs included.
+                let p = self.array_param(col, values);
+                if *negated {
+                    format!("({c} <> ALL ({p}))")
+                } else {
+                    format!("({c} = ANY ({p}))")
+                }
             }
             RowFilter::Text {
                 column: i,

@@ -263,3 +263,28 @@ fn enum_labels_are_checked() {
     // Labels order by declaration ("happy" > "sad"), not bytewise.
     assert!(f.matches_in(&t, &row));
 }
+
+#[test]
+fn lists_longer_than_the_limit_are_refused_by_path() {
+    let c = common::blog();
+    let posts = c.table_by_gql("posts").expect("posts");
+    let limits = walcast_filter::Limits { max_list_items: 3 };
+    let ok = json!({"id_in": [1, 2, 3]});
+    walcast_filter::parse_where_limited(&c, posts, &ok, limits).expect("at the limit");
+    let long = json!({"AND": [{"id_not_in": [1, 2, 3, 4]}]});
+    let err = walcast_filter::parse_where_limited(&c, posts, &long, limits).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "where.AND[0].id_not_in: a list of 4 items; filter lists hold at most 3 (WALCAST_MAX_LIST_ITEMS)"
+    );
+    let sub = json!({"mutation_in": ["CREATED", "UPDATED", "DELETED", "CREATED"]});
+    let err =
+        walcast_filter::parse_subscription_where_limited(&c, posts, &sub, limits).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("where.mutation_in: a list of 4"),
+        "{err}"
+    );
+    // Unbounded by default (the permissions file is trusted).
+    walcast_filter::parse_where(posts, &json!({"id_in": [1, 2, 3, 4]})).expect("no limit");
+}

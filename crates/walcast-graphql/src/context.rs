@@ -118,6 +118,16 @@ pub struct Ctx {
     /// Counts the queries that load related rows (shared by every operation).
     pub relation_queries: Arc<std::sync::atomic::AtomicU64>,
     pub access: SharedAccess,
+    pub limits: Limits,
+}
+
+/// Bounds on what one operation may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// On its filters (`WALCAST_MAX_LIST_ITEMS`).
+    pub filters: walcast_filter::Limits,
+    /// On its cost, see [`crate::cost`] (`WALCAST_MAX_OPERATION_COST`).
+    pub max_operation_cost: u64,
 }
 
 impl Ctx {

@@ -3,7 +3,9 @@
 //! changes.
 
 pub mod context;
+pub mod cost;
 pub mod guard;
+pub mod hints;
 pub mod info;
 pub mod input;
 pub mod messages;
@@ -22,8 +24,8 @@ use juniper::RootNode;
 use walcast_model::{Catalog, Table};
 
 pub use context::{
-    Access, ConnectionHandle, Ctx, EventSource, EventStream, MessagePrefixes, MessageRequest,
-    MessageStream, SharedAccess, SubscribeError, SubscriptionRequest, TableAccess,
+    Access, ConnectionHandle, Ctx, EventSource, EventStream, Limits, MessagePrefixes,
+    MessageRequest, MessageStream, SharedAccess, SubscribeError, SubscriptionRequest, TableAccess,
 };
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;

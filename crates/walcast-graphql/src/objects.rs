@@ -8,7 +8,7 @@ use juniper::{
 };
 use std::sync::Arc;
 
-use walcast_filter::{parse_where_in, RowFilter};
+use walcast_filter::{parse_where_limited, RowFilter};
 use walcast_model::{Batch, Datum, Event, Kind, Op, Row};
 
 use crate::input::WhereInput;
@@ -177,7 +177,7 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
                 .map(|v| input_to_json(&v.item))
             {
                 Some(w) if !w.is_null() => Some(
-                    parse_where_in(&info.catalog, &target.table, &w)
+                    parse_where_limited(&info.catalog, &target.table, &w, ctx.limits.filters)
                         .map_err(|e| FieldError::from(format!("{field}: {e}")))?,
                 ),
                 _ => None,

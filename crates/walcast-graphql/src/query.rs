@@ -3,7 +3,7 @@
 
 use juniper::{DefaultScalarValue as S, FieldError};
 use tokio_postgres::types::ToSql;
-use walcast_filter::sql::{quote_ident, SqlBuilder};
+use walcast_filter::sql::{pg_text, quote_ident, SqlBuilder};
 use walcast_filter::RowFilter;
 use walcast_model::{value::decode_text, Datum, Row, Table};
 
@@ -148,12 +148,23 @@ pub async fn by_id(
     let Some(col) = t.id_column().and_then(|c| t.table.columns.get(c.index)) else {
         return Ok(None);
     };
+    // Checked as `where: { id: ... }` checks it: a malformed id is the caller's error, not a
+    // database one.
+    let input = serde_json::json!({ col.gql_name.as_str(): id });
+    let value = match walcast_filter::parse_where(&t.table, &input) {
+        Ok(RowFilter::Cmp { value, .. }) => value,
+        Ok(_) => return Ok(None),
+        Err(walcast_filter::FilterError::Value { message, .. }) => {
+            return Err(FieldError::from(format!("argument \"id\": {message}")))
+        }
+        Err(e) => return Err(FieldError::from(format!("argument \"id\": {e}"))),
+    };
     let mut b = SqlBuilder::new(&t.table, "t");
     let cond = role_filter
         .map(|f| b.filter(f))
         .unwrap_or_else(|| "TRUE".into());
     let mut params = b.params;
-    params.push(Some(id.to_owned()));
+    params.push(pg_text(&value, col.ty.kind));
     let sql = format!(
         "SELECT {} FROM {} WHERE t.{} = CAST(${}::text AS {}) AND {cond}",
         select_list(&t.table, "t"),

@@ -9,7 +9,10 @@ use juniper::{
     FieldError, GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, Registry,
     Value, ValuesStream, ID,
 };
-use walcast_filter::{parse_mutated_in, parse_subscription_where_in, parse_where_in, EventFilter};
+use walcast_filter::{
+    parse_mutated_limited, parse_subscription_where_limited, parse_where_limited, EventFilter,
+    Limits,
+};
 use walcast_model::{Event, ResumePoint};
 
 use crate::context::{Ctx, SubscriptionRequest};
@@ -111,8 +114,13 @@ impl GraphQLValueAsync<S> for QueryRoot {
             match kind {
                 RootField::Table => {
                     let user = match arg_json(args, "where") {
-                        Some(w) => parse_where_in(&info.catalog, &t.table, &w)
-                            .map_err(|e| FieldError::from(e.to_string()))?,
+                        Some(w) => parse_where_limited(
+                            &info.catalog,
+                            &t.table,
+                            &w,
+                            ex.context().limits.filters,
+                        )
+                        .map_err(|e| FieldError::from(e.to_string()))?,
                         None => walcast_filter::RowFilter::always(),
                     };
                     let user = crate::guard::confine(user, ex.context());
@@ -277,26 +285,29 @@ fn subscription_filter(
     kind: RootField,
     t: &TableInfo,
     args: &Arguments<S>,
+    limits: Limits,
 ) -> Result<(EventFilter, Payload), FieldError<S>> {
     let invalid = |e: walcast_filter::FilterError| FieldError::from(e.to_string());
     match kind {
         RootField::Mutated => {
             let event = arg_string(args, "event")?;
-            let filter = parse_mutated_in(
+            let filter = parse_mutated_limited(
                 catalog,
                 &t.table,
                 event.as_deref(),
                 arg_json(args, "where").as_ref(),
+                limits,
             )
             .map_err(invalid)?;
             Ok((filter, Payload::Mutated))
         }
         RootField::Table => {
             let w = arg_json(args, "where").or_else(|| arg_json(args, "filter"));
-            let filter = parse_subscription_where_in(
+            let filter = parse_subscription_where_limited(
                 catalog,
                 &t.table,
                 w.as_ref().unwrap_or(&serde_json::Value::Null),
+                limits,
             )
             .map_err(invalid)?;
             Ok((filter, Payload::Prisma))
@@ -330,7 +341,13 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                 FieldError::from(format!("unknown field {field:?} on Subscription"))
             })?;
             let t: &'i Arc<TableInfo> = t;
-            let (filter, payload) = subscription_filter(&info.catalog, kind, t, &args)?;
+            let (filter, payload) = subscription_filter(
+                &info.catalog,
+                kind,
+                t,
+                &args,
+                executor.context().limits.filters,
+            )?;
             let filter = crate::guard::confine_event(filter, executor.context(), t)?;
             let after = match arg_string(&args, "after")? {
                 None => None,

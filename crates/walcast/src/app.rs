@@ -233,6 +233,12 @@ impl App {
             outbox: Default::default(),
             sharing: None,
             access,
+            limits: walcast_graphql::Limits {
+                filters: walcast_filter::Limits {
+                    max_list_items: self.cfg.max_list_items,
+                },
+                max_operation_cost: self.cfg.max_operation_cost,
+            },
         }
     }
 }

@@ -235,6 +235,20 @@ pub struct ServeArgs {
         default_value_t = 100
     )]
     pub max_subscriptions_per_connection: usize,
+    /// Most items in one list of a filter (`id_in: [...]`, `OR: [...]`).
+    ///
+    /// A longer list is refused with an error naming the field and this limit: every item
+    /// costs memory in the subscription index and work for every event of its table.
+    #[arg(long, env = "WALCAST_MAX_LIST_ITEMS", default_value_t = 10_000)]
+    pub max_list_items: usize,
+    /// Most relation reads one operation may ask for: relation fields times the rows each is
+    /// read for.
+    ///
+    /// A relation field counts the rows of the lists it sits in: a list's `first` when given,
+    /// 10 otherwise, multiplied through nested lists; an event or a single row counts 1. An
+    /// operation over the limit is refused before it runs, with its cost.
+    #[arg(long, env = "WALCAST_MAX_OPERATION_COST", default_value_t = 500)]
+    pub max_operation_cost: u64,
     /// Events buffered per subscription before the connection counts as a slow consumer (at
     /// least 1).
     ///
@@ -741,6 +755,8 @@ pub fn effective_config(args: &ServeArgs) -> String {
             "max_subscriptions_per_connection = {}",
             args.max_subscriptions_per_connection
         ),
+        format!("max_list_items = {}", args.max_list_items),
+        format!("max_operation_cost = {}", args.max_operation_cost),
         format!("client_queue = {}", args.client_queue),
         format!("transaction_part = {}", args.transaction_part),
         format!("retention_max_events = {}", args.retention_max_events),

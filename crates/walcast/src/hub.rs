@@ -375,6 +375,9 @@ impl Hub {
                 stale.retain(|s| *s != id);
             }
             metrics.subscriptions.fetch_sub(1, Relaxed);
+            if sub.filter.list_items() >= crate::memory::LARGE_FILTER_ITEMS {
+                crate::memory::trim_soon();
+            }
         }
     }
 

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod db;
 mod hub;
+mod memory;
 mod messages;
 mod metrics;
 mod permissions;
@@ -30,6 +31,7 @@ fn init_tracing(json: bool) {
 }
 
 fn main() -> std::process::ExitCode {
+    memory::configure();
     if let Err(e) = config::apply_config_file() {
         eprintln!("walcast: {e:#}");
         return std::process::ExitCode::from(2);

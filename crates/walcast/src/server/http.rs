@@ -11,7 +11,7 @@ use warp::Reply;
 use crate::app::App;
 use crate::auth::{bearer, Identity};
 use crate::config::AuthMode;
-use crate::ws::operation::{errors_json, variables};
+use crate::ws::operation::{errors_json, validate, variables};
 use crate::ws::protocol::Request;
 
 fn json_reply(status: StatusCode, body: serde_json::Value) -> warp::reply::Response {
@@ -91,15 +91,11 @@ pub async fn post(
     let schema = app.schemas.load().for_view(&view);
     let access = Arc::new(arc_swap::ArcSwap::from_pointee(access));
     let ctx = app.context(access, None);
-    match juniper::execute(
-        &request.query,
-        request.operation_name.as_deref(),
-        &schema,
-        &vars,
-        &ctx,
-    )
-    .await
-    {
+    let op = match validate(&schema, &request, &vars, &ctx) {
+        Ok(op) => op,
+        Err(e) => return json_reply(StatusCode::BAD_REQUEST, json!({ "errors": errors_json(e) })),
+    };
+    match op.execute(&vars, &ctx).await {
         Ok(result) => {
             let resp = GraphQLResponse::from_result(Ok(result));
             json_reply(

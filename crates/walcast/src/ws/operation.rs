@@ -10,7 +10,9 @@ use juniper::{
 };
 use serde_json::json;
 use tokio::sync::mpsc;
-use walcast_graphql::{Ctx, PayloadGroups, Schema, Sharing};
+use walcast_graphql::{
+    hints, Ctx, MutationRoot, PayloadGroups, QueryRoot, Schema, Sharing, SubscriptionRoot,
+};
 
 use super::protocol::{Request, ServerMsg};
 use super::session::{OpEvent, Out};
@@ -40,6 +42,26 @@ pub fn variables(req: &Request) -> Result<juniper::Variables<DefaultScalarValue>
                 .unwrap_or_default())
         }
     }
+}
+
+/// Parses and validates the operation, then weighs it (`WALCAST_MAX_OPERATION_COST`): an
+/// operation over the limit is refused before anything runs.
+pub fn validate<'a>(
+    schema: &'a Schema,
+    req: &'a Request,
+    vars: &juniper::Variables<DefaultScalarValue>,
+    ctx: &Ctx,
+) -> Result<ValidatedOperation<'a, QueryRoot, MutationRoot, SubscriptionRoot>, GraphQLError> {
+    let name = req.operation_name.as_deref();
+    let op = ValidatedOperation::new(&req.query, name, schema).map_err(hints::explain)?;
+    walcast_graphql::cost::check(
+        schema,
+        &req.query,
+        name,
+        vars,
+        ctx.limits.max_operation_cost,
+    )?;
+    Ok(op)
 }
 
 /// Where an operation's messages go: events straight to the connection's writer (one hop, not
@@ -100,7 +122,7 @@ pub(super) async fn run(
     };
     // Boxed, and the big futures below too: this task lives as long as the subscription, and its
     // state is as large as its largest await, so only pointers stay in it.
-    let op = match ValidatedOperation::new(&req.query, req.operation_name.as_deref(), &schema) {
+    let op = match validate(&schema, &req, &vars, &ctx) {
         Ok(op) => Box::new(op),
         Err(e) => {
             let _ = out.once(error(errors_json(e))).await;
