@@ -35,6 +35,10 @@ struct Subscriber {
     access: SharedAccess,
     /// The visible columns when subscribing; another set later revokes the subscription.
     columns_key: String,
+    /// Whether the role had a row filter on the table when subscribing; gaining or losing one
+    /// revokes the subscription too (rows it holds may no longer be its to see, and updates
+    /// are judged differently).
+    filtered: bool,
     /// Transactions this snapshot saw were part of the caller's query result: never resend them,
     /// even when the stream delivers them after the subscription started.
     seen: Option<walcast_model::Snapshot>,
@@ -112,6 +116,9 @@ struct State {
     floor: Cursor,
     /// The position of the last transaction handled.
     position: Cursor,
+    /// Live subscriptions with a row filter, by table: only then can an update be seen as a
+    /// create or a delete.
+    filtered: HashMap<u32, usize>,
 }
 
 pub struct Hub {
@@ -340,14 +347,13 @@ impl Hub {
         // How the subscriber's role sees `ev`; None when its access was withdrawn.
         let judge = |sub: &Subscriber, ev: &Event, revoked: &mut Vec<u64>| {
             let access = sub.access.load();
-            match access
-                .tables
-                .get(&oid)
-                .filter(|a| a.columns_key == sub.columns_key)
-            {
+            match access.tables.get(&oid).filter(|a| {
+                a.columns_key == sub.columns_key && a.row_filter.is_some() == sub.filtered
+            }) {
                 Some(allowed) => Some(visibility::judge(ev, allowed)),
                 None => {
-                    // Access to the table (or to these columns) was withdrawn.
+                    // Access to the table (or to these columns) was withdrawn, or a row filter
+                    // given or taken away.
                     revoked.push(sub.id);
                     None
                 }
@@ -364,13 +370,13 @@ impl Hub {
                 }
             }
         });
-        if ev.op == Op::Update {
+        if ev.op == Op::Update && st.filtered.get(&oid).is_some_and(|n| *n > 0) {
             for seen in [Seen::Created, Seen::Deleted] {
                 let Some(view) = visibility::view(ev, seen) else {
                     continue;
                 };
                 st.index.for_each_candidate(&view, |id, filter| {
-                    if let Some(sub) = subs.get(id) {
+                    if let Some(sub) = subs.get(id).filter(|s| s.filtered) {
                         if judge(sub, ev, &mut revoked) == Some(seen) {
                             found.offer(sub, i, number(seen), &view, filter.evaluate(&view));
                         }
@@ -435,6 +441,11 @@ impl Hub {
     fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
         if let Some(sub) = st.subs.remove(&id) {
             st.index.remove(sub.oid, &id);
+            if sub.filtered {
+                if let Some(n) = st.filtered.get_mut(&sub.oid) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             if let Some(stale) = st.stale.get_mut(&sub.oid) {
                 stale.retain(|s| *s != id);
             }
@@ -550,6 +561,7 @@ impl EventSource for HubSource {
                     table: req.table.clone(),
                     access: req.access.clone(),
                     columns_key: allowed.columns_key,
+                    filtered: allowed.row_filter.is_some(),
                     filter,
                     tx: InboxSender(inbox.clone()),
                     connection: req.connection,
@@ -559,6 +571,9 @@ impl EventSource for HubSource {
                     },
                 },
             );
+            if allowed.row_filter.is_some() {
+                *st.filtered.entry(oid).or_default() += 1;
+            }
             hub.metrics.subscriptions.fetch_add(1, Relaxed);
             replay
         };
@@ -728,5 +743,137 @@ impl Drop for InboxStream {
         st.receiver_gone = true;
         // Queued events are shared with the retention window; release this queue's references.
         st.chunks.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use serde_json::json;
+    use walcast_graphql::{Access, TableAccess};
+    use walcast_model::{Batch, Column, Datum, Kind, PgType, ReplicaIdentity};
+
+    fn table() -> Arc<Table> {
+        let column = |i: i16, name: &str| Column {
+            name: name.into(),
+            gql_name: name.into(),
+            attnum: i,
+            ty: PgType {
+                oid: 23,
+                name: "int4".into(),
+                kind: Kind::Int4,
+                array: false,
+                enum_values: vec![],
+            },
+            sql_type: "int4".into(),
+            not_null: false,
+        };
+        Arc::new(Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "notes".into(),
+            gql_name: "notes".into(),
+            columns: vec![column(1, "id"), column(2, "owner")],
+            primary_key: vec![0],
+            replica_identity: ReplicaIdentity::Full,
+            foreign_keys: vec![],
+        })
+    }
+
+    /// One update of row 1 from owner `from` to owner `to`.
+    fn moved(t: &Arc<Table>, from: i64, to: i64, lsn: u64) -> Transaction {
+        let row = |owner: i64| vec![Datum::Int(1), Datum::Int(owner)];
+        let cursor = Cursor {
+            lsn: Lsn(lsn),
+            seq: 0,
+        };
+        let ev = Arc::new(Event {
+            table: t.clone(),
+            op: Op::Update,
+            key: "1".into(),
+            new: Some(row(to)),
+            old: Some(row(from)),
+            updated: Some(vec![1]),
+            cursor,
+            xid: lsn as u32,
+            commit_time: now_micros(),
+            batch: Arc::new(Batch::default()),
+        });
+        Transaction {
+            xid: lsn as u32,
+            commit_lsn: Lsn(lsn),
+            end_lsn: Lsn(lsn),
+            commit_time: now_micros(),
+            first_seq: 0,
+            events: vec![ev],
+            messages: vec![],
+        }
+    }
+
+    fn access(t: &Table, owner: Option<i64>) -> Access {
+        let row_filter =
+            owner.map(|o| walcast_filter::parse_where(t, &json!({"owner": o})).expect("filter"));
+        let mut access = Access::default();
+        access.tables.insert(
+            t.oid,
+            TableAccess {
+                columns_key: "*".into(),
+                row_filter,
+                visible: None,
+            },
+        );
+        access
+    }
+
+    #[tokio::test]
+    async fn a_row_filter_given_or_taken_away_ends_the_subscription() {
+        let t = table();
+        let mgr =
+            deadpool_postgres::Manager::new(tokio_postgres::Config::new(), tokio_postgres::NoTls);
+        let pool = deadpool_postgres::Pool::builder(mgr)
+            .max_size(1)
+            .build()
+            .expect("a pool (it never connects here)");
+        let hub = Hub::new(
+            100,
+            Duration::from_secs(60),
+            1000,
+            Arc::new(Metrics::default()),
+        );
+        let source = HubSource(hub.clone());
+        for (before, after) in [(None, Some(7)), (Some(7), None)] {
+            let shared: SharedAccess =
+                Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, before)));
+            let filter = walcast_filter::parse_subscription_where(
+                &t,
+                &json!({"mutation_in": ["CREATED", "UPDATED", "DELETED"]}),
+            )
+            .expect("filter");
+            let mut stream = source
+                .subscribe(SubscriptionRequest {
+                    table: t.clone(),
+                    filter,
+                    after: None,
+                    connection: None,
+                    access: shared.clone(),
+                })
+                .expect("subscribed");
+            // Into owner 7's rows: an update without a filter, a create with one.
+            hub.dispatch(&moved(&t, 3, 7, 10), true, &pool).await;
+            let ev = stream.next().await.expect("an event");
+            let expected = if before.is_some() {
+                Op::Create
+            } else {
+                Op::Update
+            };
+            assert_eq!(ev.op, expected);
+            shared.store(Arc::new(access(&t, after)));
+            hub.dispatch(&moved(&t, 7, 3, 11), true, &pool).await;
+            assert!(stream.next().await.is_none(), "{before:?} -> {after:?}");
+        }
+        let st = hub.lock();
+        assert!(st.subs.is_empty());
+        assert!(st.filtered.values().all(|n| *n == 0));
     }
 }

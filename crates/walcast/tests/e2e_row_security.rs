@@ -56,7 +56,7 @@ INSERT INTO memos VALUES (1, 'alice', 'm1');
 struct Setup {
     walcast: Walcast,
     pg: PgCluster,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 fn setup(extra_env: &[(&str, &str)]) -> Setup {
@@ -76,16 +76,62 @@ fn setup(extra_env: &[(&str, &str)]) -> Setup {
     ];
     env.extend_from_slice(extra_env);
     let walcast = Walcast::start(&pg.url(DB), &env);
-    Setup {
-        walcast,
-        pg,
-        _dir: dir,
-    }
+    Setup { walcast, pg, dir }
 }
 
 impl Setup {
     fn sql(&self, statements: &str) -> String {
         sql(&self.pg, DB, statements)
+    }
+
+    /// Rewrites the permissions file and sends SIGHUP; returns once the server logged the
+    /// reload.
+    fn reload_permissions(&self, text: &str) {
+        let reloads = || {
+            self.walcast
+                .log()
+                .matches("tokens and permissions reloaded")
+                .count()
+        };
+        let before = reloads();
+        self.dir.write("permissions.toml", text);
+        let pid = self.walcast.pid().expect("walcast runs");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -HUP {pid}: {status}");
+        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        while reloads() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reload logged after SIGHUP\n{}",
+                self.walcast.log_tail(40)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Inserts memos of `owner` (ids from `first`), one transaction each, until `c`'s
+    /// operation completes; returns the lines before the completion.
+    fn write_until_complete(&self, c: &mut JsClient, first: i64, owner: &str) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        let mut seen = Vec::new();
+        for id in first.. {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no completion: {}",
+                show(&seen)
+            );
+            self.sql(&format!("INSERT INTO memos VALUES ({id}, '{owner}', 'm')"));
+            for line in c.drain(std::time::Duration::from_millis(300)) {
+                if line["kind"] == "complete" {
+                    return seen;
+                }
+                seen.push(line);
+            }
+        }
+        unreachable!("the id range is unbounded")
     }
 
     fn notes(&self) -> String {
@@ -397,4 +443,56 @@ fn updates_are_judged_on_both_versions_of_the_row() {
     let mut replay = s.client("transport", ALICE, PRISMA, &["--variables", &variables]);
     assert_eq!(payloads(&mut replay, 4, "notes"), expected);
     expect_quiet(&mut replay);
+}
+
+/// `memos` without a row filter.
+const PERMISSIONS_UNFILTERED_MEMOS: &str = r#"
+[owner.notes]
+select = true
+columns = ["id", "owner", "body"]
+filter = { owner = "$claims.sub" }
+
+[owner.memos]
+select = true
+"#;
+
+#[test]
+fn a_reload_that_gives_or_takes_a_row_filter_ends_the_subscriptions_under_it() {
+    let s = setup(&[]);
+    let memos = "subscription { memos_mutated { event key data { owner } } }";
+    let mut alice_memos = s.client("transport", ALICE, memos, &[]);
+    let mut alice_notes = s.client("transport", ALICE, DIRECTUS, &[]);
+    s.walcast.wait_subscriptions_at_least(2, CONNECT_TIMEOUT);
+
+    // The filter on memos goes away: rows alice holds from it may not be all she now sees, so
+    // the subscription ends (at the table's next event once her connection has the new view;
+    // bob's memos, invisible to her before, are written until then) and she subscribes again.
+    // Notes keep their filter, and their subscription goes on.
+    s.reload_permissions(PERMISSIONS_UNFILTERED_MEMOS);
+    s.sql("UPDATE notes SET body = 'a2' WHERE id = 1;");
+    let lines = s.write_until_complete(&mut alice_memos, 100, "bob");
+    assert!(
+        lines.iter().all(|l| l["kind"] != "next"),
+        "events before the end: {}",
+        show(&lines)
+    );
+    assert_eq!(
+        payloads(&mut alice_notes, 1, "notes_mutated"),
+        vec![
+            json!({"event": "update", "key": "1", "data": {"id": "1", "owner": "alice", "body": "a2"}})
+        ]
+    );
+    let mut again = s.client("transport", ALICE, memos, &[]);
+    s.walcast.wait_subscriptions_at_least(2, CONNECT_TIMEOUT);
+    s.sql("INSERT INTO memos VALUES (3, 'bob', 'm3');");
+    assert_eq!(
+        payloads(&mut again, 1, "memos_mutated"),
+        vec![json!({"event": "create", "key": "3", "data": {"owner": "bob"}})]
+    );
+
+    // And back: the filter returns, the unfiltered subscription ends (carol's memos reach it
+    // until its connection has the new view).
+    s.reload_permissions(PERMISSIONS);
+    s.write_until_complete(&mut again, 200, "carol");
+    expect_quiet(&mut alice_notes);
 }
