@@ -38,8 +38,10 @@ impl MessagePrefixes {
 pub struct TableAccess {
     /// Identifies the visible columns: a subscription made under another set is revoked.
     pub columns_key: String,
-    /// Rows the caller may see (for deletes: judged on the previous values).
+    /// Rows the caller may see (for deletes: judged on the previous values; updates on both).
     pub row_filter: Option<RowFilter>,
+    /// The SQL names of the columns the caller may read, sorted; None: every column.
+    pub visible: Option<Vec<String>>,
 }
 
 /// A caller's access, by table oid. Swapped when permissions are reloaded, so live

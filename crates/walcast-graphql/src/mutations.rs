@@ -1,6 +1,11 @@
 //! Directus-named item mutations (`WALCAST_MUTATIONS=true`): `create_<t>_item`,
 //! `update_<t>_item`, `delete_<t>_item`. They write with plain SQL; their events come back
 //! through the WAL like any other writer's.
+//!
+//! The caller's row filter binds them as row-level security's `USING` and `WITH CHECK` do: an
+//! update or delete reaches only a row the filter selects (the filter is part of the
+//! statement's `WHERE`), and the row an insert or update leaves must still pass it (checked in
+//! the statement's `RETURNING`, in the same transaction, which is rolled back otherwise).
 
 use std::convert::Infallible;
 
@@ -11,13 +16,13 @@ use juniper::{
     FromInputValue, GraphQLType, GraphQLValue, GraphQLValueAsync, InputValue, Registry, Value, ID,
 };
 use tokio_postgres::types::ToSql;
-use walcast_filter::sql::quote_ident;
+use walcast_filter::sql::{quote_ident, SqlBuilder};
 use walcast_model::{Row, Table};
 
 use crate::context::Ctx;
 use crate::info::{ColumnInfo, SchemaInfo, TableInfo};
 use crate::objects::RowObj;
-use crate::query::{db_error, decode_row, from_clause, pg_error, select_list};
+use crate::query::{db_error, decode_row, pg_error, select_list};
 use crate::scalars::{self, input_to_json, Shape};
 
 fn input_field(r: &mut Registry<S>, c: &ColumnInfo) -> Argument<S> {
@@ -209,7 +214,7 @@ fn pg_input(v: &serde_json::Value, array: bool) -> Option<String> {
 /// The `data` argument as (column, parameter) pairs, every name checked against the view.
 fn assignments<'t>(
     t: &'t TableInfo,
-    args: &Arguments<S>,
+    args: &Arguments<'_, S>,
 ) -> Result<Vec<(&'t walcast_model::Column, Option<String>)>, FieldError<S>> {
     let data = args
         .get_input_value("data")
@@ -233,16 +238,195 @@ fn assignments<'t>(
         .collect()
 }
 
-async fn run(
+/// A mutation refused by the caller's row filter, or aimed at a row the caller cannot change.
+/// "Not found" and "not yours" read the same, so the answer never tells whether a row exists.
+fn forbidden(message: String) -> FieldError<S> {
+    FieldError::new(
+        format!("FORBIDDEN: {message}"),
+        juniper::graphql_value!({ "code": "FORBIDDEN" }),
+    )
+}
+
+/// The caller's row filter on the table as SQL over alias `t`, and its parameters (numbered
+/// from `$1`; the statement's own parameters come after). `TRUE` without a filter.
+fn role_condition(ctx: &Ctx, table: &Table) -> (String, Vec<Option<String>>) {
+    match ctx.row_filter(table.oid) {
+        None => ("TRUE".to_owned(), Vec::new()),
+        Some(filter) => {
+            let mut b = SqlBuilder::new(table, "t");
+            let cond = b.filter(&filter);
+            (cond, b.params)
+        }
+    }
+}
+
+/// Runs one writing statement in its own transaction. Its last output column says whether the
+/// row written still passes the caller's row filter (`WITH CHECK`); when one does not, the
+/// transaction is rolled back and nothing is written.
+async fn write_checked(
     ctx: &Ctx,
     table: &Table,
     sql: &str,
     params: &[Option<String>],
-) -> Result<Vec<Row>, FieldError<S>> {
-    let client = ctx.pool.get().await.map_err(db_error)?;
+) -> Result<Vec<(Row, bool)>, FieldError<S>> {
+    let mut client = ctx.pool.get().await.map_err(db_error)?;
+    let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
-    Ok(rows.iter().map(|r| decode_row(table, r)).collect())
+    let rows = tx.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
+    let checked: Vec<(Row, bool)> = rows
+        .iter()
+        .map(|r| {
+            let passes = r
+                .try_get::<_, Option<bool>>(table.columns.len())
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+            (decode_row(table, r), passes)
+        })
+        .collect();
+    if checked.iter().all(|(_, passes)| *passes) {
+        tx.commit().await.map_err(|e| pg_error(&e))?;
+    } else {
+        tx.rollback().await.map_err(|e| pg_error(&e))?;
+    }
+    Ok(checked)
+}
+
+/// `create_<t>_item`: the new row must pass the caller's row filter.
+async fn create_item<'a>(
+    t: &'a TableInfo,
+    field: &str,
+    args: &Arguments<'_, S>,
+    ex: &'a Executor<'_, '_, Ctx, S>,
+) -> ExecutionResult<S> {
+    let cols = assignments(t, args)?;
+    let (check, mut params) = role_condition(ex.context(), &t.table);
+    let names: Vec<String> = cols.iter().map(|(c, _)| quote_ident(&c.name)).collect();
+    let values: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("CAST(${}::text AS {})", params.len() + i + 1, c.sql_type))
+        .collect();
+    params.extend(cols.into_iter().map(|(_, v)| v));
+    let body = if names.is_empty() {
+        "DEFAULT VALUES".to_owned()
+    } else {
+        format!("({}) VALUES ({})", names.join(", "), values.join(", "))
+    };
+    // In RETURNING, `t` is the row as inserted (defaults and triggers applied).
+    let sql = format!(
+        "INSERT INTO {} AS t {body} RETURNING {}, COALESCE(({check}), FALSE)",
+        table_ref(&t.table),
+        select_list(&t.table, "t")
+    );
+    let rows = write_checked(ex.context(), &t.table, &sql, &params).await?;
+    match rows.first() {
+        Some((row, true)) => ex.resolve_async(t, &RowObj { row, batch: None }).await,
+        Some((_, false)) => Err(forbidden(format!(
+            "{field}: the new row would be outside the rows this role may write; nothing was written"
+        ))),
+        None => Ok(Value::null()),
+    }
+}
+
+/// `update_<t>_item`: only a row the caller's filter selects, and it must still pass after.
+async fn update_item<'a>(
+    t: &'a TableInfo,
+    field: &str,
+    id: String,
+    args: &Arguments<'_, S>,
+    ex: &'a Executor<'_, '_, Ctx, S>,
+) -> ExecutionResult<S> {
+    let pk = t
+        .id_column()
+        .and_then(|c| t.table.columns.get(c.index))
+        .ok_or_else(|| FieldError::from("no single-column primary key"))?;
+    let cols = assignments(t, args)?;
+    if cols.is_empty() {
+        return Err("argument \"data\": name at least one field to update".into());
+    }
+    // The filter's SQL (over `t`) is used twice with the same parameters: in WHERE, `t` is the
+    // row before the update (USING); in RETURNING, the row after it (WITH CHECK).
+    let (cond, mut params) = role_condition(ex.context(), &t.table);
+    let sets: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| {
+            format!(
+                "{} = CAST(${}::text AS {})",
+                quote_ident(&c.name),
+                params.len() + i + 1,
+                c.sql_type
+            )
+        })
+        .collect();
+    params.extend(cols.into_iter().map(|(_, v)| v));
+    params.push(Some(id));
+    let sql = format!(
+        "UPDATE {} AS t SET {} WHERE t.{} = CAST(${}::text AS {}) AND ({cond}) RETURNING {}, COALESCE(({cond}), FALSE)",
+        table_ref(&t.table),
+        sets.join(", "),
+        quote_ident(&pk.name),
+        params.len(),
+        pk.sql_type,
+        select_list(&t.table, "t")
+    );
+    let rows = write_checked(ex.context(), &t.table, &sql, &params).await?;
+    match rows.first() {
+        Some((row, true)) => ex.resolve_async(t, &RowObj { row, batch: None }).await,
+        Some((_, false)) => Err(forbidden(format!(
+            "{field}: the row would leave the rows this role may write; nothing was written"
+        ))),
+        None => Err(forbidden(format!(
+            "{field}: no row with this id that this role may update"
+        ))),
+    }
+}
+
+/// `delete_<t>_item`: only a row the caller's filter selects.
+async fn delete_item<'a>(
+    t: &'a TableInfo,
+    field: &str,
+    id: String,
+    ex: &'a Executor<'_, '_, Ctx, S>,
+) -> ExecutionResult<S> {
+    let pk = t
+        .id_column()
+        .and_then(|c| t.table.columns.get(c.index))
+        .ok_or_else(|| FieldError::from("no single-column primary key"))?;
+    let (cond, mut params) = role_condition(ex.context(), &t.table);
+    params.push(Some(id));
+    let sql = format!(
+        "DELETE FROM {} AS t WHERE t.{pk} = CAST(${n}::text AS {ty}) AND ({cond}) RETURNING t.{pk}::text",
+        table_ref(&t.table),
+        pk = quote_ident(&pk.name),
+        n = params.len(),
+        ty = pk.sql_type,
+    );
+    let client = ex.context().pool.get().await.map_err(db_error)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let row = client
+        .query_opt(&sql, &refs)
+        .await
+        .map_err(|e| pg_error(&e))?;
+    match row {
+        Some(r) => {
+            let key: Option<String> = r.try_get(0).map_err(db_error)?;
+            ex.resolve_async(t, &DeletedKey(key.unwrap_or_default()))
+                .await
+        }
+        None => Err(forbidden(format!(
+            "{field}: no row with this id that this role may delete"
+        ))),
+    }
+}
+
+fn table_ref(table: &Table) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
 }
 
 impl GraphQLValueAsync<S> for MutationRoot {
@@ -260,100 +444,20 @@ impl GraphQLValueAsync<S> for MutationRoot {
                     .and_then(|r| r.strip_suffix("_item"))
                     .and_then(|n| info.table(n))
             };
-            let table_ref = |t: &TableInfo| {
-                format!(
-                    "{}.{}",
-                    quote_ident(&t.table.schema),
-                    quote_ident(&t.table.name)
-                )
-            };
             if let Some(t) = parse("create_").filter(|t| t.grants.insert) {
-                let cols = assignments(t, args)?;
-                let names: Vec<String> = cols.iter().map(|(c, _)| quote_ident(&c.name)).collect();
-                let values: Vec<String> = cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (c, _))| format!("CAST(${}::text AS {})", i + 1, c.sql_type))
-                    .collect();
-                let params: Vec<Option<String>> = cols.into_iter().map(|(_, v)| v).collect();
-                let body = if names.is_empty() {
-                    "DEFAULT VALUES".to_owned()
-                } else {
-                    format!("({}) VALUES ({})", names.join(", "), values.join(", "))
-                };
-                let sql = format!(
-                    "INSERT INTO {} AS t {body} RETURNING {}",
-                    table_ref(t),
-                    select_list(&t.table, "t")
-                );
-                let rows = run(ex.context(), &t.table, &sql, &params).await?;
-                return match rows.first() {
-                    Some(row) => ex.resolve_async(&**t, &RowObj { row, batch: None }).await,
-                    None => Ok(Value::null()),
-                };
+                return create_item(t, field, args, ex).await;
             }
-            let id = args
-                .get::<ID>("id")?
-                .map(|i| i.to_string())
-                .unwrap_or_default();
+            let id = || -> Result<String, FieldError<S>> {
+                Ok(args
+                    .get::<ID>("id")?
+                    .map(|i| i.to_string())
+                    .unwrap_or_default())
+            };
             if let Some(t) = parse("update_").filter(|t| t.grants.update) {
-                let pk = t
-                    .id_column()
-                    .and_then(|c| t.table.columns.get(c.index))
-                    .ok_or_else(|| FieldError::from("no single-column primary key"))?;
-                let cols = assignments(t, args)?;
-                if cols.is_empty() {
-                    return Err("argument \"data\": name at least one field to update".into());
-                }
-                let sets: Vec<String> = cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (c, _))| {
-                        format!(
-                            "{} = CAST(${}::text AS {})",
-                            quote_ident(&c.name),
-                            i + 1,
-                            c.sql_type
-                        )
-                    })
-                    .collect();
-                let mut params: Vec<Option<String>> = cols.into_iter().map(|(_, v)| v).collect();
-                params.push(Some(id));
-                let sql = format!(
-                    "UPDATE {} AS t SET {} WHERE t.{} = CAST(${}::text AS {}) RETURNING {}",
-                    table_ref(t),
-                    sets.join(", "),
-                    quote_ident(&pk.name),
-                    params.len(),
-                    pk.sql_type,
-                    select_list(&t.table, "t")
-                );
-                let rows = run(ex.context(), &t.table, &sql, &params).await?;
-                return match rows.first() {
-                    Some(row) => ex.resolve_async(&**t, &RowObj { row, batch: None }).await,
-                    None => Ok(Value::null()),
-                };
+                return update_item(t, field, id()?, args, ex).await;
             }
             if let Some(t) = parse("delete_").filter(|t| t.grants.delete) {
-                let pk = t
-                    .id_column()
-                    .and_then(|c| t.table.columns.get(c.index))
-                    .ok_or_else(|| FieldError::from("no single-column primary key"))?;
-                let sql = format!(
-                    "DELETE FROM {} AS t WHERE t.{pk} = CAST($1::text AS {ty}) RETURNING t.{pk}::text",
-                    from_clause(&t.table, "t").trim_end_matches(" AS t"),
-                    pk = quote_ident(&pk.name),
-                    ty = pk.sql_type,
-                );
-                let client = ex.context().pool.get().await.map_err(db_error)?;
-                let row = client
-                    .query_opt(&sql, &[&id])
-                    .await
-                    .map_err(|e| pg_error(&e))?;
-                return match row {
-                    Some(r) => ex.resolve_async(&**t, &DeletedKey(r.get(0))).await,
-                    None => Ok(Value::null()),
-                };
+                return delete_item(t, field, id()?, ex).await;
             }
             Err(format!("unknown field {field:?} on Mutation").into())
         })

@@ -99,11 +99,20 @@ pub fn access_of(view: &RoleView, catalog: u64) -> Access {
                         .collect::<Vec<_>>()
                         .join(","),
                 };
+                let visible = g.columns.as_ref().map(|cols| {
+                    let mut names: Vec<String> = cols
+                        .iter()
+                        .filter_map(|&i| g.table.columns.get(i).map(|c| c.name.clone()))
+                        .collect();
+                    names.sort_unstable();
+                    names
+                });
                 (
                     g.table.oid,
                     TableAccess {
                         columns_key,
                         row_filter: g.row_filter.clone(),
+                        visible,
                     },
                 )
             })

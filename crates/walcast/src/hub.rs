@@ -11,12 +11,13 @@ use futures::Stream;
 use walcast_filter::{EventFilter, RelationBatch, SubscriptionIndex, Truth};
 use walcast_graphql::{
     ConnectionHandle, EventSource, EventStream, MessageRequest, MessageStream, SharedAccess,
-    SubscribeError, SubscriptionRequest,
+    SubscribeError, SubscriptionRequest, TableAccess,
 };
-use walcast_model::{Cursor, Event, ResumePoint, Table, Transaction};
+use walcast_model::{Cursor, Event, Op, ResumePoint, Table, Transaction};
 use walcast_wal::Lsn;
 
 use crate::metrics::Metrics;
+use crate::visibility::{self, Seen};
 
 /// How long a backlogged subscriber may take to drain before it counts as a slow consumer.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
@@ -34,9 +35,59 @@ struct Subscriber {
     access: SharedAccess,
     /// The visible columns when subscribing; another set later revokes the subscription.
     columns_key: String,
+    /// Whether the role had a row filter on the table when subscribing; gaining or losing one
+    /// revokes the subscription too (rows it holds may no longer be its to see, and updates
+    /// are judged differently).
+    filtered: bool,
     /// Transactions this snapshot saw were part of the caller's query result: never resend them,
     /// even when the stream delivers them after the subscription started.
     seen: Option<walcast_model::Snapshot>,
+}
+
+/// An event for one subscriber, as its role sees it.
+struct Delivery {
+    /// The event's position in its transaction.
+    index: usize,
+    /// Its number in the transaction's `RelationBatch`.
+    number: usize,
+    id: u64,
+    event: Arc<Event>,
+}
+
+/// What matching one transaction found.
+struct Found<'a> {
+    deliveries: &'a mut Vec<Delivery>,
+    pending: &'a mut Vec<Delivery>,
+    batch: &'a mut RelationBatch,
+}
+
+impl Found<'_> {
+    /// Offers `event` (as the subscriber's role sees event `index`) with its filter's in-memory
+    /// result.
+    fn offer(
+        &mut self,
+        sub: &Subscriber,
+        index: usize,
+        number: usize,
+        event: &Arc<Event>,
+        truth: Truth,
+    ) {
+        if sub.seen.as_ref().is_some_and(|s| s.sees(event.xid)) {
+            return;
+        }
+        let delivery = || Delivery {
+            index,
+            number,
+            id: sub.id,
+            event: event.clone(),
+        };
+        if truth.is_true() {
+            self.deliveries.push(delivery());
+        } else if truth == Truth::Unknown && sub.filter.has_relations() {
+            self.batch.add(number, event, &sub.filter);
+            self.pending.push(delivery());
+        }
+    }
 }
 
 /// A committed transaction kept for replay.
@@ -65,6 +116,9 @@ struct State {
     floor: Cursor,
     /// The position of the last transaction handled.
     position: Cursor,
+    /// Live subscriptions with a row filter, by table: only then can an update be seen as a
+    /// create or a delete.
+    filtered: HashMap<u32, usize>,
 }
 
 pub struct Hub {
@@ -137,36 +191,33 @@ impl Hub {
     /// Conditions on related rows are answered by the database: one query per distinct
     /// condition for the whole transaction, never one per subscriber.
     pub async fn dispatch(&self, tx: &Transaction, live: bool, pool: &deadpool_postgres::Pool) {
-        let mut deliveries: Vec<(usize, u64)> = Vec::new();
-        let mut pending: Vec<(usize, u64)> = Vec::new();
+        let mut deliveries: Vec<Delivery> = Vec::new();
+        let mut pending: Vec<Delivery> = Vec::new();
         let mut batch = RelationBatch::new();
         let started = std::time::Instant::now();
         if live {
             let mut st = self.lock();
+            let mut found = Found {
+                deliveries: &mut deliveries,
+                pending: &mut pending,
+                batch: &mut batch,
+            };
             for (i, ev) in tx.events.iter().enumerate() {
-                Self::match_event(
-                    &self.metrics,
-                    &mut st,
-                    i,
-                    ev,
-                    &mut deliveries,
-                    &mut pending,
-                    &mut batch,
-                );
+                Self::match_event(&self.metrics, &mut st, i, tx.events.len(), ev, &mut found);
             }
         }
         if !pending.is_empty() {
             answer_relations(&mut batch, pool, &self.metrics).await;
             let st = self.lock();
-            for (i, id) in pending {
-                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
+            for d in pending {
+                let Some(sub) = st.subs.get(&d.id) else {
                     continue;
                 };
-                if batch.matches(i, ev, &sub.filter) {
-                    deliveries.push((i, id));
+                if batch.matches(d.number, &d.event, &sub.filter) {
+                    deliveries.push(d);
                 }
             }
-            deliveries.sort_by_key(|(i, _)| *i);
+            deliveries.sort_by_key(|d| d.index);
         }
         self.metrics.match_seconds.observe(started.elapsed());
         let mut matched = 0u64;
@@ -178,14 +229,14 @@ impl Hub {
             let st = self.lock();
             let mut chunks: Vec<(u64, Vec<Arc<Event>>)> = Vec::new();
             let mut chunk_of: HashMap<u64, usize> = HashMap::new();
-            for (i, id) in deliveries {
-                let (Some(sub), Some(ev)) = (st.subs.get(&id), tx.events.get(i)) else {
+            for Delivery { id, event: ev, .. } in deliveries {
+                let Some(sub) = st.subs.get(&id) else {
                     continue;
                 };
                 let ev = if Arc::ptr_eq(&sub.table, &ev.table)
                     || Event::same_layout(&sub.table, &ev.table)
                 {
-                    ev.clone()
+                    ev
                 } else {
                     Arc::new(ev.in_layout(&sub.table))
                 };
@@ -256,16 +307,21 @@ impl Hub {
         self.metrics.events_matched.fetch_add(matched, Relaxed);
     }
 
-    /// Decides, in memory, who receives event `i`: `deliveries` for certain matches, `pending`
-    /// (and `batch`) for those whose relation conditions the database must answer.
+    /// Decides, in memory, who receives event `i` of `n`, as each one's role sees it:
+    /// `deliveries` for certain matches, `pending` (and `batch`) for those whose relation
+    /// conditions the database must answer.
+    ///
+    /// An update is looked up three times: as itself, for the subscribers whose role sees it as
+    /// an update, and as the create of its new version and the delete of its previous one, for
+    /// those whose role sees the row enter or leave its rows (see `crate::visibility`). Each
+    /// subscriber is offered at most one of them.
     fn match_event(
         metrics: &Metrics,
         st: &mut State,
         i: usize,
+        n: usize,
         ev: &Arc<Event>,
-        deliveries: &mut Vec<(usize, u64)>,
-        pending: &mut Vec<(usize, u64)>,
-        batch: &mut RelationBatch,
+        found: &mut Found<'_>,
     ) {
         let oid = ev.table.oid;
         // A new shape of the table: entries built for the old one leave the index.
@@ -288,43 +344,57 @@ impl Hub {
             st.layouts.insert(oid, ev.table.clone());
         }
         let mut revoked: Vec<u64> = Vec::new();
-        let mut consider = |sub: &Subscriber, ev: &Arc<Event>, truth: Truth| {
+        // How the subscriber's role sees `ev`; None when its access was withdrawn.
+        let judge = |sub: &Subscriber, ev: &Event, revoked: &mut Vec<u64>| {
             let access = sub.access.load();
-            let Some(allowed) = access
-                .tables
-                .get(&oid)
-                .filter(|a| a.columns_key == sub.columns_key)
-            else {
-                // Access to the table (or to these columns) was withdrawn.
-                revoked.push(sub.id);
-                return;
-            };
-            let row_ok = allowed
-                .row_filter
-                .as_ref()
-                .is_none_or(|f| ev.filter_row().is_some_and(|row| f.matches(row)));
-            if !row_ok || sub.seen.as_ref().is_some_and(|s| s.sees(ev.xid)) {
-                return;
-            }
-            if truth.is_true() {
-                deliveries.push((i, sub.id));
-            } else if truth == Truth::Unknown && sub.filter.has_relations() {
-                batch.add(i, ev, &sub.filter);
-                pending.push((i, sub.id));
+            match access.tables.get(&oid).filter(|a| {
+                a.columns_key == sub.columns_key && a.row_filter.is_some() == sub.filtered
+            }) {
+                Some(allowed) => Some(visibility::judge(ev, allowed)),
+                None => {
+                    // Access to the table (or to these columns) was withdrawn, or a row filter
+                    // given or taken away.
+                    revoked.push(sub.id);
+                    None
+                }
             }
         };
+        // The delete view's filter row is the previous version: relation conditions on it
+        // are numbered apart from those on the new version.
+        let number = |seen: Seen| if seen == Seen::Deleted { n + i } else { i };
         let subs = &st.subs;
         st.index.for_each_outcome(ev, |id, _, truth| {
             if let Some(sub) = subs.get(id) {
-                consider(sub, ev, truth);
+                if judge(sub, ev, &mut revoked) == Some(Seen::AsIs) {
+                    found.offer(sub, i, i, ev, truth);
+                }
             }
         });
+        if ev.op == Op::Update && st.filtered.get(&oid).is_some_and(|n| *n > 0) {
+            for seen in [Seen::Created, Seen::Deleted] {
+                let Some(view) = visibility::view(ev, seen) else {
+                    continue;
+                };
+                st.index.for_each_candidate(&view, |id, filter| {
+                    if let Some(sub) = subs.get(id).filter(|s| s.filtered) {
+                        if judge(sub, ev, &mut revoked) == Some(seen) {
+                            found.offer(sub, i, number(seen), &view, filter.evaluate(&view));
+                        }
+                    }
+                });
+            }
+        }
         if let Some(stale) = st.stale.get(&oid) {
             for id in stale {
                 let Some(sub) = subs.get(id) else { continue };
                 let shaped = Arc::new(ev.in_layout(&sub.table));
-                let truth = sub.filter.evaluate(&shaped);
-                consider(sub, &shaped, truth);
+                let Some(seen) = judge(sub, &shaped, &mut revoked) else {
+                    continue;
+                };
+                if let Some(view) = visibility::view(&shaped, seen) {
+                    let truth = sub.filter.evaluate(&view);
+                    found.offer(sub, i, number(seen), &view, truth);
+                }
             }
         }
         for id in revoked {
@@ -371,6 +441,11 @@ impl Hub {
     fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
         if let Some(sub) = st.subs.remove(&id) {
             st.index.remove(sub.oid, &id);
+            if sub.filtered {
+                if let Some(n) = st.filtered.get_mut(&sub.oid) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             if let Some(stale) = st.stale.get_mut(&sub.oid) {
                 stale.retain(|s| *s != id);
             }
@@ -392,12 +467,14 @@ impl Hub {
         from: &ResumePoint,
         oid: u32,
         filter: &EventFilter,
-        role: Option<&walcast_filter::RowFilter>,
+        access: &TableAccess,
     ) -> Result<Vec<Arc<Event>>, SubscribeError> {
-        let wanted = |e: &&Arc<Event>| {
-            e.table.oid == oid
-                && role.is_none_or(|f| e.filter_row().is_some_and(|row| f.matches(row)))
-                && filter.matches(e)
+        // Each event as the role sees it, as live delivery would have offered it.
+        let wanted = |e: &Arc<Event>| -> Option<Arc<Event>> {
+            if e.table.oid != oid {
+                return None;
+            }
+            visibility::view(e, visibility::judge(e, access)).filter(|v| filter.matches(v))
         };
         match from {
             ResumePoint::After(after) => {
@@ -409,8 +486,7 @@ impl Hub {
                     .iter()
                     .flat_map(|t| t.events.iter())
                     .filter(|e| e.cursor > *after)
-                    .filter(wanted)
-                    .cloned()
+                    .filter_map(wanted)
                     .collect())
             }
             ResumePoint::Snapshot(snap) => {
@@ -425,8 +501,7 @@ impl Hub {
                     .iter()
                     .filter(|t| !snap.sees(t.xid))
                     .flat_map(|t| t.events.iter())
-                    .filter(wanted)
-                    .cloned()
+                    .filter_map(wanted)
                     .collect())
             }
         }
@@ -455,8 +530,8 @@ impl EventSource for HubSource {
         let inbox = Arc::new(Inbox::default());
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
-        let (columns_key, role_filter) = match req.access.load().tables.get(&oid) {
-            Some(a) => (a.columns_key.clone(), a.row_filter.clone()),
+        let allowed = match req.access.load().tables.get(&oid) {
+            Some(a) => a.clone(),
             None => {
                 return Err(SubscribeError::Unavailable(format!(
                     "table {} is not available to this role",
@@ -469,7 +544,7 @@ impl EventSource for HubSource {
             let mut st = hub.lock();
             let replay = match &req.after {
                 None => vec![],
-                Some(from) => Hub::replay(&st, from, oid, &req.filter, role_filter.as_ref())?,
+                Some(from) => Hub::replay(&st, from, oid, &req.filter, &allowed)?,
             };
             let filter = Arc::new(req.filter);
             let current = st
@@ -488,7 +563,8 @@ impl EventSource for HubSource {
                     oid,
                     table: req.table.clone(),
                     access: req.access.clone(),
-                    columns_key,
+                    columns_key: allowed.columns_key,
+                    filtered: allowed.row_filter.is_some(),
                     filter,
                     tx: InboxSender(inbox.clone()),
                     connection: req.connection,
@@ -498,6 +574,9 @@ impl EventSource for HubSource {
                     },
                 },
             );
+            if allowed.row_filter.is_some() {
+                *st.filtered.entry(oid).or_default() += 1;
+            }
             hub.metrics.subscriptions.fetch_add(1, Relaxed);
             replay
         };
@@ -667,5 +746,137 @@ impl Drop for InboxStream {
         st.receiver_gone = true;
         // Queued events are shared with the retention window; release this queue's references.
         st.chunks.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use serde_json::json;
+    use walcast_graphql::{Access, TableAccess};
+    use walcast_model::{Batch, Column, Datum, Kind, PgType, ReplicaIdentity};
+
+    fn table() -> Arc<Table> {
+        let column = |i: i16, name: &str| Column {
+            name: name.into(),
+            gql_name: name.into(),
+            attnum: i,
+            ty: PgType {
+                oid: 23,
+                name: "int4".into(),
+                kind: Kind::Int4,
+                array: false,
+                enum_values: vec![],
+            },
+            sql_type: "int4".into(),
+            not_null: false,
+        };
+        Arc::new(Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "notes".into(),
+            gql_name: "notes".into(),
+            columns: vec![column(1, "id"), column(2, "owner")],
+            primary_key: vec![0],
+            replica_identity: ReplicaIdentity::Full,
+            foreign_keys: vec![],
+        })
+    }
+
+    /// One update of row 1 from owner `from` to owner `to`.
+    fn moved(t: &Arc<Table>, from: i64, to: i64, lsn: u64) -> Transaction {
+        let row = |owner: i64| vec![Datum::Int(1), Datum::Int(owner)];
+        let cursor = Cursor {
+            lsn: Lsn(lsn),
+            seq: 0,
+        };
+        let ev = Arc::new(Event {
+            table: t.clone(),
+            op: Op::Update,
+            key: "1".into(),
+            new: Some(row(to)),
+            old: Some(row(from)),
+            updated: Some(vec![1]),
+            cursor,
+            xid: lsn as u32,
+            commit_time: now_micros(),
+            batch: Arc::new(Batch::default()),
+        });
+        Transaction {
+            xid: lsn as u32,
+            commit_lsn: Lsn(lsn),
+            end_lsn: Lsn(lsn),
+            commit_time: now_micros(),
+            first_seq: 0,
+            events: vec![ev],
+            messages: vec![],
+        }
+    }
+
+    fn access(t: &Table, owner: Option<i64>) -> Access {
+        let row_filter =
+            owner.map(|o| walcast_filter::parse_where(t, &json!({"owner": o})).expect("filter"));
+        let mut access = Access::default();
+        access.tables.insert(
+            t.oid,
+            TableAccess {
+                columns_key: "*".into(),
+                row_filter,
+                visible: None,
+            },
+        );
+        access
+    }
+
+    #[tokio::test]
+    async fn a_row_filter_given_or_taken_away_ends_the_subscription() {
+        let t = table();
+        let mgr =
+            deadpool_postgres::Manager::new(tokio_postgres::Config::new(), tokio_postgres::NoTls);
+        let pool = deadpool_postgres::Pool::builder(mgr)
+            .max_size(1)
+            .build()
+            .expect("a pool (it never connects here)");
+        let hub = Hub::new(
+            100,
+            Duration::from_secs(60),
+            1000,
+            Arc::new(Metrics::default()),
+        );
+        let source = HubSource(hub.clone());
+        for (before, after) in [(None, Some(7)), (Some(7), None)] {
+            let shared: SharedAccess =
+                Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, before)));
+            let filter = walcast_filter::parse_subscription_where(
+                &t,
+                &json!({"mutation_in": ["CREATED", "UPDATED", "DELETED"]}),
+            )
+            .expect("filter");
+            let mut stream = source
+                .subscribe(SubscriptionRequest {
+                    table: t.clone(),
+                    filter,
+                    after: None,
+                    connection: None,
+                    access: shared.clone(),
+                })
+                .expect("subscribed");
+            // Into owner 7's rows: an update without a filter, a create with one.
+            hub.dispatch(&moved(&t, 3, 7, 10), true, &pool).await;
+            let ev = stream.next().await.expect("an event");
+            let expected = if before.is_some() {
+                Op::Create
+            } else {
+                Op::Update
+            };
+            assert_eq!(ev.op, expected);
+            shared.store(Arc::new(access(&t, after)));
+            hub.dispatch(&moved(&t, 7, 3, 11), true, &pool).await;
+            assert!(stream.next().await.is_none(), "{before:?} -> {after:?}");
+        }
+        let st = hub.lock();
+        assert!(st.subs.is_empty());
+        assert!(st.filtered.values().all(|n| *n == 0));
     }
 }

@@ -13,6 +13,7 @@ mod permissions;
 mod pipeline;
 mod server;
 mod standby;
+mod visibility;
 mod ws;
 
 use config::Command;

@@ -8,6 +8,10 @@
 //! insert = false                    # update, delete likewise; all default to false
 //! ```
 //!
+//! The filter binds mutations as row-level security's `USING` and `WITH CHECK` do, and events
+//! per subscriber on both versions of an updated row (`walcast-graphql::mutations`,
+//! `crate::visibility`).
+//!
 //! Logical messages (`pg_logical_emit_message`, subscription `_logical_message`) are granted by
 //! prefix in the role's own section; `"*"` grants every prefix:
 //!
