@@ -358,6 +358,9 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                 })?),
             };
             let ctx = executor.context();
+            if let Some(point) = &after {
+                crate::session::check_issued(&ctx.pool, point).await?;
+            }
             let events = ctx
                 .events
                 .subscribe(SubscriptionRequest {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use deadpool_postgres::{Object, Pool};
 use juniper::{DefaultScalarValue as S, FieldError};
 use tokio::sync::{Mutex, MutexGuard};
-use walcast_model::Snapshot;
+use walcast_model::{ResumePoint, Snapshot};
 use walcast_wal::Lsn;
 
 use crate::query::db_error;
@@ -39,6 +39,42 @@ pub struct QuerySession {
     open: Mutex<Option<Open>>,
 }
 
+/// The server's WAL position now (its replay position on a standby).
+async fn server_position(client: &tokio_postgres::Client) -> Result<Lsn, FieldError<S>> {
+    let lsn: String = client
+        .query_one(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_insert_lsn() END)::text",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    Lsn::from_str(&lsn).map_err(db_error)
+}
+
+/// Refuses a resume point from beyond the server's WAL position: walcast never issued it, and a
+/// snapshot cursor from the future would replay the whole retention window.
+pub async fn check_issued(pool: &Pool, point: &ResumePoint) -> Result<(), FieldError<S>> {
+    let (lsn, consistent) = match point {
+        ResumePoint::After(cursor) => (cursor.lsn, true),
+        ResumePoint::Snapshot(snap) => (
+            snap.lsn,
+            snap.xmin <= snap.xmax && snap.xip.iter().all(|x| (snap.xmin..snap.xmax).contains(x)),
+        ),
+    };
+    let client = pool.get().await.map_err(db_error)?;
+    let now = server_position(&client).await?;
+    if lsn > now || !consistent {
+        return Err(FieldError::from(format!(
+            "argument \"after\": cursor {} is not one this server issued (it is ahead of the \
+             server's WAL position {now} or inconsistent)",
+            point.encode()
+        )));
+    }
+    Ok(())
+}
+
 impl QuerySession {
     pub fn new(pool: Pool) -> QuerySession {
         QuerySession {
@@ -53,15 +89,7 @@ impl QuerySession {
         if guard.is_none() {
             let client = self.pool.get().await.map_err(db_error)?;
             // Read before the snapshot: whatever it does not see commits after this position.
-            let lsn: String = client
-                .query_one(
-                    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-                     ELSE pg_current_wal_insert_lsn() END)::text",
-                    &[],
-                )
-                .await
-                .map_err(db_error)?
-                .get(0);
+            let lsn = server_position(&client).await?;
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
@@ -71,7 +99,6 @@ impl QuerySession {
                 .await
                 .map_err(db_error)?
                 .get(0);
-            let lsn = Lsn::from_str(&lsn).map_err(db_error)?;
             let snapshot = Snapshot::from_pg(lsn, &snap)
                 .ok_or_else(|| db_error(format!("unreadable snapshot {snap:?}")))?;
             *guard = Some(Open {

@@ -266,3 +266,104 @@ fn sighup_and_wait(s: &Server, line: &str, count: usize) {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn cursors_this_server_never_issued_are_refused() {
+    let s = setup(&[]);
+    insert_message(&s.pg, DB, "retained");
+    let url = s.walcast.ws_url();
+    let query = "subscription($after: String) { messages_mutated(after: $after) { key } }";
+    for forged in [
+        // An event cursor far ahead of the server's WAL position.
+        "7FFFFFFFFFFFFFFF00000000",
+        // A snapshot cursor from the future that sees no transaction: it would replay the
+        // whole retention window.
+        "S7FFFFFFFFFFFFFFF-0-0-",
+        // A snapshot whose xmin is above its xmax.
+        "S0000000000000001-9-3-",
+    ] {
+        let vars = json!({ "after": forged }).to_string();
+        let mut c = JsClient::spawn(&[
+            "--protocol",
+            "transport",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--query",
+            query,
+            "--variables",
+            &vars,
+        ]);
+        let (error, skipped) = c.wait_kind("error", CONNECT_TIMEOUT);
+        assert!(
+            error.to_string().contains("not one this server issued"),
+            "{forged}: {error}"
+        );
+        assert!(
+            skipped.iter().all(|l| l["kind"] != "next"),
+            "{forged}: events replayed: {}",
+            show(&skipped)
+        );
+    }
+    // A cursor the server did issue still works.
+    let (status, body) = s.walcast.graphql("{ _cursor }", json!({}), Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let vars = json!({ "after": body["data"]["_cursor"] }).to_string();
+    let mut c = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--query",
+        query,
+        "--variables",
+        &vars,
+    ]);
+    c.expect_kind("connected", CONNECT_TIMEOUT);
+    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+    insert_message(&s.pg, DB, "after the cursor");
+    c.expect_data(EVENT_TIMEOUT);
+}
+
+#[test]
+fn http_queries_give_their_connection_back_to_the_pool() {
+    let s = setup(&[]);
+    // Sessions Postgres has started for the database (Postgres 14+): a connection that goes back
+    // to the pool is reused, one closed after every request is not.
+    let sessions = || -> u64 {
+        sql(
+            &s.pg,
+            DB,
+            "SELECT sessions FROM pg_stat_database WHERE datname = 'app'",
+        )
+        .trim()
+        .parse()
+        .expect("a session count")
+    };
+    let (status, body) = s
+        .walcast
+        .graphql("{ messages(first: 1) { id } }", json!({}), Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let before = sessions();
+    for i in 0..20 {
+        let (status, body) =
+            s.walcast
+                .graphql("{ messages(first: 1) { id } }", json!({}), Some(TOKEN));
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    // Our own psql calls are sessions too: one per count.
+    let opened = sessions() - before - 1;
+    assert!(
+        opened <= 2,
+        "{opened} new database sessions for 20 sequential queries: connections are not reused"
+    );
+    let open = sql(
+        &s.pg,
+        DB,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND state LIKE 'idle in transaction%'",
+    );
+    assert_eq!(open.trim(), "0", "connections left inside a transaction");
+}

@@ -95,7 +95,10 @@ pub async fn post(
         Ok(op) => op,
         Err(e) => return json_reply(StatusCode::BAD_REQUEST, json!({ "errors": errors_json(e) })),
     };
-    match op.execute(&vars, &ctx).await {
+    let result = op.execute(&vars, &ctx).await;
+    // Ends the read transaction, so its connection goes back to the pool clean.
+    ctx.reads.finish().await;
+    match result {
         Ok(result) => {
             let resp = GraphQLResponse::from_result(Ok(result));
             json_reply(
