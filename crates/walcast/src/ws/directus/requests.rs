@@ -119,6 +119,15 @@ fn paging(query: &Query) -> Result<(Value, Value), Refusal> {
     Ok((first, skip))
 }
 
+/// Variables without the null ones: a missing optional variable is null, and juniper's JSON
+/// reading takes no null where it expects a scalar.
+pub fn variables_without_nulls(vars: Value) -> Value {
+    match vars {
+        Value::Object(o) => Value::Object(o.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
+}
+
 /// Runs a query or mutation document; its `data`, or the first error's message.
 async fn execute(
     schema: &Schema,
@@ -129,7 +138,7 @@ async fn execute(
 ) -> Result<Value, Refusal> {
     let request = Request {
         query: doc.to_owned(),
-        variables: Some(vars),
+        variables: Some(variables_without_nulls(vars)),
         operation_name: None,
     };
     let vars = variables(&request).map_err(|m| Refusal::new(code::INVALID_PAYLOAD, m))?;
@@ -402,14 +411,11 @@ pub async fn items(
                 code::INVALID_PAYLOAD,
             )
             .await?;
-            for i in 0..keys.len() {
+            for (i, key) in keys.iter().enumerate() {
                 if data.get(format!("m{i}")).is_none_or(Value::is_null) {
                     return Err(Refusal::new(
                         code::FORBIDDEN,
-                        format!(
-                            "item {} does not exist or may not be deleted with this token",
-                            keys[i]
-                        ),
+                        format!("item {key} does not exist or may not be deleted with this token"),
                     ));
                 }
             }

@@ -486,7 +486,9 @@ impl Session {
                     .await;
                 let request = Request {
                     query: doc,
-                    variables: Some(json!({"where": filter, "event": event, "after": cursor})),
+                    variables: Some(requests::variables_without_nulls(
+                        json!({"where": filter, "event": event, "after": cursor}),
+                    )),
                     operation_name: None,
                 };
                 operation::run(schema, ctx, groups, op, request, outlet).await;
