@@ -421,6 +421,29 @@ fn the_roles_row_filter_and_columns_apply_to_init_and_events() {
             "{line}"
         );
     }
+    // A table the role may not read is answered like one that does not exist.
+    let mut users = JsClient::spawn_script(
+        "directus.mjs",
+        &[
+            "items",
+            &s.walcast.http_url(),
+            READER,
+            r#"{"collection":"users","action":"read"}"#,
+        ],
+    );
+    let answer = users.expect_kind("answer", EVENT_TIMEOUT)["message"].clone();
+    assert_eq!(answer["error"]["code"], "FORBIDDEN", "{answer}");
+    // Writes are off on this server, whatever the role.
+    let create = json!({"collection": "articles", "action": "create", "data": {"title": "No"}});
+    let mut admin = directus(&s, "items", ADMIN, &[&create.to_string()]);
+    let answer = admin.expect_kind("answer", EVENT_TIMEOUT)["message"].clone();
+    assert_eq!(answer["error"]["code"], "FORBIDDEN", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("WALCAST_MUTATIONS")),
+        "{answer}"
+    );
     // A rule walcast does not support is refused by name.
     let icontains = json!({"query": {"filter": {"title": {"_icontains": "wal"}}}});
     let mut refused = directus(&s, "collection", ADMIN, &[&icontains.to_string()]);
