@@ -500,3 +500,93 @@ fn items_are_read_and_written_as_directus_answers() {
         "2"
     );
 }
+
+/// Frames no SDK sends: bad messages get an error under their type and leave the socket
+/// working; a handshake without a token in time is `AUTH_TIMEOUT` and a close.
+#[test]
+fn bad_messages_are_answered_and_silence_times_out() {
+    let s = setup("directus_raw", &[("WEBSOCKETS_REST_AUTH_TIMEOUT", "1500")]);
+    let url = format!("ws://127.0.0.1:{}/websocket", s.walcast.port());
+    let mut ws = RawWs::try_connect(&url, &[], &[]).expect("upgrade");
+    ws.send_text("not json");
+    let e = ws.recv_json(EVENT_TIMEOUT);
+    assert_eq!(
+        (e["type"].as_str(), e["status"].as_str()),
+        (Some("error"), Some("error")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["code"], "INVALID_PAYLOAD", "{e}");
+    ws.send_json(&json!({"type": "subscribe", "uid": "x", "collection": "articles"}));
+    let e = ws.recv_json(EVENT_TIMEOUT);
+    assert_eq!(e["type"], "subscribe", "{e}");
+    assert_eq!(e["uid"], "x", "{e}");
+    assert_eq!(e["error"]["code"], "FORBIDDEN", "{e}");
+    ws.send_json(&json!({"type": "auth", "access_token": ADMIN, "uid": "a"}));
+    assert_eq!(
+        ws.recv_json(EVENT_TIMEOUT),
+        json!({"type": "auth", "status": "ok", "uid": "a"})
+    );
+    // A GraphQL document that does not validate is the subscription's error.
+    ws.send_json(&json!({"type": "subscribe", "uid": "g", "collection": "subscription { nope_mutated { key } }"}));
+    let e = ws.recv_json(EVENT_TIMEOUT);
+    assert_eq!(
+        (e["type"].as_str(), e["uid"].as_str()),
+        (Some("subscribe"), Some("g")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nope_mutated")),
+        "{e}"
+    );
+    ws.send_json(&json!({"type": "subscribe", "uid": "m", "collection": "missing"}));
+    let e = ws.recv_json(EVENT_TIMEOUT);
+    assert_eq!(e["error"]["code"], "FORBIDDEN", "{e}");
+    ws.send_json(&json!({"type": "ping", "uid": "p"}));
+    assert_eq!(
+        ws.recv_json(EVENT_TIMEOUT),
+        json!({"type": "pong", "uid": "p"})
+    );
+
+    let mut silent = RawWs::try_connect(&url, &[], &[]).expect("upgrade");
+    let (code, _, seen) = silent.expect_close(EVENT_TIMEOUT);
+    assert_eq!(code, 4408, "{}", show(&seen));
+    assert_eq!(seen.len(), 1, "{}", show(&seen));
+    assert_eq!(seen[0]["error"]["code"], "AUTH_TIMEOUT", "{}", show(&seen));
+}
+
+/// Public mode serves the role `public` without an auth message; `WEBSOCKETS_REST_ENABLED=false`
+/// takes the endpoint away.
+#[test]
+fn public_mode_and_the_switch() {
+    let s = setup(
+        "directus_public",
+        &[
+            ("WEBSOCKETS_REST_AUTH", "public"),
+            ("WEBSOCKETS_REST_PATH", "/live"),
+        ],
+    );
+    let url = format!("ws://127.0.0.1:{}/live", s.walcast.port());
+    let mut ws = RawWs::try_connect(&url, &[], &[]).expect("upgrade");
+    // The role `public` has no grant in the permissions file: no table exists for it.
+    ws.send_json(&json!({"type": "subscribe", "uid": "1", "collection": "articles"}));
+    let e = ws.recv_json(EVENT_TIMEOUT);
+    assert_eq!(e["error"]["code"], "FORBIDDEN", "{e}");
+    ws.send_json(&json!({"type": "auth", "access_token": READER}));
+    assert_eq!(
+        ws.recv_json(EVENT_TIMEOUT),
+        json!({"type": "auth", "status": "ok"})
+    );
+    ws.send_json(&json!({"type": "subscribe", "uid": "1", "collection": "articles", "query": {"fields": ["id"]}}));
+    assert_eq!(
+        ws.recv_json(EVENT_TIMEOUT),
+        subscription("init", json!([{"id": 1}]), "1")
+    );
+    drop(s);
+
+    let s = setup("directus_off", &[("WEBSOCKETS_REST_ENABLED", "false")]);
+    let url = format!("ws://127.0.0.1:{}/websocket", s.walcast.port());
+    let err = RawWs::try_connect(&url, &[], &[]).err().expect("refused");
+    assert_eq!(upgrade_status(&err), Some(404), "{err}");
+}
