@@ -101,6 +101,9 @@ const scenarios = {
     });
     const gone = await c.subscribe('articles', { uid: 'gone', query: { fields: ['id', 'title'] } });
     const stays = await c.subscribe('articles', { uid: 'stays', query: { fields: ['id', 'title'] } });
+    // The SDK's iterator only sees messages that arrive while it is being iterated: both are
+    // iterated from now on.
+    print(stays.subscription, 'stays').catch(fail);
     for await (const m of gone.subscription) {
       out('message', { tag: 'gone', message: m });
       if (m.event === 'init') {
@@ -108,7 +111,6 @@ const scenarios = {
         break;
       }
     }
-    print(stays.subscription, 'stays').catch(fail);
   },
 
   // connect() with the token given; reports how the SDK refuses it.

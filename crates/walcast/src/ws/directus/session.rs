@@ -462,25 +462,33 @@ impl Session {
             let uid = sub.uid.clone();
             let event = sub.event.map(|e| e.name());
             tokio::spawn(async move {
-                // The items now, then every change after the position they were read at.
-                let (rows, cursor) =
-                    match requests::read(&schema, &read_ctx, &t, &sel, &sub.query, filter.clone())
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(r) => {
-                            let _ = out
-                                .send(raw(codec::error(
-                                    "subscribe",
-                                    r.code,
-                                    &r.message,
-                                    uid.as_ref(),
-                                )))
-                                .await;
-                            return;
-                        }
-                    };
-                drop(read_ctx);
+                // The items now, then every change after the position they were read at. The
+                // read is boxed: this task lives as long as the subscription, and its state is as
+                // large as its largest await.
+                let read = Box::pin(requests::read(
+                    &schema,
+                    &read_ctx,
+                    &t,
+                    &sel,
+                    &sub.query,
+                    filter.clone(),
+                ));
+                let (rows, cursor) = match read.await {
+                    Ok(r) => r,
+                    Err(r) => {
+                        let _ = out
+                            .send(raw(codec::error(
+                                "subscribe",
+                                r.code,
+                                &r.message,
+                                uid.as_ref(),
+                            )))
+                            .await;
+                        return;
+                    }
+                };
+                // What the stream does not need goes before it starts.
+                drop((read_ctx, sub, t, sel));
                 let _ = out
                     .send(raw(codec::subscription(Some("init"), rows, uid.as_ref())))
                     .await;
