@@ -465,6 +465,9 @@ fn items_are_read_and_written_as_directus_answers() {
     let s = setup("directus_items", &[("WALCAST_MUTATIONS", "true")]);
     let msgs = [
         json!({"collection": "articles", "action": "read", "query": {"fields": ["id", "title"], "filter": {"status": {"_eq": "published"}}}}),
+        // To-many rules: some comment, no comment.
+        json!({"collection": "articles", "action": "read", "query": {"fields": ["id", "comments.body"], "filter": {"comments": {"_some": {"body": {"_starts_with": "Nice"}}}}}}),
+        json!({"collection": "articles", "action": "read", "query": {"fields": ["id", "comments"], "filter": {"comments": {"_none": {"body": {"_nnull": true}}}}}}),
         json!({"collection": "articles", "action": "create", "data": {"title": "Made by items", "author_id": 2}, "query": {"fields": ["id", "title", "author.name"]}}),
         json!({"collection": "articles", "action": "update", "id": 3, "data": {"status": "published"}, "query": {"fields": ["id", "status"]}}),
         json!({"collection": "articles", "action": "delete", "id": 3}),
@@ -477,18 +480,20 @@ fn items_are_read_and_written_as_directus_answers() {
         .map(|_| c.expect_kind("answer", EVENT_TIMEOUT)["message"].clone())
         .collect();
     assert_eq!(
-        answers[..4],
+        answers[..6],
         [
             json!({"type": "items", "data": [{"id": 1, "title": "Streaming the WAL"}], "uid": "i0"}),
-            json!({"type": "items", "data": {"id": 3, "title": "Made by items", "author": {"name": "Grace"}}, "uid": "i1"}),
-            json!({"type": "items", "data": {"id": 3, "status": "published"}, "uid": "i2"}),
-            json!({"type": "items", "data": 3, "uid": "i3"}),
+            json!({"type": "items", "data": [{"id": 1, "comments": [{"body": "Nice."}]}], "uid": "i1"}),
+            json!({"type": "items", "data": [{"id": 2, "comments": []}], "uid": "i2"}),
+            json!({"type": "items", "data": {"id": 3, "title": "Made by items", "author": {"name": "Grace"}}, "uid": "i3"}),
+            json!({"type": "items", "data": {"id": 3, "status": "published"}, "uid": "i4"}),
+            json!({"type": "items", "data": 3, "uid": "i5"}),
         ],
         "{}",
         show(&answers)
     );
-    assert_eq!(answers[4]["status"], "error", "{}", answers[4]);
-    assert_eq!(answers[4]["error"]["code"], "FORBIDDEN", "{}", answers[4]);
+    assert_eq!(answers[6]["status"], "error", "{}", answers[6]);
+    assert_eq!(answers[6]["error"]["code"], "FORBIDDEN", "{}", answers[6]);
     assert_eq!(
         sql(&s.pg, "directus_items", "SELECT count(*) FROM articles"),
         "2"
