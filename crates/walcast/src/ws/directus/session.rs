@@ -102,6 +102,9 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
     tokio::pin!(auth_deadline);
     let period = Duration::from_secs(app.cfg.heartbeat_period_s.max(1));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A session held up (a full socket) must not fire missed pings back to back: the client
+    // gets a whole period to answer each.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A ping is outstanding: nothing has come from the client since it was sent.
     let mut awaiting = false;
     let mut shutdown = app.shutdown.clone();
@@ -305,14 +308,10 @@ impl Session {
                 None
             }
             ClientMsg::Subscribe(sub) => {
-                if let Err(r) = self.subscribe(sub.clone()) {
-                    self.send(codec::error(
-                        "subscribe",
-                        r.code,
-                        &r.message,
-                        sub.uid.as_ref(),
-                    ))
-                    .await;
+                let uid = sub.uid.clone();
+                if let Err(r) = self.subscribe(sub) {
+                    self.send(codec::error("subscribe", r.code, &r.message, uid.as_ref()))
+                        .await;
                 }
                 None
             }
