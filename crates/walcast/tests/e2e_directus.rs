@@ -400,6 +400,12 @@ fn the_roles_row_filter_and_columns_apply_to_init_and_events() {
         db,
         "INSERT INTO articles (title, status, author_id) VALUES ('Shown', 'published', 2)",
     );
+    // The draft never shows; the article that left the role's rows goes as a delete (its key
+    // only); the published insert arrives with the role's columns.
+    assert_eq!(
+        next_of(&mut c, "s0", &mut rest),
+        subscription("delete", json!([1]), "s0")
+    );
     assert_eq!(
         next_of(&mut c, "s0", &mut rest),
         subscription(
@@ -599,4 +605,43 @@ fn public_mode_and_the_switch() {
     let url = format!("ws://127.0.0.1:{}/websocket", s.walcast.port());
     let err = RawWs::try_connect(&url, &[], &[]).err().expect("refused");
     assert_eq!(upgrade_status(&err), Some(404), "{err}");
+}
+
+/// A static token taken out of the tokens file ends its Directus sockets on SIGHUP, as on the
+/// GraphQL path; other sockets stay.
+#[test]
+fn a_revoked_static_token_ends_its_socket_on_reload() {
+    let s = setup("directus_revoked", &[]);
+    let url = format!("ws://127.0.0.1:{}/websocket", s.walcast.port());
+    let mut revoked = RawWs::try_connect(&url, &[], &[]).expect("upgrade");
+    let mut kept = RawWs::try_connect(&url, &[], &[]).expect("upgrade");
+    for (ws, token) in [(&mut revoked, ADMIN_TOO), (&mut kept, ADMIN)] {
+        ws.send_json(&json!({"type": "auth", "access_token": token}));
+        assert_eq!(
+            ws.recv_json(EVENT_TIMEOUT),
+            json!({"type": "auth", "status": "ok"})
+        );
+    }
+    tokens_file(&s.dir, &[(ADMIN, "admin"), (READER, "reader")]);
+    let pid = s.walcast.pid().expect("walcast runs");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let (code, reason, seen) = revoked.expect_close(EVENT_TIMEOUT);
+    assert_eq!(
+        (code, reason.as_str()),
+        (4403, "access token revoked"),
+        "{}",
+        show(&seen)
+    );
+    assert_eq!(
+        seen,
+        vec![
+            json!({"type": "auth", "status": "error", "error": {"code": "AUTH_FAILED", "message": "access token revoked"}})
+        ]
+    );
+    kept.send_json(&json!({"type": "ping"}));
+    assert_eq!(kept.recv_json(EVENT_TIMEOUT), json!({"type": "pong"}));
 }

@@ -53,15 +53,15 @@ fn accept(
             .into_response();
     }
     // Strict mode authenticates the upgrade; the others authenticate with an `auth` message.
-    let identity: Option<Identity> = match app.cfg.rest_auth {
+    let identity: Option<(Identity, String)> = match app.cfg.rest_auth {
         AuthMode::Strict => {
             let token = query
                 .get("access_token")
                 .cloned()
                 .or_else(|| authorization.as_deref().and_then(bearer));
-            match token.map(|t| app.auth.load().verify(&t)) {
-                Some(Ok(who)) => Some(who),
-                Some(Err(e)) => {
+            match token.map(|t| (app.auth.load().verify(&t), t)) {
+                Some((Ok(who), token)) => Some((who, token)),
+                Some((Err(e), _)) => {
                     return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)
                         .into_response()
                 }

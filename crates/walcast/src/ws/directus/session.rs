@@ -19,7 +19,7 @@ use super::requests::{self, Refusal};
 use super::writer::{self, raw, Route, Routes, Shape};
 use super::PROTOCOL;
 use crate::app::App;
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, Origin};
 use crate::config::AuthMode;
 use crate::permissions::RoleView;
 use crate::server::Socket;
@@ -36,6 +36,9 @@ struct Session {
     id: u64,
     mode: AuthMode,
     identity: Option<Identity>,
+    /// The token the identity came from: a static token is checked again when the tokens file
+    /// is reloaded, so a revoked one ends its sockets (as on the GraphQL path).
+    token: Option<String>,
     /// Set once a token was accepted (or in public mode): before that, handshake clients have
     /// the auth timeout to send one.
     authenticated_once: bool,
@@ -57,8 +60,10 @@ fn uid_key(uid: Option<&Value>) -> String {
     uid.map(Value::to_string).unwrap_or_default()
 }
 
-/// Serves one upgraded socket. `identity` is set when strict mode authenticated the upgrade.
-pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
+/// Serves one upgraded socket. `identity` (and the token it came from) is set when strict mode
+/// authenticated the upgrade.
+pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<(Identity, String)>) {
+    let (identity, token) = identity.unzip();
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[PROTOCOL], 1);
     let (sink, mut stream) = ws.split();
@@ -84,6 +89,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
         mode,
         authenticated_once: identity.is_some(),
         identity,
+        token,
         view: None,
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         subs: HashMap::new(),
@@ -117,7 +123,14 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
                 Some(Err(WsError::Capacity(_))) => {
                     break Some((close::TOO_BIG, "message too big".into()));
                 }
-                Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                Some(Err(WsError::Utf8(_))) => {
+                    break Some((close::INVALID_PAYLOAD, "text frame is not valid UTF-8".into()));
+                }
+                Some(Err(_)) => break None,
+                Some(Ok(Message::Close(_))) => {
+                    let _ = s.out.send(Out::CloseReply).await;
+                    break None;
+                }
                 Some(Ok(Message::Text(text))) => {
                     awaiting = false;
                     if let Some(c) = s.handle(text.as_str()).await {
@@ -128,7 +141,7 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
             },
             Some(event) = op_rx.recv() => match event {
                 OpEvent::Ended(msg) => {
-                    if let ServerMsg::Complete { id } | ServerMsg::Error { id, .. } = &msg {
+                    if let ServerMsg::Complete { id, .. } | ServerMsg::Error { id, .. } = &msg {
                         s.ended(id);
                     }
                     // The writer turns an error into the subscription's error, then forgets
@@ -151,6 +164,10 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<Identity>) {
                 s.send(codec::ping()).await;
             }
             _ = generation.changed() => {
+                if s.revoked() {
+                    s.send(codec::error("auth", code::AUTH_FAILED, "access token revoked", None)).await;
+                    break Some((close::FORBIDDEN, "access token revoked".into()));
+                }
                 if s.identity.is_some() {
                     s.refresh_view();
                 }
@@ -198,6 +215,24 @@ async fn expiry(at: Option<std::time::SystemTime>) {
 impl Session {
     async fn send(&self, text: String) {
         let _ = self.out.send(raw(text)).await;
+    }
+
+    /// True when the socket's static token is no longer accepted (removed from the tokens
+    /// file). A token that now maps to another role keeps the socket with the new role.
+    fn revoked(&mut self) -> bool {
+        let Some(token) = self.token.as_deref() else {
+            return false;
+        };
+        if self.identity.as_ref().map(|i| i.origin) != Some(Origin::StaticToken) {
+            return false;
+        }
+        match self.app.auth.load().verify(token) {
+            Ok(who) => {
+                self.identity = Some(who);
+                false
+            }
+            Err(_) => true,
+        }
     }
 
     fn role(&self) -> String {
@@ -258,6 +293,7 @@ impl Session {
             None,
         ))
         .await;
+        self.token = None;
         if self.mode == AuthMode::Public {
             self.identity = Some(Identity::public());
             self.refresh_view();
@@ -334,13 +370,14 @@ impl Session {
     }
 
     async fn auth(&mut self, uid: Option<Value>, token: Option<String>) -> Option<(u16, String)> {
-        let verified = match token {
-            Some(t) => self.app.auth.load().verify(&t),
+        let verified = match &token {
+            Some(t) => self.app.auth.load().verify(t),
             None => Err(AuthError::Missing),
         };
         match verified {
             Ok(who) => {
                 self.identity = Some(who);
+                self.token = token;
                 self.authenticated_once = true;
                 self.refresh_view();
                 self.paused.store(false, Relaxed);
@@ -362,6 +399,7 @@ impl Session {
                 }
                 // A refused token replaces the one before it: nothing is delivered until a
                 // good one comes (public mode falls back to the public role).
+                self.token = None;
                 if self.mode == AuthMode::Public {
                     self.identity = Some(Identity::public());
                     self.refresh_view();

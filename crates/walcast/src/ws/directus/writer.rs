@@ -151,17 +151,31 @@ pub(super) async fn run(
                         .unwrap_or("subscription failed");
                     codec::error("subscribe", code::INVALID_QUERY, message, r.uid.as_ref())
                 }),
-                Out::Msg(ServerMsg::Complete { id }) => {
+                Out::Msg(ServerMsg::Complete { id, .. }) => {
                     forget(&id);
                     None
                 }
                 Out::Msg(_) => None,
+                Out::Ping => {
+                    if sink.feed(Message::Ping(Default::default())).await.is_err() {
+                        let _ = sink.close().await;
+                        return None;
+                    }
+                    None
+                }
+                // The client closed: closing flushes the reply tungstenite queued.
+                Out::CloseReply => {
+                    let _ = sink.close().await;
+                    return None;
+                }
                 Out::Close(code, reason) => {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
                         reason: reason.into(),
                     };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    if sink.send(Message::Close(Some(frame))).await.is_err() {
+                        let _ = sink.close().await;
+                    }
                     return Some(sink);
                 }
             };
@@ -169,6 +183,8 @@ pub(super) async fn run(
                 metrics.messages_sent.fetch_add(1, Relaxed);
                 metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
                 if sink.feed(Message::text(text)).await.is_err() {
+                    // After the client's close frame only the reply may be written.
+                    let _ = sink.close().await;
                     return None;
                 }
                 fed += 1;
