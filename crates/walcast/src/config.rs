@@ -157,6 +157,51 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub auth_timeout_ms: u64,
+    /// Serve Directus' realtime protocol (`true` or `false`): what `@directus/sdk`'s `realtime()` speaks.
+    ///
+    /// Subscriptions to tables with `fields` and `filter`, item reads and writes, and GraphQL
+    /// subscription documents, over the same permissions as GraphQL (docs/api.md).
+    #[arg(long = "rest-enabled", env = "WEBSOCKETS_REST_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rest_enabled: bool,
+    /// Path of the Directus realtime endpoint (must start with `/`).
+    #[arg(
+        long = "rest-path",
+        env = "WEBSOCKETS_REST_PATH",
+        default_value = "/websocket"
+    )]
+    pub rest_path: String,
+    /// How Directus realtime clients authenticate: `strict`, `handshake` or `public`.
+    ///
+    /// As for GraphQL; with `handshake` the init message is `{"type":"auth","access_token":…}`.
+    #[arg(
+        long = "rest-auth",
+        env = "WEBSOCKETS_REST_AUTH",
+        value_enum,
+        default_value = "handshake"
+    )]
+    pub rest_auth: AuthMode,
+    /// Milliseconds a `handshake` Directus realtime client has to authenticate.
+    ///
+    /// Past it the client gets `AUTH_TIMEOUT` and the socket is closed (Directus counts seconds).
+    #[arg(
+        long = "rest-auth-timeout",
+        env = "WEBSOCKETS_REST_AUTH_TIMEOUT",
+        default_value_t = 10_000
+    )]
+    pub rest_auth_timeout_ms: u64,
+    /// Send `{"type":"ping"}` to Directus realtime clients (`true` or `false`).
+    ///
+    /// A client that sends nothing back (a `pong`) for a whole period is disconnected.
+    #[arg(long = "heartbeat-enabled", env = "WEBSOCKETS_HEARTBEAT_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub heartbeat_enabled: bool,
+    /// Seconds between heartbeat pings to Directus realtime clients.
+    #[arg(
+        long = "heartbeat-period",
+        env = "WEBSOCKETS_HEARTBEAT_PERIOD",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub heartbeat_period_s: u64,
     /// HS256 secret for access tokens (JWT).
     ///
     /// Tokens need an `exp` claim; `role` names their role (default `authenticated`).
@@ -570,6 +615,19 @@ fn refused_value_source(e: &clap::Error) -> Option<String> {
     })
 }
 
+/// A path's non-empty segments: `/websocket/` and `/websocket` are one route.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn auth_name(mode: AuthMode) -> &'static str {
+    match mode {
+        AuthMode::Strict => "strict",
+        AuthMode::Handshake => "handshake",
+        AuthMode::Public => "public",
+    }
+}
+
 /// Names of `WALCAST_*` variables that no setting reads (typos, usually).
 pub fn unknown_env_vars() -> Vec<String> {
     let cmd = Cli::command();
@@ -614,6 +672,19 @@ impl ServeArgs {
             bail!(
                 "WEBSOCKETS_GRAPHQL_PATH must start with '/': {:?}",
                 self.graphql_path
+            );
+        }
+        if !self.rest_path.starts_with('/') {
+            bail!(
+                "WEBSOCKETS_REST_PATH must start with '/': {:?}",
+                self.rest_path
+            );
+        }
+        if self.rest_enabled && path_segments(&self.rest_path) == path_segments(&self.graphql_path)
+        {
+            bail!(
+                "WEBSOCKETS_REST_PATH and WEBSOCKETS_GRAPHQL_PATH are the same path ({:?})",
+                self.rest_path
             );
         }
         if self.client_queue == 0 {
@@ -710,15 +781,14 @@ pub fn effective_config(args: &ServeArgs) -> String {
             quote(&format!("{}s", args.retention.as_secs()))
         ),
         format!("graphql_path = {}", quote(&args.graphql_path)),
-        format!(
-            "auth = {}",
-            quote(match args.auth {
-                AuthMode::Strict => "strict",
-                AuthMode::Handshake => "handshake",
-                AuthMode::Public => "public",
-            })
-        ),
+        format!("auth = {}", quote(auth_name(args.auth))),
         format!("auth_timeout = {}", args.auth_timeout_ms),
+        format!("rest_enabled = {}", args.rest_enabled),
+        format!("rest_path = {}", quote(&args.rest_path)),
+        format!("rest_auth = {}", quote(auth_name(args.rest_auth))),
+        format!("rest_auth_timeout = {}", args.rest_auth_timeout_ms),
+        format!("heartbeat_enabled = {}", args.heartbeat_enabled),
+        format!("heartbeat_period = {}", args.heartbeat_period_s),
         if args.jwt_secret.is_some() {
             "jwt_secret = \"****\"".into()
         } else {

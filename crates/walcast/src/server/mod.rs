@@ -4,6 +4,7 @@ mod example;
 mod graphiql;
 mod http;
 pub mod listener;
+mod realtime;
 mod upgrade;
 
 pub use upgrade::Socket;
@@ -96,6 +97,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .untuple_one()
         .and(metrics_route(app.clone()));
 
+    let app_realtime = app.clone();
     let ws = path
         .clone()
         .and(upgrade::request())
@@ -140,6 +142,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
         .or(example)
         .or(example_assets)
         .or(metrics)
+        .or(realtime::route(app_realtime))
         .or(ws)
         .or(post)
         .or(page)

@@ -1,0 +1,18 @@
+//! Directus' realtime protocol (`WEBSOCKETS_REST_PATH`, default `/websocket`): what
+//! `@directus/sdk`'s `realtime()` speaks. Requests become GraphQL documents over the caller's
+//! schema, so subscriptions share the GraphQL path's hub, filters, permissions and relation
+//! batching; only the messages differ.
+
+pub mod codec;
+pub mod fields;
+pub mod filter;
+pub mod requests;
+mod session;
+#[cfg(test)]
+mod testing;
+mod writer;
+
+pub use session::serve;
+
+/// The protocol's name in metrics.
+pub const PROTOCOL: &str = "directus";
