@@ -1,9 +1,11 @@
 //! walcast run like a real service: the live example page in a headless Chromium, `walcast demo`
-//! from start to signal, /metrics after a known workload, and the configuration's precedence
-//! and start-up errors.
+//! from start to signal (with this machine's Postgres, and with a build it downloads from the
+//! npm registry into an empty cache), /metrics after a known workload, and the configuration's
+//! precedence and start-up errors.
 //!
-//! Needs Postgres server binaries, `npm ci` in tests/js, and for the live page Debian's
-//! `chromium` package (`/usr/bin/chromium`).
+//! Needs Postgres server binaries, `npm ci` in tests/js, for the live page Debian's `chromium`
+//! package (`/usr/bin/chromium`), and for the demo's download tests the npm registry (each
+//! downloads about 25 MB; offline cases use an address on 127.0.0.1).
 
 mod support;
 
@@ -496,6 +498,24 @@ impl DownloadSetup {
         dirs.into_iter().next().expect("one version")
     }
 
+    /// Where this platform's tarball and build go (`linux-x64.tgz`, `linux-x64/`), whether or not
+    /// they are there.
+    fn tarball_and_build_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self.version_dir();
+        let platform = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x64"
+        };
+        let os = if cfg!(target_os = "macos") {
+            "darwin"
+        } else {
+            "linux"
+        };
+        let build = dir.join(format!("{os}-{platform}"));
+        (build.with_extension("tgz"), build)
+    }
+
     /// The platform's tarball (`<platform>.tgz`) and build folder in the version folder.
     fn tarball_and_build(&self) -> (PathBuf, PathBuf) {
         let dir = self.version_dir();
@@ -695,6 +715,108 @@ fn demo_offline_with_an_empty_cache_names_both_ways_out() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Reads one HTTP request's head from `conn`; returns its request line.
+fn read_request_head(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A registry on 127.0.0.1 whose tarball stalls after its headers and a few bytes: SIGINT during
+/// the download stops the demo at once, before any cluster, leaving no build in the cache.
+#[test]
+fn demo_stopped_with_sigint_during_the_download_exits_and_leaves_no_build() {
+    use std::io::Write;
+    let setup = DownloadSetup::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let registry = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut demo = setup.start(&format!("127.0.0.1:{}", free_port()), Some(&registry), &[]);
+
+    // "looking up @embedded-postgres/<platform>@<version> in <registry>…": answer for that.
+    demo.wait_stderr(
+        "walcast demo: looking up @embedded-postgres/",
+        Duration::from_secs(60),
+    );
+    let wanted = demo
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("walcast demo: looking up "))
+        .and_then(|rest| rest.split(" in ").next())
+        .map(str::to_owned)
+        .expect("the looked-up package");
+    let (package, version) = wanted.rsplit_once('@').expect("package@version");
+    let doc = serde_json::json!({
+        "name": package,
+        "versions": { version: { "dist": {
+            "tarball": format!("{registry}/stalled.tgz"),
+            // 64 zero bytes: never reached, the download does not finish.
+            "integrity": format!("sha512-{}==", "A".repeat(86)),
+        } } },
+    })
+    .to_string();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("package document request");
+        let line = read_request_head(&mut conn);
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+            doc.len()
+        );
+        drop(conn);
+        let (mut conn, _) = listener.accept().expect("tarball request");
+        let tarball_line = read_request_head(&mut conn);
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 30000000\r\n\r\n",
+        );
+        let _ = conn.write_all(&[0x1f; 4096]);
+        // Silence until the demo goes away and its end of the connection closes.
+        let _ = std::io::Read::read(&mut conn, &mut [0u8; 1]);
+        (line, tarball_line)
+    });
+
+    demo.wait_stderr(
+        "walcast demo: downloading @embedded-postgres/",
+        Duration::from_secs(60),
+    );
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "walcast demo after SIGINT: {status}\n{}",
+        demo.output()
+    );
+    let (doc_line, tarball_line) = server.join().expect("registry thread");
+    assert!(
+        doc_line.starts_with("GET /@embedded-postgres%2f"),
+        "{doc_line}"
+    );
+    assert_eq!(tarball_line, "GET /stalled.tgz HTTP/1.1");
+    let err = demo.stderr();
+    for line in [
+        "walcast demo: stopping: abandoning the download",
+        "walcast demo: stopped before Postgres was started",
+    ] {
+        assert!(err.contains(line), "no {line:?}\n{err}");
+    }
+    assert!(
+        !err.contains("starting a throw-away Postgres cluster"),
+        "{err}"
+    );
+    let (tarball, build) = setup.tarball_and_build_paths();
+    assert!(!tarball.exists() && !build.exists(), "{}", demo.output());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -202,6 +202,10 @@ impl Fetch {
         cancel: &AtomicBool,
     ) -> Result<Origin, DownloadError> {
         let agent = registry::agent();
+        note(&format!(
+            "looking up {package}@{version} in {}…",
+            self.registry
+        ));
         let dist = registry::dist(&agent, &self.registry, package, version)?;
         let mut part = tempfile::Builder::new()
             .prefix(WORK_PREFIXES[0])

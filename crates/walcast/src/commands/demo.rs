@@ -26,6 +26,8 @@ const DEMO_SQL: &str = include_str!("../../../../sql/demo.sql");
 const DEMO_TABLES: [&str; 4] = ["users", "messages", "articles", "comments"];
 /// The oldest Postgres walcast streams from.
 const MIN_POSTGRES: u32 = 13;
+/// How long a stop waits for an abandoned download to clean up.
+const DOWNLOAD_STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often a progress line says the cluster is still starting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -273,21 +275,30 @@ async fn download(
         .map(|d| d.display().to_string())
         .unwrap_or_else(|_| "the cache folder".to_owned());
     let cancel = Arc::new(AtomicBool::new(false));
-    let mut task = tokio::task::spawn_blocking({
-        let cancel = cancel.clone();
-        move || fetch.run(&|line| progress(line), &cancel)
-    });
+    // A thread of its own rather than spawn_blocking: the runtime waits for blocking tasks when
+    // it shuts down, and a read from a stalled connection may take a minute to time out.
+    let (done, mut result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("postgres-download".to_owned())
+        .spawn({
+            let cancel = cancel.clone();
+            move || {
+                let _ = done.send(fetch.run(&|line| progress(line), &cancel));
+            }
+        })
+        .context("starting the download")?;
     let result = tokio::select! {
-        result = &mut task => result,
+        result = &mut result => result,
         _ = stop.wait_for(|stop| *stop) => {
             progress("stopping: abandoning the download…");
             cancel.store(true, Ordering::SeqCst);
-            // The download notices within one read; its temporary file is removed.
-            let _ = task.await;
+            // The download stops at its next read and removes its temporary file; a stalled one
+            // is left behind (its file is removed by a later run).
+            let _ = tokio::time::timeout(DOWNLOAD_STOP_WAIT, result).await;
             return Ok(None);
         }
     };
-    let build = match result.context("downloading Postgres")? {
+    let build = match result.context("the download stopped unexpectedly")? {
         Ok(build) => build,
         Err(e) if e.is_unreachable() => {
             let what = if none_installed {
