@@ -243,19 +243,28 @@ async fn server_binaries(
         .await
         .context("looking for the Postgres binaries")?;
     let bindir_set = std::env::var_os(BINDIR_ENV).is_some_and(|v| !v.is_empty());
-    match found {
-        Ok(dir) => Ok(Some(dir)),
-        Err(ClusterError::BinariesNotFound { searched })
-            if args.postgres == PostgresSource::Auto && !bindir_set =>
-        {
+    if falls_back_to_download(args.postgres, &found, bindir_set) {
+        if let Err(ClusterError::BinariesNotFound { searched }) = &found {
             progress(&format!(
                 "no Postgres server binaries on this machine (searched {searched}); using a \
                  downloaded build instead (--postgres system would stop here)"
             ));
-            download(args, stop, true).await
         }
-        Err(e) => Err(e).context(NEEDED),
+        return download(args, stop, true).await;
     }
+    found.map(Some).context(NEEDED)
+}
+
+/// Whether the search's outcome calls for the downloaded build: only in `auto` mode, only when
+/// nothing was found, and not when WALCAST_PG_BINDIR names a folder (a mistake to report).
+fn falls_back_to_download(
+    source: PostgresSource,
+    found: &Result<PathBuf, ClusterError>,
+    bindir_set: bool,
+) -> bool {
+    source == PostgresSource::Auto
+        && !bindir_set
+        && matches!(found, Err(ClusterError::BinariesNotFound { .. }))
 }
 
 /// The cached or freshly downloaded build's bin dir; a signal stops the download.
@@ -456,5 +465,31 @@ async fn writer(url: String, period: Duration) {
         if let Err(e) = client.execute(sql, &[&text]).await {
             tracing::warn!(error = %e, "demo writer");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloads_only_in_auto_mode_when_nothing_is_installed() {
+        let none = || {
+            Err(ClusterError::BinariesNotFound {
+                searched: "PATH".into(),
+            })
+        };
+        assert!(falls_back_to_download(PostgresSource::Auto, &none(), false));
+        assert!(!falls_back_to_download(
+            PostgresSource::System,
+            &none(),
+            false
+        ));
+        // WALCAST_PG_BINDIR pointing at a folder without the tools is reported, not replaced.
+        assert!(!falls_back_to_download(PostgresSource::Auto, &none(), true));
+        let found = Ok(PathBuf::from("/usr/lib/postgresql/17/bin"));
+        assert!(!falls_back_to_download(PostgresSource::Auto, &found, false));
+        let other = Err(ClusterError::Privileges("no account".into()));
+        assert!(!falls_back_to_download(PostgresSource::Auto, &other, false));
     }
 }
