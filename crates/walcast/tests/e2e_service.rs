@@ -459,6 +459,13 @@ struct DownloadSetup {
 impl DownloadSetup {
     fn new() -> DownloadSetup {
         let cache = TempDir::new("pg-cache");
+        // As root the server runs as another account, which must reach the build (whatever the
+        // umask made of the folder).
+        std::fs::set_permissions(
+            cache.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod the cache folder");
         let tools = TempDir::new("path");
         // What the demo itself runs from PATH: `id` (which account the server runs as, when
         // root) and `rm` (the cluster's cleanup watchdog).
