@@ -388,9 +388,12 @@ impl PgCluster {
 
     /// psql on `db` as the superuser, unaligned and tuples-only, stopping at the first error.
     fn psql_command(&self, db: &str) -> Result<Command, ClusterError> {
-        let psql = self.psql.as_ref().ok_or_else(|| ClusterError::PsqlNotFound {
-            bin_dir: self.bin_dir.clone(),
-        })?;
+        let psql = self
+            .psql
+            .as_ref()
+            .ok_or_else(|| ClusterError::PsqlNotFound {
+                bin_dir: self.bin_dir.clone(),
+            })?;
         let mut cmd = Command::new(psql);
         scrub_env(&mut cmd)
             .env("PGCONNECT_TIMEOUT", "10")
