@@ -79,14 +79,12 @@ pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
 }
 
 /// psql from the server's bin dir (same version) or else from PATH.
-pub(crate) fn find_psql(bin_dir: &Path) -> Result<PathBuf, ClusterError> {
+pub(crate) fn find_psql(bin_dir: &Path) -> Option<PathBuf> {
     let local = bin_dir.join("psql");
     if is_executable(&local) {
-        return Ok(local);
+        return Some(local);
     }
-    which("psql").ok_or_else(|| ClusterError::PsqlNotFound {
-        bin_dir: bin_dir.to_path_buf(),
-    })
+    which("psql")
 }
 
 /// First executable named `name` on PATH.

