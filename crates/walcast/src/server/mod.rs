@@ -239,6 +239,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The checks every socket upgrade passes: the connection limit, and in strict `mode` a valid
+/// token (`?access_token=` or `Authorization: Bearer`), returned with the identity it gives.
+fn admit(
+    app: &App,
+    mode: AuthMode,
+    query: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> Result<Option<(Identity, String)>, warp::reply::Response> {
+    let refuse =
+        |message: String, status| Err(warp::reply::with_status(message, status).into_response());
+    let sockets = app
+        .metrics
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if sockets >= app.cfg.max_connections as u64 {
+        return refuse(
+            "too many connections".into(),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    }
+    if mode != AuthMode::Strict {
+        return Ok(None);
+    }
+    let token = query
+        .get("access_token")
+        .cloned()
+        .or_else(|| authorization.and_then(bearer));
+    match token.map(|t| (app.auth.load().verify(&t), t)) {
+        Some((Ok(who), token)) => Ok(Some((who, token))),
+        Some((Err(e), _)) => refuse(e.to_string(), StatusCode::UNAUTHORIZED),
+        None => refuse("missing access token".into(), StatusCode::UNAUTHORIZED),
+    }
+}
+
 fn upgrade(
     ws: upgrade::Request,
     protocols: Option<String>,
@@ -253,38 +287,9 @@ fn upgrade(
         )
         .into_response();
     };
-    let max = app.cfg.max_connections as u64;
-    if app
-        .metrics
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed)
-        >= max
-    {
-        return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
-            .into_response();
-    }
-    let identity: Option<(Identity, String)> = match app.cfg.auth {
-        AuthMode::Strict => {
-            let token = query
-                .get("access_token")
-                .cloned()
-                .or_else(|| authorization.as_deref().and_then(bearer));
-            match token.map(|t| (app.auth.load().verify(&t), t)) {
-                Some((Ok(who), token)) => Some((who, token)),
-                Some((Err(e), _)) => {
-                    return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)
-                        .into_response()
-                }
-                None => {
-                    return warp::reply::with_status(
-                        "missing access token",
-                        StatusCode::UNAUTHORIZED,
-                    )
-                    .into_response()
-                }
-            }
-        }
-        _ => None,
+    let identity = match admit(&app, app.cfg.auth, &query, authorization.as_deref()) {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     let offered = protocols.is_some().then(|| protocol.name());
     ws.accept(offered, MAX_MESSAGE, move |socket| {

@@ -1,16 +1,13 @@
 //! The upgrade of the Directus realtime endpoint (`WEBSOCKETS_REST_PATH`, default `/websocket`).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
-use super::{upgrade, with_app, MAX_MESSAGE};
+use super::{admit, upgrade, with_app, MAX_MESSAGE};
 use crate::app::App;
-use crate::auth::{bearer, Identity};
-use crate::config::{path_segments, AuthMode};
+use crate::config::path_segments;
 use crate::ws::directus;
 
 /// `GET <WEBSOCKETS_REST_PATH>` upgraded to a WebSocket; nothing when `WEBSOCKETS_REST_ENABLED`
@@ -48,33 +45,10 @@ fn accept(
     query: HashMap<String, String>,
     app: Arc<App>,
 ) -> warp::reply::Response {
-    if app.metrics.connections.load(Relaxed) >= app.cfg.max_connections as u64 {
-        return warp::reply::with_status("too many connections", StatusCode::SERVICE_UNAVAILABLE)
-            .into_response();
-    }
     // Strict mode authenticates the upgrade; the others authenticate with an `auth` message.
-    let identity: Option<(Identity, String)> = match app.cfg.rest_auth {
-        AuthMode::Strict => {
-            let token = query
-                .get("access_token")
-                .cloned()
-                .or_else(|| authorization.as_deref().and_then(bearer));
-            match token.map(|t| (app.auth.load().verify(&t), t)) {
-                Some((Ok(who), token)) => Some((who, token)),
-                Some((Err(e), _)) => {
-                    return warp::reply::with_status(e.to_string(), StatusCode::UNAUTHORIZED)
-                        .into_response()
-                }
-                None => {
-                    return warp::reply::with_status(
-                        "missing access token",
-                        StatusCode::UNAUTHORIZED,
-                    )
-                    .into_response()
-                }
-            }
-        }
-        _ => None,
+    let identity = match admit(&app, app.cfg.rest_auth, &query, authorization.as_deref()) {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     ws.accept(None, MAX_MESSAGE, move |socket| {
         directus::serve(app, socket, identity)
