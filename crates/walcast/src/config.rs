@@ -53,7 +53,8 @@ pub struct ConfigReferenceArgs {
 pub enum AuthMode {
     /// The token is in the upgrade request (`?access_token=` or `Authorization`); HTTP 401 otherwise.
     Strict,
-    /// The token comes in the connection's init message.
+    /// The token comes in the connection's init message, or, when the init carries none, as
+    /// `Authorization: Bearer` on the upgrade request (set by a reverse proxy, say).
     Handshake,
     /// No token; everyone has the role `public`.
     Public,
