@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::proxy::{Proxy, ProxyKind};
 use support::*;
 
 const DB: &str = "app";

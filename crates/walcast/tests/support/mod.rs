@@ -25,8 +25,7 @@ use tokio_tungstenite::tungstenite;
 
 pub use walcast_pgcluster::PgCluster;
 
-mod proxy;
-pub use proxy::*;
+pub mod proxy;
 
 /// How long a committed change may take to reach a subscriber.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
