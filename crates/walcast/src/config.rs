@@ -53,8 +53,7 @@ pub struct ConfigReferenceArgs {
 pub enum AuthMode {
     /// The token is in the upgrade request (`?access_token=` or `Authorization`); HTTP 401 otherwise.
     Strict,
-    /// The token comes in the connection's init message, or, when the init carries none, as
-    /// `Authorization: Bearer` on the upgrade request (set by a reverse proxy, say).
+    /// The token comes in the connection's init message.
     Handshake,
     /// No token; everyone has the role `public`.
     Public,
@@ -142,6 +141,9 @@ pub struct ServeArgs {
     )]
     pub graphql_path: String,
     /// How WebSocket clients authenticate: `strict`, `handshake` or `public`.
+    ///
+    /// With `handshake`, when the init message carries no token, an `Authorization: Bearer`
+    /// header on the upgrade request (set by a reverse proxy, say) is taken instead.
     #[arg(
         long = "auth",
         env = "WEBSOCKETS_GRAPHQL_AUTH",
