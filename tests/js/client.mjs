@@ -2,7 +2,8 @@
 // One GraphQL-over-WebSocket client per protocol, driven by the Rust end-to-end tests.
 //
 // Every happening is printed as one JSON line on stdout:
-//   {"kind":"connected"}                              connection acknowledged
+//   {"kind":"connected","protocol":".."}              connection acknowledged, with the
+//                                                     sub-protocol the server selected
 //   {"kind":"next","id":"..","payload":{data,errors}} one execution result
 //   {"kind":"error","error":..}                       operation or connection error
 //   {"kind":"complete","id":".."}                     operation completed by the server
@@ -163,7 +164,7 @@ async function runTransport() {
       return operationId;
     },
     on: {
-      connected: () => emit({ kind: 'connected' }),
+      connected: (socket) => emit({ kind: 'connected', protocol: socket.protocol }),
       closed: (event) => emitClosed(event?.code, event?.reason),
     },
   });
@@ -191,7 +192,8 @@ async function runLegacy() {
   };
   if (keepAliveOpt !== undefined) options.timeout = keepAliveOpt;
   const client = new SubscriptionClient(opts.url, options, ReportingWebSocket);
-  client.onConnected(() => emit({ kind: 'connected' }));
+  // `client.client` is the library's WebSocket.
+  client.onConnected(() => emit({ kind: 'connected', protocol: client.client?.protocol }));
   client.onError((err) => emit({ kind: 'error', error: toJson(err) }));
   if (!hasQuery) return;
   const observable = client.request({ query: opts.query, variables, operationName });
@@ -222,7 +224,7 @@ function runGraphcool() {
     switch (msg.type) {
       case 'init_success':
         emit({ kind: 'init_success', payload: msg.payload ?? null });
-        emit({ kind: 'connected' });
+        emit({ kind: 'connected', protocol: ws.protocol });
         if (hasQuery) {
           const start = { id: subscriptionId, type: 'subscription_start', query: opts.query };
           if (variables !== undefined) start.variables = variables;
@@ -264,7 +266,7 @@ async function runApollo(legacy) {
       { reconnect: false, lazy: opts.lazy, connectionParams },
       ReportingWebSocket,
     );
-    sc.onConnected(() => emit({ kind: 'connected' }));
+    sc.onConnected(() => emit({ kind: 'connected', protocol: sc.client?.protocol }));
     link = new WebSocketLink(sc);
   } else {
     // GraphQLWsLink tells a close from an error through the global WebSocket, absent in Node 20.
@@ -281,7 +283,7 @@ async function runApollo(legacy) {
         retryAttempts: 0,
         onNonLazyError: () => {},
         on: {
-          connected: () => emit({ kind: 'connected' }),
+          connected: (socket) => emit({ kind: 'connected', protocol: socket.protocol }),
           closed: (event) => emitClosed(event?.code, event?.reason),
         },
       }),

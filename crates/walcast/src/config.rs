@@ -141,6 +141,9 @@ pub struct ServeArgs {
     )]
     pub graphql_path: String,
     /// How WebSocket clients authenticate: `strict`, `handshake` or `public`.
+    ///
+    /// With `handshake`, when the init message carries no token, an `Authorization: Bearer`
+    /// header on the upgrade request (set by a reverse proxy, say) is taken instead.
     #[arg(
         long = "auth",
         env = "WEBSOCKETS_GRAPHQL_AUTH",

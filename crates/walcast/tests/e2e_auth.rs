@@ -1919,3 +1919,76 @@ fn a_flood_of_init_messages() {
         expect_raw_silence(ws, Duration::from_millis(500));
     }
 }
+
+/// The next frame carrying an execution result (graphql-subscriptions' `subscription_success`
+/// skipped).
+fn next_result(ws: &mut RawWs, sub: &str) -> Value {
+    loop {
+        let frame = recv_json(ws, EVENT_TIMEOUT);
+        if frame["type"] == "subscription_success" {
+            continue;
+        }
+        let want = match sub {
+            "graphql-transport-ws" => "next",
+            "graphql-ws" => "data",
+            _ => "subscription_data",
+        };
+        assert_eq!(frame["type"], want, "{sub}: {frame}");
+        return frame["payload"].clone();
+    }
+}
+
+#[test]
+fn handshake_mode_takes_the_upgrades_bearer_header_when_the_init_carries_no_token() {
+    // What a reverse proxy that authenticates its clients does: `Authorization: Bearer` on the
+    // upgrade it forwards, and an init message without a token.
+    let s = setup("handshake", Some(PERMISSIONS), &[]);
+    let url = s.walcast.ws_url();
+    let connect = |sub: &str, header: &str| {
+        RawWs::try_connect(&url, &[sub], &[("Authorization", header)])
+            .unwrap_or_else(|e| panic!("{sub} upgrade with an Authorization header: {e}"))
+    };
+    // Articles are not the public role's: a draft reaches only admin.
+    let query = "subscription { articles_mutated { event data { title status } } }";
+    let admin = format!("Bearer {ADMIN}");
+    let mut sockets = Vec::new();
+    for (_, sub) in PROTOCOLS {
+        let mut ws = connect(sub, &admin);
+        ws.send_json(&init_frame(sub, None));
+        expect_ack(&mut ws, sub);
+        ws.send_json(&start_frame(sub, "1", query, json!({})));
+        sockets.push((sub, ws));
+    }
+    // A token in the init payload wins over the header: reader's header, admin's payload.
+    let reader = format!("Bearer {READER}");
+    let mut ws = connect("graphql-transport-ws", &reader);
+    ws.send_json(&init_frame("graphql-transport-ws", Some(ADMIN)));
+    expect_ack(&mut ws, "graphql-transport-ws");
+    ws.send_json(&start_frame("graphql-transport-ws", "1", query, json!({})));
+    sockets.push(("graphql-transport-ws", ws));
+    s.walcast.wait_subscriptions_at_least(4, CONNECT_TIMEOUT);
+
+    s.sql("INSERT INTO articles (title, author_id) VALUES ('draft via header', 1)");
+    for (sub, ws) in &mut sockets {
+        let payload = next_result(ws, sub);
+        assert_eq!(
+            payload["data"]["articles_mutated"],
+            json!({"event": "create", "data": {"title": "draft via header", "status": "draft"}}),
+            "{sub}: {payload}"
+        );
+    }
+
+    // An unknown token in the header is refused at init like one in the payload, and a bad
+    // token in the payload is not rescued by a good header.
+    let mut ws = connect("graphql-transport-ws", "Bearer not-a-known-token");
+    ws.send_json(&init_frame("graphql-transport-ws", None));
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
+    assert_eq!((code, seen.len()), (4403, 0), "{}", show(&seen));
+    let mut ws = connect("graphql-transport-ws", &admin);
+    ws.send_json(&init_frame(
+        "graphql-transport-ws",
+        Some("not-a-known-token"),
+    ));
+    let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
+    assert_eq!((code, seen.len()), (4403, 0), "{}", show(&seen));
+}

@@ -291,9 +291,16 @@ fn upgrade(
         Ok(identity) => identity,
         Err(refusal) => return refusal,
     };
+    // Handshake mode: a bearer token in the upgrade's Authorization header (set by a reverse
+    // proxy, or by a client that is not a browser) is verified at init when the init payload
+    // carries no token.
+    let header_token = match app.cfg.auth {
+        AuthMode::Handshake => authorization.as_deref().and_then(bearer),
+        _ => None,
+    };
     let offered = protocols.is_some().then(|| protocol.name());
     ws.accept(offered, MAX_MESSAGE, move |socket| {
-        session::serve(app, socket, protocol, identity)
+        session::serve(app, socket, protocol, identity, header_token)
     })
 }
 

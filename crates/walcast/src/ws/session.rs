@@ -69,6 +69,9 @@ struct Session {
     /// The static token the identity came from: checked again when the tokens file is reloaded,
     /// so a revoked token ends its sockets.
     token: Option<String>,
+    /// Handshake mode: the bearer token of the upgrade's Authorization header, the identity's
+    /// source when the init payload carries no token.
+    header_token: Option<String>,
     /// What the identity may see; recomputed when permissions or the catalog change.
     view: Option<Arc<RoleView>>,
     access: SharedAccess,
@@ -83,12 +86,13 @@ struct Session {
 }
 
 /// Serves one upgraded socket. `identity` (and the token it came from) is set when strict mode
-/// authenticated the upgrade.
+/// authenticated the upgrade; `header_token` is the upgrade's bearer token in handshake mode.
 pub async fn serve(
     app: Arc<App>,
     ws: Socket,
     protocol: Protocol,
     identity: Option<(Identity, String)>,
+    header_token: Option<String>,
 ) {
     let (identity, token) = identity.unzip();
     app.metrics.connections.fetch_add(1, Relaxed);
@@ -163,6 +167,7 @@ pub async fn serve(
         protocol,
         identity,
         token,
+        header_token,
         view: None,
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         acked: false,
@@ -554,13 +559,15 @@ impl Session {
             // Authenticated at the upgrade already.
             AuthMode::Strict => {}
             AuthMode::Handshake => {
-                let verified = match token_from_init(payload.as_ref()) {
-                    Some(token) => self.app.auth.load().verify(&token),
+                // The payload's token wins over the upgrade's header.
+                let token = token_from_init(payload.as_ref()).or_else(|| self.header_token.take());
+                let verified = match &token {
+                    Some(token) => self.app.auth.load().verify(token),
                     None => Err(AuthError::Missing),
                 };
                 match verified {
                     Ok(who) => {
-                        self.token = token_from_init(payload.as_ref());
+                        self.token = token;
                         self.identity = Some(who);
                         self.refresh_view();
                     }

@@ -1,5 +1,6 @@
 //! Machinery shared by the end-to-end tests: a throw-away Postgres, the real `walcast` binary,
-//! the real JavaScript GraphQL clients of `tests/js`, and a raw WebSocket for protocol checks.
+//! the real JavaScript GraphQL clients of `tests/js`, a raw WebSocket for protocol checks, and
+//! reverse proxies in front of walcast (`proxy`).
 //!
 //! Every test starts its own cluster and server, so tests in one binary run in parallel.
 //! Nothing here skips: a missing Postgres, Node or `npm ci` fails the test with instructions.
@@ -23,6 +24,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
 
 pub use walcast_pgcluster::PgCluster;
+
+pub mod proxy;
 
 /// How long a committed change may take to reach a subscriber.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
