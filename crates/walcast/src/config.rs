@@ -332,8 +332,9 @@ pub struct DemoArgs {
     /// HTTP and WebSocket address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Rows the built-in writer changes per second (0: none).
-    #[arg(long, default_value_t = 0.0)]
+    /// Rows the built-in writer changes per second (0: none). On by default, slowly, so a fresh
+    /// subscription and the live page show events at once.
+    #[arg(long, default_value_t = 0.5)]
     pub writes_per_second: f64,
     /// Where `walcast demo` takes the Postgres server binaries from.
     ///

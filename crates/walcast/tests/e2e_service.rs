@@ -352,7 +352,10 @@ fn demo_serves_the_sample_schema_with_a_writer_and_cleans_up_on_sigint() {
     let token = demo.banner_value("Token:", Duration::from_secs(5));
     // The banner's last line: read it before looking at the whole output.
     let writer = demo.banner_value("Writer:", Duration::from_secs(5));
-    assert_eq!(writer, "20 changes/s to messages (insert, update, delete)");
+    assert_eq!(
+        writer,
+        "20 changes/s to messages (insert, update, delete); --writes-per-second 0 turns it off"
+    );
     assert_eq!(ws, format!("ws://{listen}/graphql"), "{}", demo.output());
     assert_eq!(token.len(), 32, "{token:?}");
     let out = demo.output();
@@ -429,6 +432,40 @@ fn demo_serves_the_sample_schema_with_a_writer_and_cleans_up_on_sigint() {
         http_request(port, "GET", "/healthz", &[], None).is_err(),
         "still listening after exit"
     );
+}
+
+/// Without `--writes-per-second` the demo writes by itself, slowly: a fresh subscription sees a
+/// change without anyone typing SQL.
+#[test]
+fn demo_writes_by_default() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut demo = Demo::start(&["--listen", &listen]);
+    let ws = demo.banner_value("WebSocket:", Duration::from_secs(120));
+    let token = demo.banner_value("Token:", Duration::from_secs(5));
+    let writer = demo.banner_value("Writer:", Duration::from_secs(5));
+    assert_eq!(
+        writer,
+        "0.5 changes/s to messages (insert, update, delete); --writes-per-second 0 turns it off"
+    );
+    let mut client = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &ws,
+        "--token",
+        &token,
+        "--query",
+        "subscription { messages_mutated { key event data { text } } }",
+        "--count",
+        "1",
+    ]);
+    client.wait_kind("connected", CONNECT_TIMEOUT);
+    let data = client.expect_data(EVENT_TIMEOUT);
+    assert_eq!(data["messages_mutated"]["event"], "create", "{data}");
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", demo.output());
+    demo.assert_cluster_removed();
 }
 
 #[test]

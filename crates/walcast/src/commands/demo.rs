@@ -392,9 +392,10 @@ async fn serve(
                     Duration::from_secs_f64(1.0 / writes_per_second),
                 ));
                 *writer_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-                format!("  Writer:     {writes_per_second} changes/s to messages (insert, update, delete)\n")
+                format!("  Writer:     {writes_per_second} changes/s to messages (insert, update, delete); --writes-per-second 0 turns it off\n")
             } else {
-                String::new()
+                "  Writer:     off (--writes-per-second N changes messages N times a second)\n"
+                    .to_string()
             };
             println!("{}", banner(addr, &path, &token, &url, &writer_line));
         }
