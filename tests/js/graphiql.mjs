@@ -1,19 +1,21 @@
 #!/usr/bin/env node
 // Drives walcast's GraphiQL page in a headless Chromium, as a person would: opens the page,
-// types an operation into the query editor, presses the run button and watches the response
-// pane. Driven by the Rust end-to-end tests.
+// types an operation into the query editor (or keeps the one the page opens on), presses the
+// run button and watches the response pane. Driven by the Rust end-to-end tests.
 //
 // Every happening is printed as one JSON line on stdout:
-//   {"kind":"loaded","introspection":{"status":200,"errors":null}}  page up, schema fetched
+//   {"kind":"loaded","introspection":{..},"editor":"..","docs":".."}  page up, schema fetched;
+//                                                  the editor's text and the docs pane's text
 //   {"kind":"ready"}                               the run button was pressed
 //   {"kind":"result","text":".."}                  the response pane holds every --expect text
 //   {"kind":"error","error":"..","response":".."}  anything that went wrong (then exit 1)
 // Browser console messages and page errors go to stderr.
 //
 // Usage:
-//   node graphiql.mjs --url http://HOST:PORT/graphql?access_token=T --query Q --expect TEXT
+//   node graphiql.mjs --url http://HOST:PORT/graphql?access_token=T [--query Q] --expect TEXT
 //        [--expect TEXT ...] [--timeout MS] [--screenshot FILE.png] [--chromium PATH]
 //
+// --query Q      typed into the editor; without it the page's own document runs
 // --timeout MS   how long to wait for the page, and then for the expected text (default 30000)
 // --chromium     the browser binary (default /usr/bin/chromium: Debian's `chromium` package)
 // --screenshot   a PNG of the page when the script ends, for a person to look at
@@ -43,8 +45,8 @@ function exitAfterFlush(code) {
   process.stdout.write('', () => process.exit(code));
 }
 
-if (!opts.url || opts.query === undefined) {
-  process.stderr.write('graphiql.mjs: --url and --query are required\n');
+if (!opts.url) {
+  process.stderr.write('graphiql.mjs: --url is required\n');
   process.exit(2);
 }
 const timeout = Number(opts.timeout);
@@ -143,13 +145,30 @@ try {
   if (!resp || resp.status() !== 200) throw new Error(`GET ${opts.url}: HTTP ${resp?.status()}`);
   await page.waitForSelector('.graphiql-query-editor .CodeMirror', { timeout });
   await introspected;
-  emit({ kind: 'loaded', introspection });
+  // The docs pane fills in once GraphiQL has the schema.
+  const docs = await page
+    .waitForFunction(
+      () => {
+        const pane = document.querySelector('.graphiql-doc-explorer');
+        return pane && /Subscription/.test(pane.textContent) ? pane.textContent : false;
+      },
+      null,
+      { timeout },
+    )
+    .then((h) => h.jsonValue())
+    .catch(() => null);
+  const editor = await page.evaluate(
+    () => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
+  );
+  emit({ kind: 'loaded', introspection, editor, docs });
 
-  await page.evaluate((q) => {
-    document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
-  }, opts.query);
-  // GraphiQL reads the editor's value on change; give React one frame to see it.
-  await page.waitForTimeout(200);
+  if (opts.query !== undefined) {
+    await page.evaluate((q) => {
+      document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
+    }, opts.query);
+    // GraphiQL reads the editor's value on change; give React one frame to see it.
+    await page.waitForTimeout(200);
+  }
   await page.click('.graphiql-execute-button', { timeout });
   emit({ kind: 'ready' });
 

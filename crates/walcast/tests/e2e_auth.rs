@@ -1992,3 +1992,51 @@ fn handshake_mode_takes_the_upgrades_bearer_header_when_the_init_carries_no_toke
     let (code, _, seen) = expect_close(&mut ws, CONNECT_TIMEOUT);
     assert_eq!((code, seen.len()), (4403, 0), "{}", show(&seen));
 }
+
+/// GraphiQL opened with a reader's token starts on the reader's view: a subscription to
+/// `articles` without the hidden `author_id`, which runs over a socket authenticated by the
+/// token in `connectionParams` (handshake mode) and sees a published article.
+#[test]
+fn graphiql_opens_on_a_subscription_of_the_callers_view() {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium"
+    );
+    let s = setup("handshake", Some(PERMISSIONS), &[]);
+    let url = format!(
+        "{}{}?access_token={READER}",
+        s.walcast.http_url(),
+        s.walcast.graphql_path()
+    );
+    let mut page = JsClient::spawn_script(
+        "graphiql.mjs",
+        &[
+            "--url",
+            &url,
+            "--expect",
+            "Read in GraphiQL",
+            "--timeout",
+            "45000",
+        ],
+    );
+    let loaded = page.expect_kind("loaded", Duration::from_secs(60));
+    let editor = loaded["editor"].as_str().unwrap_or_default();
+    assert!(
+        editor.contains("  articles_mutated {\n    key\n    event\n    data { id title status }\n"),
+        "{editor}"
+    );
+    assert!(!editor.contains("author_id"), "{editor}");
+    page.expect_kind("ready", Duration::from_secs(30));
+    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+    s.sql("INSERT INTO articles (title, status) VALUES ('Read in GraphiQL', 'published')");
+    let result = page.next_line(Duration::from_secs(60));
+    assert_eq!(result["kind"], "result", "{result}\n{}", page.stderr());
+    let shown: Value = serde_json::from_str(result["text"].as_str().unwrap_or_default())
+        .expect("the response pane holds JSON");
+    assert_eq!(
+        shown["data"]["articles_mutated"]["data"],
+        json!({"id": shown["data"]["articles_mutated"]["key"], "title": "Read in GraphiQL", "status": "published"}),
+        "{shown}"
+    );
+}

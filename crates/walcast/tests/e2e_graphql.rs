@@ -989,32 +989,37 @@ fn require_chromium() {
     );
 }
 
-/// Opens GraphiQL with the token in the URL, runs `query` from the editor, inserts a message
-/// once the subscription is live and waits for it in the response pane.
-fn graphiql_flow(s: &Setup, query: &str, text: &str) -> String {
+/// Opens GraphiQL with the token (and `url_extra`) in the URL, runs `query` from the editor
+/// (the page's own document when `None`), inserts a message once the subscription is live and
+/// waits for it in the response pane. Returns the page's `loaded` line and the pane's text.
+fn graphiql_flow(s: &Setup, query: Option<&str>, url_extra: &str, text: &str) -> (Value, String) {
     let url = format!(
-        "{}{}?access_token={TOKEN}",
+        "{}{}?access_token={TOKEN}{url_extra}",
         s.walcast.http_url(),
         s.walcast.graphql_path()
     );
     let shot = s.dir.path().join("graphiql.png");
     let shot = shot.to_str().expect("temp path is UTF-8");
+    let mut args = vec!["--url", &url];
+    if let Some(query) = query {
+        args.extend(["--query", query]);
+    }
     let mut page = JsClient::spawn_script(
         "graphiql.mjs",
         &[
-            "--url",
-            &url,
-            "--query",
-            query,
-            "--expect",
-            text,
-            "--expect",
-            "\"create\"",
-            "--timeout",
-            "45000",
-            "--screenshot",
-            shot,
-        ],
+            &args[..],
+            &[
+                "--expect",
+                text,
+                "--expect",
+                "\"create\"",
+                "--timeout",
+                "45000",
+                "--screenshot",
+                shot,
+            ],
+        ]
+        .concat(),
     );
     let loaded = page.expect_kind("loaded", Duration::from_secs(60));
     assert_eq!(
@@ -1052,7 +1057,8 @@ fn graphiql_flow(s: &Setup, query: &str, text: &str) -> String {
         status.is_some_and(|s| s.success()),
         "graphiql.mjs: {status:?}"
     );
-    result["text"].as_str().unwrap_or_default().to_owned()
+    let text = result["text"].as_str().unwrap_or_default().to_owned();
+    (loaded, text)
 }
 
 #[test]
@@ -1062,9 +1068,10 @@ fn graphiql_runs_a_subscription_in_headless_chromium() {
     let (status, html) = s.walcast.get(s.walcast.graphql_path());
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("/graphiql/graphiql.min.js"), "{html}");
-    let text = graphiql_flow(
+    let (_, text) = graphiql_flow(
         &s,
-        "subscription { messages_mutated { key event data { text } } }",
+        Some("subscription { messages_mutated { key event data { text } } }"),
+        "",
         "typed in GraphiQL",
     );
     let shown: Value = serde_json::from_str(&text).expect("the response pane holds JSON");
@@ -1081,9 +1088,53 @@ fn graphiql_subscriptions_work_in_strict_mode() {
     let s = setup(&demo_sql(), &[("WEBSOCKETS_GRAPHQL_AUTH", "strict")]);
     graphiql_flow(
         &s,
-        "subscription { messages_mutated { key event data { text } } }",
+        Some("subscription { messages_mutated { key event data { text } } }"),
+        "",
         "strict GraphiQL",
     );
+}
+
+/// GraphiQL opens on a subscription for the table named by `&table=`, with every scalar column
+/// in `data` and the Prisma form commented below it, shows the schema in its docs pane, and
+/// that document runs as it is.
+#[test]
+fn graphiql_opens_on_a_runnable_subscription_and_the_docs() {
+    require_chromium();
+    let s = setup(&demo_sql(), &[]);
+    let (loaded, text) = graphiql_flow(&s, None, "&table=messages", "run as opened");
+    let editor = loaded["editor"].as_str().unwrap_or_default();
+    assert!(
+        editor.contains(
+            "subscription {\n  messages_mutated {\n    key\n    event\n    \
+             data { id text user_id date_created }\n  }\n}\n"
+        ),
+        "{editor}"
+    );
+    assert!(
+        editor.contains(
+            "# subscription {\n#   messages(where: { mutation_in: [CREATED, UPDATED, DELETED] }) {\n\
+             #     mutation\n#     node { id text user_id date_created }\n"
+        ),
+        "{editor}"
+    );
+    assert!(
+        editor.contains("#   users, articles, comments\n"),
+        "{editor}"
+    );
+    let docs = loaded["docs"].as_str().unwrap_or_default();
+    for name in [
+        "Subscription",
+        "messages_mutated",
+        "messagesSubscriptionPayload",
+    ] {
+        assert!(docs.contains(name), "docs pane without {name}: {docs}");
+    }
+    let shown: Value = serde_json::from_str(&text).expect("the response pane holds JSON");
+    let event = &shown["data"]["messages_mutated"];
+    assert_eq!(event["event"], "create", "{shown}");
+    assert_eq!(event["data"]["text"], "run as opened", "{shown}");
+    assert_eq!(event["data"]["user_id"], Value::Null, "{shown}");
+    assert!(event["data"]["date_created"].is_string(), "{shown}");
 }
 
 // ---------------------------------------------------------------------------------------------

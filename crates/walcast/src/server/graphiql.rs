@@ -23,10 +23,15 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
         "application/javascript",
         include_bytes!("../../assets/graphiql/react-dom.production.min.js"),
     ),
+    (
+        "walcast-graphiql.js",
+        "application/javascript",
+        include_bytes!("../../assets/graphiql/walcast-graphiql.js"),
+    ),
 ];
 
+/// The page; `path` (the GraphQL endpoint) goes in as an HTML attribute for the start-up script.
 pub fn page(path: &str) -> String {
-    let path_json = serde_json::to_string(path).unwrap_or_else(|_| "\"/graphql\"".into());
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -37,26 +42,21 @@ pub fn page(path: &str) -> String {
 <link rel="stylesheet" href="/graphiql/graphiql.min.css">
 </head>
 <body>
-<div id="graphiql">Loading GraphiQL…</div>
+<div id="graphiql" data-path="{}">Loading GraphiQL…</div>
 <script src="/graphiql/react.production.min.js"></script>
 <script src="/graphiql/react-dom.production.min.js"></script>
 <script src="/graphiql/graphiql.min.js"></script>
-<script>
-const path = {path_json};
-const token = new URLSearchParams(location.search).get('access_token');
-// Browsers cannot set headers on a WebSocket: strict mode reads the token from the URL.
-const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path
-  + (token ? '?access_token=' + encodeURIComponent(token) : '');
-const fetcher = GraphiQL.createFetcher({{
-  url: location.origin + path,
-  subscriptionUrl: wsUrl,
-  headers: token ? {{ Authorization: 'Bearer ' + token }} : {{}},
-  wsConnectionParams: token ? {{ access_token: token }} : {{}},
-}});
-ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, {{ fetcher }}));
-</script>
+<script src="/graphiql/walcast-graphiql.js"></script>
 </body>
 </html>
-"#
+"#,
+        html_attribute(path)
     )
+}
+
+fn html_attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
