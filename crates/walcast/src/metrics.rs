@@ -1,10 +1,18 @@
-//! Counters, gauges and histograms, rendered in the Prometheus text format at `/metrics`.
+//! Counters, gauges and histograms, exposed at `/metrics` through `prometheus-client`.
+//!
+//! The hot paths keep bumping plain atomics (lock-free, no label look-up per event); on each
+//! scrape a [`Collector`] reads them and `prometheus-client` writes the exposition: the
+//! Prometheus text format, or OpenMetrics when the scraper asks for it.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -30,17 +38,15 @@ impl Histogram {
             .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.counts) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    /// `(upper bound, count in that bucket alone)`, sum in seconds and count, as read now.
+    fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let buckets = BUCKETS
+            .iter()
+            .zip(&self.counts)
+            .map(|(b, c)| (*b, c.load(Relaxed)))
+            .collect();
         let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        (buckets, sum, self.count.load(Relaxed))
     }
 }
 
@@ -57,17 +63,9 @@ impl Labeled {
             .or_insert(0) += n;
     }
 
-    fn render(&self, out: &mut String, name: &str, kind: &str, help: &str, keys: &[&str]) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    fn snapshot(&self) -> Vec<(Vec<String>, i64)> {
         let v = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        for (labels, n) in v.iter() {
-            let pairs: Vec<String> = keys
-                .iter()
-                .zip(labels)
-                .map(|(k, l)| format!("{k}=\"{}\"", l.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {n}", pairs.join(","));
-        }
+        v.iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 }
 
@@ -108,166 +106,275 @@ pub struct Metrics {
     pub send_seconds: Histogram,
 }
 
+/// The exposition formats of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4, what a plain `GET` gets.
+    Prometheus,
+    /// OpenMetrics 1.0 text, for a scraper whose `Accept` header names it.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 impl Metrics {
-    pub fn render(&self) -> String {
+    /// The exposition of every metric in `format`.
+    pub fn render(self: &Arc<Self>, format: Format) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape(self.clone())));
         let mut out = String::new();
-        let mut put = |name: &str, kind: &str, help: &str, v: i64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+        // Writing into a String cannot fail; a collector error would only come from there.
+        let _ = match format {
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+            }
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
         };
-        let n = |a: &AtomicU64| a.load(Relaxed) as i64;
-        put(
-            "walcast_transactions_total",
-            "counter",
-            "Committed transactions decoded.",
-            n(&self.transactions),
-        );
-        put(
-            "walcast_events_matched_total",
-            "counter",
-            "Event deliveries to subscriptions.",
-            n(&self.events_matched),
-        );
-        put(
-            "walcast_messages_sent_total",
-            "counter",
-            "WebSocket messages sent.",
-            n(&self.messages_sent),
-        );
-        put(
-            "walcast_bytes_sent_total",
-            "counter",
-            "WebSocket payload bytes sent.",
-            n(&self.bytes_sent),
-        );
-        put(
-            "walcast_subscriptions_active",
-            "gauge",
-            "Live subscriptions.",
-            n(&self.subscriptions),
-        );
-        put(
-            "walcast_slow_consumer_closes_total",
-            "counter",
-            "Connections closed as slow consumers.",
-            n(&self.slow_consumer_closes),
-        );
-        put(
-            "walcast_ping_timeouts_total",
-            "counter",
-            "Connections closed because the client did not answer a ping frame in time.",
-            n(&self.ping_timeouts),
-        );
-        put(
-            "walcast_replication_reconnects_total",
-            "counter",
-            "Replication connections re-established.",
-            n(&self.replication_reconnects),
-        );
-        put(
-            "walcast_slot_recreations_total",
-            "counter",
-            "Replication slots found missing on reconnect and created again: changes committed in between were not delivered.",
-            n(&self.slot_recreations),
-        );
-        put(
-            "walcast_schema_reloads_total",
-            "counter",
-            "Schema rebuilds from the catalog.",
-            n(&self.schema_reloads),
-        );
-        put(
-            "walcast_relation_queries_total",
-            "counter",
-            "Queries that loaded related rows or answered relation conditions.",
-            self.relation_queries.load(Relaxed) as i64,
-        );
-        put(
-            "walcast_payloads_built_total",
-            "counter",
-            "Event payloads resolved and serialised for subscribers.",
-            self.payloads.built.load(Relaxed) as i64,
-        );
-        put(
-            "walcast_payloads_shared_total",
-            "counter",
-            "Event payloads a subscriber took from an identical subscription instead of building.",
-            self.payloads.shared.load(Relaxed) as i64,
-        );
-        put(
-            "walcast_slot_confirmed_lsn",
-            "gauge",
-            "WAL position confirmed to the slot.",
-            n(&self.confirmed_lsn),
-        );
-        put(
-            "walcast_slot_retained_wal_bytes",
-            "gauge",
-            "WAL the replication slot holds on the server.",
-            self.retained_wal_bytes.load(Relaxed),
-        );
-        put(
-            "walcast_slot_lag_bytes",
-            "gauge",
-            "Bytes between the server's WAL position and the slot's confirmed position.",
-            self.slot_lag_bytes.load(Relaxed),
-        );
+        out
+    }
+
+    /// Seconds from the commit of the last transaction streamed to now, once there was one.
+    pub fn lag_seconds(&self) -> Option<f64> {
         let last = self.last_commit_micros.load(Relaxed);
-        if last > 0 {
+        (last > 0).then(|| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
-            let lag = now.saturating_sub(last) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "# HELP walcast_slot_lag_seconds Seconds from the commit of the last transaction streamed to now.\n# TYPE walcast_slot_lag_seconds gauge\nwalcast_slot_lag_seconds {lag:.3}"
-            );
+            (now.saturating_sub(last) / 1000) as f64 / 1e3
+        })
+    }
+}
+
+/// Reads the atomics on each scrape.
+struct Scrape(Arc<Metrics>);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("walcast metrics")
+    }
+}
+
+/// Counters are named without `_total`: the encoder appends it (and OpenMetrics wants the
+/// family name without it).
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: V,
+) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&v)
+}
+
+fn labeled(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    kind: MetricType,
+    help: &str,
+    keys: &[&str],
+    values: &Labeled,
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, kind)?;
+    for (labels, n) in values.snapshot() {
+        let set: Vec<(&str, &str)> = keys
+            .iter()
+            .copied()
+            .zip(labels.iter().map(String::as_str))
+            .collect();
+        let mut sample = m.encode_family(&set)?;
+        match kind {
+            MetricType::Counter => {
+                sample.encode_counter::<NoLabelSet, _, u64>(&(n.max(0) as u64), None)?
+            }
+            _ => sample.encode_gauge(&n)?,
         }
-        self.events_decoded.render(
-            &mut out,
-            "walcast_events_decoded_total",
-            "counter",
+    }
+    Ok(())
+}
+
+fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> std::fmt::Result {
+    let (buckets, sum, count) = h.snapshot();
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let m = &self.0;
+        let n = |a: &AtomicU64| a.load(Relaxed);
+        counter(
+            &mut e,
+            "walcast_transactions",
+            "Committed transactions decoded.",
+            n(&m.transactions),
+        )?;
+        counter(
+            &mut e,
+            "walcast_events_matched",
+            "Event deliveries to subscriptions.",
+            n(&m.events_matched),
+        )?;
+        counter(
+            &mut e,
+            "walcast_messages_sent",
+            "WebSocket messages sent.",
+            n(&m.messages_sent),
+        )?;
+        counter(
+            &mut e,
+            "walcast_bytes_sent",
+            "WebSocket payload bytes sent.",
+            n(&m.bytes_sent),
+        )?;
+        gauge(
+            &mut e,
+            "walcast_subscriptions_active",
+            "Live subscriptions.",
+            n(&m.subscriptions),
+        )?;
+        counter(
+            &mut e,
+            "walcast_slow_consumer_closes",
+            "Connections closed as slow consumers.",
+            n(&m.slow_consumer_closes),
+        )?;
+        counter(
+            &mut e,
+            "walcast_ping_timeouts",
+            "Connections closed because the client did not answer a ping frame in time.",
+            n(&m.ping_timeouts),
+        )?;
+        counter(
+            &mut e,
+            "walcast_replication_reconnects",
+            "Replication connections re-established.",
+            n(&m.replication_reconnects),
+        )?;
+        counter(
+            &mut e,
+            "walcast_slot_recreations",
+            "Replication slots found missing on reconnect and created again: changes committed in between were not delivered.",
+            n(&m.slot_recreations),
+        )?;
+        counter(
+            &mut e,
+            "walcast_schema_reloads",
+            "Schema rebuilds from the catalog.",
+            n(&m.schema_reloads),
+        )?;
+        counter(
+            &mut e,
+            "walcast_relation_queries",
+            "Queries that loaded related rows or answered relation conditions.",
+            m.relation_queries.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "walcast_payloads_built",
+            "Event payloads resolved and serialised for subscribers.",
+            m.payloads.built.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "walcast_payloads_shared",
+            "Event payloads a subscriber took from an identical subscription instead of building.",
+            m.payloads.shared.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "walcast_slot_confirmed_lsn",
+            "WAL position confirmed to the slot.",
+            n(&m.confirmed_lsn),
+        )?;
+        gauge(
+            &mut e,
+            "walcast_slot_retained_wal_bytes",
+            "WAL the replication slot holds on the server.",
+            m.retained_wal_bytes.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "walcast_slot_lag_bytes",
+            "Bytes between the server's WAL position and the slot's confirmed position.",
+            m.slot_lag_bytes.load(Relaxed),
+        )?;
+        if let Some(lag) = m.lag_seconds() {
+            gauge(
+                &mut e,
+                "walcast_slot_lag_seconds",
+                "Seconds from the commit of the last transaction streamed to now.",
+                lag,
+            )?;
+        }
+        labeled(
+            &mut e,
+            "walcast_events_decoded",
+            MetricType::Counter,
             "Row events decoded from the WAL.",
             &["table", "event"],
-        );
-        self.connections_by.render(
-            &mut out,
+            &m.events_decoded,
+        )?;
+        labeled(
+            &mut e,
             "walcast_connections",
-            "gauge",
+            MetricType::Gauge,
             "Open WebSocket connections.",
             &["protocol"],
-        );
-        self.subscriptions_by.render(
-            &mut out,
+            &m.connections_by,
+        )?;
+        labeled(
+            &mut e,
             "walcast_operations_active",
-            "gauge",
+            MetricType::Gauge,
             "Running subscriptions by protocol and role.",
             &["protocol", "role"],
-        );
-        self.decode_seconds.render(
-            &mut out,
+            &m.subscriptions_by,
+        )?;
+        histogram(
+            &mut e,
             "walcast_decode_seconds",
             "Decoding one transaction into events.",
-        );
-        self.match_seconds.render(
-            &mut out,
+            &m.decode_seconds,
+        )?;
+        histogram(
+            &mut e,
             "walcast_match_seconds",
             "Matching one transaction against the subscriptions.",
-        );
-        self.serialize_seconds.render(
-            &mut out,
+            &m.match_seconds,
+        )?;
+        histogram(
+            &mut e,
             "walcast_serialize_seconds",
             "Resolving and serialising one event for one subscription.",
-        );
-        self.send_seconds.render(
-            &mut out,
+            &m.serialize_seconds,
+        )?;
+        histogram(
+            &mut e,
             "walcast_send_seconds",
             "Writing a burst of messages to a socket (one flush).",
-        );
-        out
+            &m.send_seconds,
+        )
     }
 }
 
@@ -277,25 +384,58 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         m.events_decoded.add(&["public.messages", "create"], 3);
         m.match_seconds.observe(Duration::from_micros(70));
         m.match_seconds.observe(Duration::from_secs(2));
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
+        for line in [
+            "# HELP walcast_events_decoded_total Row events decoded from the WAL.\n",
+            "# TYPE walcast_events_decoded_total counter\n",
+            "walcast_events_decoded_total{table=\"public.messages\",event=\"create\"} 3\n",
+            "# TYPE walcast_match_seconds histogram\n",
+            "walcast_match_seconds_bucket{le=\"0.0001\"} 1\n",
+            "walcast_match_seconds_bucket{le=\"+Inf\"} 2\n",
+            "walcast_match_seconds_count 2\n",
+            "walcast_transactions_total 0\n",
+            "walcast_subscriptions_active 0\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        let m = Arc::new(Metrics::default());
+        m.events_decoded.add(&["we\"ird\\na\nme", "create"], 1);
+        let text = m.render(Format::Prometheus);
         assert!(
             text.contains(
-                "walcast_events_decoded_total{table=\"public.messages\",event=\"create\"} 3"
+                r#"walcast_events_decoded_total{table="we\"ird\\na\nme",event="create"} 1"#
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn renders_openmetrics_when_asked() {
+        let m = Arc::new(Metrics::default());
+        m.events_decoded.add(&["messages", "update"], 2);
+        let format = Format::from_accept(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ));
+        assert_eq!(format, Format::OpenMetrics);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Prometheus);
+        let text = m.render(format);
         assert!(
-            text.contains("walcast_match_seconds_bucket{le=\"0.0001\"} 1"),
+            text.contains("# TYPE walcast_events_decoded counter\n"),
             "{text}"
         );
         assert!(
-            text.contains("walcast_match_seconds_bucket{le=\"+Inf\"} 2"),
+            text.contains("walcast_events_decoded_total{table=\"messages\",event=\"update\"} 2\n"),
             "{text}"
         );
-        assert!(text.contains("walcast_match_seconds_count 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

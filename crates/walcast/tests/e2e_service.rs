@@ -947,6 +947,44 @@ fn metrics_after_inserts_and_updates_with_one_subscriber() {
         !m.contains("event=\"delete\"") && !m.contains("event=\"truncate\""),
         "{m}"
     );
+    // Each family is described once, in the Prometheus text format unless asked otherwise.
+    for family in [
+        "walcast_events_decoded_total counter",
+        "walcast_connections gauge",
+        "walcast_send_seconds histogram",
+    ] {
+        assert_eq!(
+            m.matches(&format!("# TYPE {family}\n")).count(),
+            1,
+            "{family}\n{m}"
+        );
+    }
+    assert!(!m.contains("# EOF"), "{m}");
+
+    // OpenMetrics for a scraper that asks for it: the same samples, families named without
+    // `_total`, and the closing `# EOF`.
+    let r = http_request(
+        s.walcast.port(),
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        None,
+    )
+    .expect("/metrics answered");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om = r.text();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(
+        om.contains("# TYPE walcast_events_decoded counter\n"),
+        "{om}"
+    );
+    for (series, want) in &exact[..2] {
+        assert_eq!(sample(&om, series), Some(*want), "{series}\n{om}");
+    }
 
     // Counted at least once per event: transactions (Postgres 13 and 14 also send empty ones),
     // messages and serialisations (plus the acknowledgement and pings), bytes, stage timings.

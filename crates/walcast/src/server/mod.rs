@@ -19,6 +19,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::app::App;
 use crate::auth::{bearer, Identity};
 use crate::config::AuthMode;
+use crate::metrics::Format;
 use crate::ws::protocol::Protocol;
 use crate::ws::session;
 
@@ -202,25 +203,29 @@ fn metrics_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = 
     warp::path!("metrics")
         .and(warp::get())
         .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("accept"))
         .and(with_app(app))
-        .map(|authorization: Option<String>, app: Arc<App>| {
-            if let Some(want) = &app.cfg.metrics_token {
-                let given = authorization.as_deref().and_then(bearer);
-                if !given.is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes())) {
-                    return warp::reply::with_status(
+        .map(
+            |authorization: Option<String>, accept: Option<String>, app: Arc<App>| {
+                if let Some(want) = &app.cfg.metrics_token {
+                    let given = authorization.as_deref().and_then(bearer);
+                    if !given.is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes())) {
+                        return warp::reply::with_status(
                         "metrics need the token of WALCAST_METRICS_TOKEN (Authorization: Bearer)",
                         StatusCode::UNAUTHORIZED,
                     )
                     .into_response();
+                    }
                 }
-            }
-            warp::reply::with_header(
-                app.metrics.render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-            .into_response()
-        })
+                let format = Format::from_accept(accept.as_deref());
+                warp::reply::with_header(
+                    app.metrics.render(format),
+                    "content-type",
+                    format.content_type(),
+                )
+                .into_response()
+            },
+        )
 }
 
 /// The routes of the separate metrics listener (`WALCAST_METRICS_LISTEN`).
