@@ -265,13 +265,14 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub ws_pong_timeout: Duration,
-    /// Bearer token that `/metrics` requires.
+    /// Bearer token that `/metrics` and `/status` require (`/status` also takes it as
+    /// `?access_token=`).
     ///
-    /// Unset, `/metrics` is open to whoever reaches the listener (it names tables and roles).
+    /// Unset, both are open to whoever reaches the listener (they name tables and roles).
     #[arg(long, env = "WALCAST_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// Separate address for `/metrics` (`127.0.0.1:9187`); when set, the main listener no
-    /// longer serves it.
+    /// Separate address for `/metrics` and `/status` (`127.0.0.1:9187`); when set, the main
+    /// listener no longer serves them.
     #[arg(long, env = "WALCAST_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Most subscriptions on one connection.

@@ -96,6 +96,9 @@ pub struct Metrics {
     pub retained_wal_bytes: AtomicI64,
     /// Bytes between the server's WAL position and what the slot confirmed.
     pub slot_lag_bytes: AtomicI64,
+    /// The server's `max_slot_wal_keep_size` in bytes (-1: unlimited, the default), for
+    /// comparing the retained WAL with.
+    pub wal_keep_size_bytes: AtomicI64,
     /// Queries that loaded related rows or answered relation conditions.
     pub relation_queries: Arc<AtomicU64>,
     /// Groups of identical subscriptions and the payloads they built and shared.
@@ -318,6 +321,12 @@ impl Collector for Scrape {
             "walcast_slot_lag_bytes",
             "Bytes between the server's WAL position and the slot's confirmed position.",
             m.slot_lag_bytes.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "walcast_slot_wal_keep_size_bytes",
+            "The server's max_slot_wal_keep_size in bytes (-1: unlimited).",
+            m.wal_keep_size_bytes.load(Relaxed),
         )?;
         if let Some(lag) = m.lag_seconds() {
             gauge(

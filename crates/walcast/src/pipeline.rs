@@ -390,7 +390,8 @@ pub async fn watch_slot(app: Arc<App>, every: std::time::Duration) {
                  ELSE pg_current_wal_lsn() END AS lsn) \
                  SELECT pg_wal_lsn_diff(now.lsn, s.restart_lsn)::bigint, \
                         pg_wal_lsn_diff(now.lsn, s.confirmed_flush_lsn)::bigint, \
-                        s.safe_wal_size \
+                        s.safe_wal_size, \
+                        pg_size_bytes(current_setting('max_slot_wal_keep_size')) \
                  FROM pg_replication_slots s, now WHERE s.slot_name = $1",
                 &[&app.cfg.slot],
             )
@@ -403,6 +404,10 @@ pub async fn watch_slot(app: Arc<App>, every: std::time::Duration) {
             .retained_wal_bytes
             .store(retained.unwrap_or(-1), Relaxed);
         app.metrics.slot_lag_bytes.store(lag.unwrap_or(-1), Relaxed);
+        let keep: Option<i64> = row.get(3);
+        app.metrics
+            .wal_keep_size_bytes
+            .store(keep.unwrap_or(-1), Relaxed);
         if let (Some(safe), Some(retained)) = (safe, retained) {
             // Less room left than the slot already holds: a burst could cost the slot.
             if safe < retained {

@@ -177,6 +177,25 @@ fn metrics_need_their_token_when_one_is_set() {
     .expect("answered");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("walcast_connections"), "{}", r.text());
+    // The status page has the same guard; a browser can carry the token in the URL there
+    // (and only there).
+    for path in [
+        "/status",
+        "/status?access_token=wrong",
+        "/metrics?access_token=metrics-secret",
+    ] {
+        let r = http_request(port, "GET", path, &[], None).expect("answered");
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+    }
+    for (path, auth) in [
+        ("/status?access_token=metrics-secret", None),
+        ("/status", Some("Bearer metrics-secret")),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let r = http_request(port, "GET", path, &headers, None).expect("answered");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.text().contains("walcast status"), "{}", r.text());
+    }
 }
 
 #[test]
@@ -189,6 +208,11 @@ fn metrics_on_their_own_listener_leave_the_public_one() {
     let r = http_request(metrics_port, "GET", "/metrics", &[], None).expect("answered");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("walcast_connections"), "{}", r.text());
+    let r = http_request(s.walcast.port(), "GET", "/status", &[], None).expect("answered");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = http_request(metrics_port, "GET", "/status", &[], None).expect("answered");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("walcast status"), "{}", r.text());
 }
 
 #[test]

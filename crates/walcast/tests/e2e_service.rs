@@ -1034,6 +1034,148 @@ fn metrics_after_inserts_and_updates_with_one_subscriber() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3b. The /status page in a headless Chromium
+
+/// The status page during a write burst: its events-per-second chart moves (screenshot taken
+/// then), and once the burst is over and delivered, every number of its table of samples that
+/// no longer changes equals /metrics.
+#[test]
+fn status_page_follows_a_write_burst_and_shows_what_metrics_say() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the status page test drives Debian's Chromium"
+    );
+    let s = setup(&[]);
+    let mut client = JsClient::spawn(&[
+        "--protocol",
+        "transport",
+        "--url",
+        &s.walcast.ws_url(),
+        "--token",
+        TOKEN,
+        "--query",
+        "subscription { messages_mutated { key event } }",
+    ]);
+    client.wait_kind("connected", CONNECT_TIMEOUT);
+    s.walcast.wait_subscriptions(1, CONNECT_TIMEOUT);
+
+    // The burst runs until the gate's advisory lock is free, that is until the page was seen
+    // moving: one insert per transaction.
+    let mut gate = s.pg.session(DB).expect("psql gate");
+    gate.run("SELECT pg_advisory_lock(4242)").expect("lock");
+    let mut writer = s.pg.session(DB).expect("psql writer");
+    writer
+        .send(
+            "DO $$ DECLARE i int := 0; BEGIN \
+             WHILE NOT pg_try_advisory_lock(4242) LOOP \
+               i := i + 1; INSERT INTO messages (text) VALUES ('burst ' || i); COMMIT; \
+               PERFORM pg_sleep(0.01); \
+             END LOOP; END $$;",
+        )
+        .expect("burst");
+
+    let url = format!("{}/status", s.walcast.http_url());
+    let shot = s.dir.path().join("status-burst.png");
+    let shot_arg = shot.to_str().expect("temp path is UTF-8");
+    let mut page = JsClient::spawn_script(
+        "status.mjs",
+        &[
+            "--url",
+            &url,
+            "--rate-table",
+            "messages",
+            "--moving-polls",
+            "5",
+            "--screenshot",
+            shot_arg,
+        ],
+    );
+    let loaded = page.expect_kind("loaded", Duration::from_secs(60));
+    assert_eq!(loaded["slot"], "walcast", "{loaded}");
+    let moving = page.expect_kind("moving", Duration::from_secs(120));
+    assert!(moving["rate"].as_f64().is_some_and(|r| r > 0.0), "{moving}");
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG: {}", shot.display());
+    if let Ok(keep) = std::env::var("WALCAST_KEEP_STATUS_SCREENSHOT") {
+        std::fs::copy(&shot, &keep).expect("copying the screenshot");
+    }
+    let status = page.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "status.mjs: {status:?}"
+    );
+
+    gate.run("SELECT pg_advisory_unlock(4242)").expect("unlock");
+    writer.finish().expect("the burst ends");
+    let n: u64 = s
+        .sql("SELECT count(*) FROM messages WHERE text LIKE 'burst %'")
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(n > 0);
+    for _ in 0..n {
+        client.expect_data(EVENT_TIMEOUT);
+    }
+    let created = "walcast_events_decoded_total{table=\"messages\",event=\"create\"}";
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while sample(&s.walcast.get("/metrics").1, created) != Some(n as f64) {
+        assert!(Instant::now() < deadline, "{created} never reached {n}");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // A fresh page once nothing moves: its numbers against /metrics read after it.
+    let mut page = JsClient::spawn_script(
+        "status.mjs",
+        &[
+            "--url",
+            &url,
+            "--series",
+            created,
+            "--value",
+            &n.to_string(),
+        ],
+    );
+    let (settled, _) = page.wait_kind("settled", Duration::from_secs(60));
+    let m = s.walcast.get("/metrics").1;
+    let shown = &settled["shown"];
+    for series in [
+        created,
+        "walcast_events_matched_total",
+        "walcast_payloads_built_total",
+        "walcast_subscriptions_active",
+        "walcast_connections{protocol=\"graphql-transport-ws\"}",
+        "walcast_operations_active{protocol=\"graphql-transport-ws\",role=\"admin\"}",
+        "walcast_slow_consumer_closes_total",
+        "walcast_ping_timeouts_total",
+        "walcast_replication_reconnects_total",
+        "walcast_slot_wal_keep_size_bytes",
+        "walcast_decode_seconds_count",
+        "walcast_match_seconds_count",
+    ] {
+        assert_eq!(
+            shown[series].as_f64(),
+            sample(&m, series),
+            "{series} on the page and in /metrics\n{settled}\n{m}"
+        );
+    }
+    assert_eq!(must(&m, "walcast_events_matched_total"), n as f64);
+    let headline = &settled["page"];
+    assert_eq!(headline["subscriptions"], "1", "{headline}");
+    assert_eq!(headline["slow"], "0", "{headline}");
+    assert_eq!(headline["keep"], "unlimited", "{headline}");
+    assert_eq!(
+        headline["clients"][0],
+        serde_json::json!(["graphql-transport-ws", "admin", "1", "1"]),
+        "{headline}"
+    );
+    let status = page.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "status.mjs: {status:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // 4. Configuration: precedence, start-up errors, --print-config
 
 /// Runs `walcast ARGS` to completion with only `env` set of walcast's variables: (exit status,

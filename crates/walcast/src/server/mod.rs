@@ -5,6 +5,7 @@ mod graphiql;
 mod http;
 pub mod listener;
 mod realtime;
+mod status;
 mod upgrade;
 
 pub use upgrade::Socket;
@@ -198,32 +199,59 @@ impl warp::reject::Reject for BodyTooLarge {}
 struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
 
-/// `GET /metrics`, behind `WALCAST_METRICS_TOKEN` when it is set.
+/// `GET /metrics` and the `/status` page over it, behind `WALCAST_METRICS_TOKEN` when it is set:
+/// as a bearer token, or as `?access_token=` for a browser opening the page.
 fn metrics_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    #[derive(Clone, Copy)]
+    enum Target {
+        Metrics,
+        Status,
+    }
     warp::path!("metrics")
+        .map(|| Target::Metrics)
+        .or(warp::path!("status").map(|| Target::Status))
+        .unify()
         .and(warp::get())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("accept"))
+        .and(warp::query::<HashMap<String, String>>())
         .and(with_app(app))
         .map(
-            |authorization: Option<String>, accept: Option<String>, app: Arc<App>| {
+            |target: Target,
+             authorization: Option<String>,
+             accept: Option<String>,
+             query: HashMap<String, String>,
+             app: Arc<App>| {
                 if let Some(want) = &app.cfg.metrics_token {
-                    let given = authorization.as_deref().and_then(bearer);
+                    let given = authorization
+                        .as_deref()
+                        .and_then(bearer)
+                        .or(match target {
+                            Target::Status => query.get("access_token").cloned(),
+                            Target::Metrics => None,
+                        });
                     if !given.is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes())) {
                         return warp::reply::with_status(
-                        "metrics need the token of WALCAST_METRICS_TOKEN (Authorization: Bearer)",
-                        StatusCode::UNAUTHORIZED,
-                    )
-                    .into_response();
+                            "metrics need the token of WALCAST_METRICS_TOKEN (Authorization: Bearer, or ?access_token= for /status)",
+                            StatusCode::UNAUTHORIZED,
+                        )
+                        .into_response();
                     }
                 }
-                let format = Format::from_accept(accept.as_deref());
-                warp::reply::with_header(
-                    app.metrics.render(format),
-                    "content-type",
-                    format.content_type(),
-                )
-                .into_response()
+                match target {
+                    Target::Metrics => {
+                        let format = Format::from_accept(accept.as_deref());
+                        warp::reply::with_header(
+                            app.metrics.render(format),
+                            "content-type",
+                            format.content_type(),
+                        )
+                        .into_response()
+                    }
+                    Target::Status => {
+                        warp::reply::html(status::page(&app.cfg.slot, "/metrics")).into_response()
+                    }
+                }
             },
         )
 }
