@@ -138,6 +138,22 @@ impl ReplicationClient {
         }
     }
 
+    /// Creates the logical pgoutput slot `slot` for this session only: Postgres drops it when
+    /// the connection ends, however it ends, so it never holds WAL after its reader is gone.
+    pub async fn create_temporary_slot(&mut self, slot: &str) -> Result<(), WalError> {
+        validate_slot_name(slot)?;
+        let create = format!(
+            "CREATE_REPLICATION_SLOT {} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+            quote_ident(slot)
+        );
+        self.simple_query(
+            &create,
+            &format!("creating temporary replication slot {slot:?}"),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn check_existing_slot(&mut self, slot: &str) -> Result<bool, WalError> {
         let context = format!("looking up replication slot {slot:?}");
         let sql = format!(

@@ -36,9 +36,35 @@ pub enum Command {
     Check(ServeArgs),
     /// Print the GraphQL schema (SDL) generated from the database.
     Schema(ServeArgs),
+    /// Print a table's changes as JSON lines, from a running walcast or straight from the WAL.
+    Tail(TailArgs),
     /// Print the settings reference of docs/configuration.md, generated from these definitions.
     #[command(hide = true)]
     ConfigReference(ConfigReferenceArgs),
+}
+
+/// `walcast tail`: flags only, so a service's environment never changes what it reads.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// The table, as the GraphQL schema names it (`messages`, `sales_orders` for
+    /// `sales.orders`); with --database-url also `schema.table`.
+    pub table: String,
+    /// A Prisma-style filter, the JSON of `<table>WhereInput` (`{"text_contains": "hi"}`).
+    #[arg(long = "where", value_name = "JSON")]
+    pub where_json: Option<String>,
+    /// Resume after this event's cursor, from the running walcast's retention window.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// The running walcast's WebSocket endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/graphql")]
+    pub url: String,
+    /// Access token for the running walcast (sent in connection_init).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Read the database directly instead, through a temporary replication slot that
+    /// disappears when tail ends.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -60,6 +60,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Demo(args)) => commands::demo::run(args).await,
             Some(Command::Check(args)) => commands::check::run(args).await,
             Some(Command::Schema(args)) => commands::schema::run(args).await,
+            Some(Command::Tail(args)) => commands::tail::run(args).await,
             Some(Command::ConfigReference(args)) => config::config_reference(&args),
         }
     });
