@@ -274,6 +274,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The checks every socket upgrade passes: the connection limit, and in strict `mode` a valid
 /// token (`?access_token=` or `Authorization: Bearer`), returned with the identity it gives.
+// The refusal is the response itself, built once per refused upgrade: not worth a box.
+#[allow(clippy::result_large_err)]
 fn admit(
     app: &App,
     mode: AuthMode,
