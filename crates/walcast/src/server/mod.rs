@@ -168,10 +168,12 @@ where
     B: bytes::Buf,
 {
     use futures::TryStreamExt;
-    if length.is_some_and(|n| n > limit as u64) {
-        return Err(warp::reject::custom(BodyTooLarge(limit)));
-    }
     let mut stream = std::pin::pin!(stream);
+    let too_large = || warp::reject::custom(BodyTooLarge(limit));
+    if length.is_some_and(|n| n > limit as u64) {
+        drain(stream).await;
+        return Err(too_large());
+    }
     let mut body = bytes::BytesMut::new();
     while let Some(mut chunk) = stream
         .try_next()
@@ -179,7 +181,8 @@ where
         .map_err(|_| warp::reject::custom(BodyUnreadable))?
     {
         if body.len() + chunk.remaining() > limit {
-            return Err(warp::reject::custom(BodyTooLarge(limit)));
+            drain(stream).await;
+            return Err(too_large());
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -189,6 +192,31 @@ where
         }
     }
     Ok(body.freeze())
+}
+
+/// Most of a refused body read and dropped, and for how long.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the rest of a refused body (within bounds) before the 413 goes out: closing with the
+/// client's data unread makes the kernel reset the connection, and the client could lose the
+/// answer while still sending.
+async fn drain<S, B>(mut stream: std::pin::Pin<&mut S>)
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::StreamExt;
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.remaining();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[derive(Debug)]
