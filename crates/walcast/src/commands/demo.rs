@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use walcast_pgcluster::download::{Fetch, Origin};
 use walcast_pgcluster::{ClusterError, ClusterOptions, PgCluster, BINDIR_ENV};
 
+use super::{stop_signal, stopped};
 use crate::config::{AuthMode, Cli, DemoArgs, PostgresSource};
 
 const DEMO_SQL: &str = include_str!("../../../../sql/demo.sql");
@@ -48,36 +49,6 @@ fn random_token() -> String {
 
 fn progress(line: &str) {
     eprintln!("walcast demo: {line}");
-}
-
-/// Listens for SIGINT and SIGTERM from now on (not from the first poll, as `ctrl_c` would), so
-/// a signal during the cluster's start is not fatal; the receiver turns `true` on the first.
-fn stop_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    let (tx, rx) = watch::channel(false);
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            let _ = tx.send(true);
-        });
-    }
-    #[cfg(not(unix))]
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = tx.send(true);
-    });
-    Ok(rx)
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    // An error means the sender is gone, which happens only after it sent.
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Stops the cluster and removes its directory (what dropping it does), saying so.

@@ -14,7 +14,8 @@ use walcast_filter::RowFilter;
 use walcast_model::{Catalog, ChangeDecoder, Datum, Event, Kind, Op, Step, Table, TableSelection};
 use walcast_wal::{quote_ident, Lsn, ReplicationClient, ReplicationEvent};
 
-use super::{print_line, progress, stopped};
+use super::{print_line, progress};
+use crate::commands::stopped;
 
 pub async fn run(
     url: &str,

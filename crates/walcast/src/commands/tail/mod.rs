@@ -11,8 +11,8 @@ mod socket;
 use std::io::Write;
 
 use thiserror::Error;
-use tokio::sync::watch;
 
+use super::stop_signal;
 use crate::config::TailArgs;
 
 /// What stops tail before the user does.
@@ -62,33 +62,4 @@ fn print_line(value: &serde_json::Value) -> anyhow::Result<()> {
 
 fn progress(line: &str) {
     eprintln!("walcast tail: {line}");
-}
-
-/// Turns `true` on the first SIGINT or SIGTERM.
-fn stop_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    let (tx, rx) = watch::channel(false);
-    #[cfg(unix)]
-    {
-        use anyhow::Context;
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            let _ = tx.send(true);
-        });
-    }
-    #[cfg(not(unix))]
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = tx.send(true);
-    });
-    Ok(rx)
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }

@@ -11,7 +11,8 @@ use ws_stream::tungstenite::http::HeaderValue;
 use ws_stream::tungstenite::Message;
 use ws_stream::{MaybeTlsStream, WebSocketStream};
 
-use super::{print_line, progress, stopped, TailError};
+use super::{print_line, progress, TailError};
+use crate::commands::stopped;
 use crate::config::TailArgs;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
