@@ -1,0 +1,78 @@
+//! walcast: live Postgres changes to GraphQL subscribers, straight from the write-ahead log.
+//!
+//! The library behind the `walcast` binary: `main.rs` only calls [`cli_main`]. Integration tests
+//! reach the hub, the sessions and the server in-process through these modules.
+
+pub mod app;
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod hub;
+pub mod memory;
+pub mod messages;
+pub mod metrics;
+pub mod permissions;
+pub mod pipeline;
+pub mod server;
+pub mod standby;
+pub mod visibility;
+pub mod ws;
+
+use config::Command;
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Reads the configuration, starts the runtime and runs the chosen command.
+pub fn cli_main() -> std::process::ExitCode {
+    memory::configure();
+    if let Err(e) = config::apply_config_file() {
+        eprintln!("walcast: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = config::parse_cli();
+    let json_logs = cli.serve.log_format == "json";
+    init_tracing(json_logs);
+    for var in config::unknown_env_vars() {
+        tracing::warn!(%var, "unknown WALCAST_* environment variable (ignored)");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walcast: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => commands::serve::run(cli.serve).await,
+            Some(Command::Serve(args)) => commands::serve::run(args).await,
+            Some(Command::Demo(args)) => commands::demo::run(args).await,
+            Some(Command::Check(args)) => commands::check::run(args).await,
+            Some(Command::Schema(args)) => commands::schema::run(args).await,
+            Some(Command::Tail(args)) => commands::tail::run(args).await,
+            Some(Command::ConfigReference(args)) => config::config_reference(&args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walcast: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
