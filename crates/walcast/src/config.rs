@@ -459,7 +459,7 @@ pub fn reference() -> String {
         else {
             continue; // not a setting (--print-config, --help)
         };
-        // The key apply_config_file accepts; the config file cannot name itself.
+        // The key the config file accepts; the config file cannot name itself.
         let key = if arg.get_id() == "config" || in_demo {
             "—".to_owned()
         } else {
@@ -591,10 +591,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Applies the TOML file named by `--config`/`WALCAST_CONFIG` as environment defaults, before
-/// clap parses: a key of the file fills a setting only when neither a flag nor the environment
-/// sets it. Unknown keys are refused, naming the key.
-pub fn apply_config_file() -> anyhow::Result<()> {
+/// One key of the config file: the setting it fills and the value(s) it gives.
+#[derive(Debug)]
+struct FileSetting {
+    /// The clap argument id (the field name).
+    id: String,
+    env: String,
+    key: String,
+    values: Vec<String>,
+}
+
+/// The config file named by `--config`/`WALCAST_CONFIG`: its path and settings. Unknown keys are
+/// refused, naming the key.
+fn read_config_file() -> anyhow::Result<Option<(String, Vec<FileSetting>)>> {
     let args: Vec<String> = std::env::args().collect();
     let from_flag = args.iter().enumerate().find_map(|(i, a)| {
         a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
@@ -604,7 +613,7 @@ pub fn apply_config_file() -> anyhow::Result<()> {
         })
     });
     let Some(path) = from_flag.or_else(|| std::env::var("WALCAST_CONFIG").ok()) else {
-        return Ok(());
+        return Ok(None);
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
@@ -612,6 +621,7 @@ pub fn apply_config_file() -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("parsing config file {path}"))?;
     let cmd = Cli::command();
+    let mut settings = Vec::with_capacity(table.len());
     for (key, value) in table {
         let long = key.replace('_', "-");
         let arg = cmd
@@ -621,45 +631,68 @@ pub fn apply_config_file() -> anyhow::Result<()> {
         let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
             continue;
         };
-        let text = match value {
+        let text = |v: toml::Value| match v {
             toml::Value::String(s) => s,
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|i| match i {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
+            other => other.to_string(),
+        };
+        let values = match value {
+            toml::Value::Array(items) => items.into_iter().map(text).collect(),
             toml::Value::Table(_) => {
                 bail!("config file {path}: key {key:?} takes a value, not a table")
             }
-            other => other.to_string(),
+            other => vec![text(other)],
         };
-        if std::env::var_os(env).is_none() {
-            std::env::set_var(env, text);
-            FROM_FILE.lock().unwrap_or_else(|p| p.into_inner()).push((
-                env.to_owned(),
-                key,
-                path.clone(),
-            ));
-        }
+        settings.push(FileSetting {
+            id: arg.get_id().to_string(),
+            env: env.to_owned(),
+            key,
+            values,
+        });
     }
-    Ok(())
+    Ok(Some((path, settings)))
 }
 
-/// `(environment variable, key, file)` of the settings [`apply_config_file`] filled.
-static FROM_FILE: std::sync::Mutex<Vec<(String, String, String)>> =
-    std::sync::Mutex::new(Vec::new());
+/// The command with the config file's values as the arguments' defaults, wherever the
+/// argument appears (top level and the subcommands sharing the serve settings): clap then ranks
+/// a flag over the environment over the file, and the process environment stays untouched.
+fn with_file_defaults(mut cmd: clap::Command, settings: &[FileSetting]) -> clap::Command {
+    fn apply(cmd: clap::Command, s: &FileSetting) -> clap::Command {
+        let has = cmd
+            .get_arguments()
+            .any(|a| a.get_id() == s.id.as_str() && a.get_env().is_some());
+        if !has {
+            return cmd;
+        }
+        let values = s.values.clone();
+        cmd.mut_arg(s.id.as_str(), move |a| a.default_values(values))
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for s in settings {
+        cmd = apply(cmd, s);
+        for name in &subcommands {
+            cmd = cmd.mut_subcommand(name, |sc| apply(sc, s));
+        }
+    }
+    cmd
+}
 
-/// Parses the command line (after [`apply_config_file`]). A refused value is reported with
-/// where it came from when that was not a flag (clap names only the flag): the environment
+/// Parses the command line, the environment and the config file. A refused value is reported
+/// with where it came from when that was not a flag (clap names only the flag): the environment
 /// variable or the config file's key, and the value.
-pub fn parse_cli() -> Cli {
-    match Cli::try_parse() {
-        Ok(cli) => cli,
+pub fn parse_cli() -> anyhow::Result<Cli> {
+    let file = read_config_file()?;
+    let settings = file.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+    let cmd = with_file_defaults(Cli::command(), settings);
+    let parsed = cmd
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => Ok(cli),
         Err(e) => {
-            if let Some(source) = refused_value_source(&e) {
+            if let Some(source) = refused_value_source(&e, file.as_ref()) {
                 eprintln!("walcast: {source} is refused:");
             }
             e.exit()
@@ -667,7 +700,10 @@ pub fn parse_cli() -> Cli {
     }
 }
 
-fn refused_value_source(e: &clap::Error) -> Option<String> {
+fn refused_value_source(
+    e: &clap::Error,
+    file: Option<&(String, Vec<FileSetting>)>,
+) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if !matches!(
         e.kind(),
@@ -696,17 +732,15 @@ fn refused_value_source(e: &clap::Error) -> Option<String> {
         .get_env()?
         .to_str()?
         .to_owned();
-    let from_file = FROM_FILE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    // The environment wins over the file, so a set variable is what was refused.
+    if std::env::var_os(&env).is_some() {
+        return Some(format!("environment variable {env}={value:?}"));
+    }
+    let (path, settings) = file?;
+    settings
         .iter()
-        .find(|(e, _, _)| *e == env)
-        .map(|(_, key, path)| format!("config file {path}: {key} = {value:?}"));
-    from_file.or_else(|| {
-        std::env::var_os(&env)
-            .is_some()
-            .then(|| format!("environment variable {env}={value:?}"))
-    })
+        .find(|s| s.env == env)
+        .map(|s| format!("config file {path}: {} = {value:?}", s.key))
 }
 
 /// A path's non-empty segments: `/websocket/` and `/websocket` are one route.

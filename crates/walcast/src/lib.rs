@@ -37,11 +37,13 @@ fn init_tracing(json: bool) {
 /// Reads the configuration, starts the runtime and runs the chosen command.
 pub fn cli_main() -> std::process::ExitCode {
     memory::configure();
-    if let Err(e) = config::apply_config_file() {
-        eprintln!("walcast: {e:#}");
-        return std::process::ExitCode::from(2);
-    }
-    let cli = config::parse_cli();
+    let cli = match config::parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("walcast: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let json_logs = cli.serve.log_format == "json";
     init_tracing(json_logs);
     for var in config::unknown_env_vars() {
