@@ -14,7 +14,7 @@ use crate::stream::ReplicationStream;
 use crate::tls::{SslMode, TlsClient};
 use crate::transport::Transport;
 use crate::wire::{describe, Frame, Wire};
-use crate::{Lsn, ServerError, WalError};
+use crate::{Lsn, ServerError, TlsProblem, WalError};
 
 /// What IDENTIFY_SYSTEM reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,10 +340,13 @@ async fn negotiate_tls(mut wire: Wire, host: &str, tls: &TlsClient) -> Result<Wi
             wire.into_transport()?.start_tls(host, tls).await?,
         )),
         b'N' if tls.mode() == SslMode::Prefer => Ok(wire),
-        b'N' => Err(WalError::Tls(format!(
-            "sslmode={} but the server at {host} does not accept TLS connections",
-            tls.mode()
-        ))),
+        b'N' => Err(WalError::tls(
+            TlsProblem::NotOffered,
+            format!(
+                "sslmode={} but the server at {host} does not accept TLS connections",
+                tls.mode()
+            ),
+        )),
         other => Err(WalError::protocol(
             CONTEXT,
             format!(

@@ -28,8 +28,11 @@ pub enum WalError {
     #[error("the server closed the connection while {context}")]
     Closed { context: String },
     /// TLS negotiation or configuration failed.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error("TLS: {message}")]
+    Tls {
+        problem: TlsProblem,
+        message: String,
+    },
     /// The client could not authenticate (the server's own rejection is [`WalError::Server`]).
     #[error("authentication: {0}")]
     Auth(String),
@@ -65,7 +68,52 @@ pub enum WalError {
     },
 }
 
+/// What a TLS failure was about: what to fix depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProblem {
+    /// The TLS settings themselves (sslmode, a host name that cannot be a server name).
+    Config,
+    /// The root certificates to verify the server with (sslrootcert) are missing or unusable.
+    RootCertificates,
+    /// The client certificate or its key (sslcert, sslkey) are missing or unusable.
+    ClientCertificate,
+    /// The server's certificate does not verify against the root certificates.
+    UntrustedCertificate,
+    /// The server's certificate verifies but does not name the host connected to.
+    NameMismatch,
+    /// The server does not accept TLS connections and the sslmode requires TLS.
+    NotOffered,
+    /// The handshake failed otherwise.
+    Handshake,
+}
+
 impl WalError {
+    pub(crate) fn tls(problem: TlsProblem, message: impl Into<String>) -> WalError {
+        WalError::Tls {
+            problem,
+            message: message.into(),
+        }
+    }
+
+    /// The TLS problem somewhere in an error's chain of sources, wherever the error was wrapped
+    /// (an `io::Error` of a pooled connection, a `tokio_postgres::Error`, an `anyhow` context).
+    pub fn tls_problem_in(error: &(dyn std::error::Error + 'static)) -> Option<TlsProblem> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(WalError::Tls { problem, .. }) = e.downcast_ref::<WalError>() {
+                return Some(*problem);
+            }
+            next = e.source().or_else(|| {
+                // io::Error's source() skips its payload; the payload is where a wrapped
+                // WalError sits.
+                e.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
+            });
+        }
+        None
+    }
+
     /// The SQLSTATE of a server error, e.g. `28P01` for a wrong password.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {

@@ -31,7 +31,7 @@ mod wire;
 pub use config::ReplicationConfig;
 pub use conn::{ReplicationClient, SystemInfo};
 pub use decode::{decode, decode_bytes, DecodeError};
-pub use error::{ServerError, WalError};
+pub use error::{ServerError, TlsProblem, WalError};
 pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue};
 pub use quote::{quote_ident, quote_literal};
 pub use setup::ensure_publication;

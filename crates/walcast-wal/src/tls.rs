@@ -27,7 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::WalError;
+use crate::{TlsProblem, WalError};
 
 /// libpq's `sslmode` (`allow` is not supported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +207,7 @@ impl TlsSettings {
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| WalError::Tls(format!("configuring TLS: {e}")))?
+            .map_err(|e| WalError::tls(TlsProblem::Config, format!("configuring TLS: {e}")))?
             .dangerous();
         let (builder, verification) = match roots {
             None => (
@@ -237,11 +237,14 @@ impl TlsSettings {
         let config = match self.client_certificate(home)? {
             Some((chain, key, cert_path, key_path)) => {
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    WalError::Tls(format!(
-                        "client certificate {} (sslcert) with key {} (sslkey): {e}",
-                        cert_path.display(),
-                        key_path.display()
-                    ))
+                    WalError::tls(
+                        TlsProblem::ClientCertificate,
+                        format!(
+                            "client certificate {} (sslcert) with key {} (sslkey): {e}",
+                            cert_path.display(),
+                            key_path.display()
+                        ),
+                    )
                 })?
             }
             None => builder.with_no_client_auth(),
@@ -263,12 +266,15 @@ impl TlsSettings {
             (Some(file), _) => PathBuf::from(file),
             (None, Some(home)) => home.join(".postgresql").join("root.crt"),
             (None, None) if verify => {
-                return Err(WalError::Tls(format!(
+                return Err(WalError::tls(
+                    TlsProblem::RootCertificates,
+                    format!(
                     "sslmode={} needs root certificates: no sslrootcert is given and there is no \
                      home directory to find ~/.postgresql/root.crt in. Set sslrootcert to the \
                      file of the CA that signed the server's certificate, or sslrootcert=system",
                     self.mode
-                )))
+                ),
+                ))
             }
             (None, None) => return Ok(None),
         };
@@ -291,43 +297,58 @@ impl TlsSettings {
                 return Ok(None);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(WalError::Tls(format!(
+                return Err(WalError::tls(
+                    TlsProblem::RootCertificates,
+                    format!(
                     "root certificate file {} ({setting}) does not exist; sslmode={} needs it to \
                      verify the server. Give the file of the CA that signed the server's \
                      certificate in sslrootcert, use sslrootcert=system for the system's trusted \
                      roots, or choose an sslmode that does not verify",
                     path.display(),
                     self.mode
-                )))
+                ),
+                ))
             }
             Err(e) => {
-                return Err(WalError::Tls(format!(
-                    "reading root certificate file {} ({setting}): {e}",
-                    path.display()
-                )))
+                return Err(WalError::tls(
+                    TlsProblem::RootCertificates,
+                    format!(
+                        "reading root certificate file {} ({setting}): {e}",
+                        path.display()
+                    ),
+                ))
             }
         };
         let mut store = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| {
-                WalError::Tls(format!(
-                    "root certificate file {} ({setting}) is not valid PEM: {e}",
-                    path.display()
-                ))
+                WalError::tls(
+                    TlsProblem::RootCertificates,
+                    format!(
+                        "root certificate file {} ({setting}) is not valid PEM: {e}",
+                        path.display()
+                    ),
+                )
             })?;
             store.add(cert).map_err(|e| {
-                WalError::Tls(format!(
-                    "root certificate file {} ({setting}) holds an unusable certificate: {e}",
-                    path.display()
-                ))
+                WalError::tls(
+                    TlsProblem::RootCertificates,
+                    format!(
+                        "root certificate file {} ({setting}) holds an unusable certificate: {e}",
+                        path.display()
+                    ),
+                )
             })?;
         }
         if store.is_empty() {
-            return Err(WalError::Tls(format!(
-                "root certificate file {} ({setting}) holds no PEM certificate \
+            return Err(WalError::tls(
+                TlsProblem::RootCertificates,
+                format!(
+                    "root certificate file {} ({setting}) holds no PEM certificate \
                  (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            )));
+                    path.display()
+                ),
+            ));
         }
         Ok(Some((store, Roots::File(path))))
     }
@@ -365,49 +386,67 @@ impl TlsSettings {
                 return Ok(None);
             }
             Err(e) => {
-                return Err(WalError::Tls(format!(
-                    "reading client certificate file {} (sslcert): {e}",
-                    cert_path.display()
-                )))
+                return Err(WalError::tls(
+                    TlsProblem::ClientCertificate,
+                    format!(
+                        "reading client certificate file {} (sslcert): {e}",
+                        cert_path.display()
+                    ),
+                ))
             }
         };
         let chain = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
-                WalError::Tls(format!(
-                    "client certificate file {} (sslcert) is not valid PEM: {e}",
-                    cert_path.display()
-                ))
+                WalError::tls(
+                    TlsProblem::ClientCertificate,
+                    format!(
+                        "client certificate file {} (sslcert) is not valid PEM: {e}",
+                        cert_path.display()
+                    ),
+                )
             })?;
         if chain.is_empty() {
-            return Err(WalError::Tls(format!(
-                "client certificate file {} (sslcert) holds no PEM certificate",
-                cert_path.display()
-            )));
+            return Err(WalError::tls(
+                TlsProblem::ClientCertificate,
+                format!(
+                    "client certificate file {} (sslcert) holds no PEM certificate",
+                    cert_path.display()
+                ),
+            ));
         }
         let key_path = match (&self.key, &default_dir) {
             (Some(file), _) => PathBuf::from(file),
             (None, Some(dir)) => dir.join("postgresql.key"),
             (None, None) => {
-                return Err(WalError::Tls(format!(
-                    "client certificate {} (sslcert) is given but no sslkey",
-                    cert_path.display()
-                )))
+                return Err(WalError::tls(
+                    TlsProblem::ClientCertificate,
+                    format!(
+                        "client certificate {} (sslcert) is given but no sslkey",
+                        cert_path.display()
+                    ),
+                ))
             }
         };
         let key_pem = std::fs::read(&key_path).map_err(|e| {
-            WalError::Tls(format!(
-                "reading the private key file {} (sslkey) of client certificate {}: {e}",
-                key_path.display(),
-                cert_path.display()
-            ))
+            WalError::tls(
+                TlsProblem::ClientCertificate,
+                format!(
+                    "reading the private key file {} (sslkey) of client certificate {}: {e}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            )
         })?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            WalError::Tls(format!(
-                "private key file {} (sslkey) holds no usable unencrypted PEM key \
+            WalError::tls(
+                TlsProblem::ClientCertificate,
+                format!(
+                    "private key file {} (sslkey) holds no usable unencrypted PEM key \
                  (PKCS#8, PKCS#1 or SEC1): {e}",
-                key_path.display()
-            ))
+                    key_path.display()
+                ),
+            )
         })?;
         Ok(Some((chain, key, cert_path, key_path)))
     }
@@ -430,11 +469,14 @@ fn system_roots() -> Result<RootCertStore, WalError> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(WalError::Tls(format!(
-            "sslrootcert=system: no trusted root certificates found on this system{}{why} \
+        return Err(WalError::tls(
+            TlsProblem::RootCertificates,
+            format!(
+                "sslrootcert=system: no trusted root certificates found on this system{}{why} \
              (SSL_CERT_FILE or SSL_CERT_DIR point elsewhere)",
-            if why.is_empty() { "" } else { ": " }
-        )));
+                if why.is_empty() { "" } else { ": " }
+            ),
+        ));
     }
     Ok(store)
 }
@@ -511,7 +553,7 @@ impl TlsClient {
 
     /// The message for a failed TLS handshake on `connection` ("replication connection",
     /// "query pool") to `host`: a certificate that did not verify says so and why.
-    pub fn explain(&self, connection: &str, host: &str, error: &io::Error) -> String {
+    pub fn explain(&self, connection: &str, host: &str, error: &io::Error) -> WalError {
         let rustls_error = error
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -521,6 +563,11 @@ impl TlsClient {
         };
         match rustls_error {
             Some(rustls::Error::InvalidCertificate(cert)) => {
+                let problem = match cert {
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. } => TlsProblem::NameMismatch,
+                    _ => TlsProblem::UntrustedCertificate,
+                };
                 let why = match cert {
                     CertificateError::UnknownIssuer => format!(
                         "unknown issuer: the server's certificate is not signed by a certificate \
@@ -537,12 +584,18 @@ impl TlsClient {
                     ),
                     other => other.to_string(),
                 };
-                format!(
-                    "certificate verification failed on the {connection} to {host} (sslmode={}): {why}",
-                    self.mode
+                WalError::tls(
+                    problem,
+                    format!(
+                        "certificate verification failed on the {connection} to {host} (sslmode={}): {why}",
+                        self.mode
+                    ),
                 )
             }
-            _ => format!("TLS handshake on the {connection} to {host} failed: {error}"),
+            _ => WalError::tls(
+                TlsProblem::Handshake,
+                format!("TLS handshake on the {connection} to {host} failed: {error}"),
+            ),
         }
     }
 }
@@ -553,7 +606,7 @@ pub fn client_config() -> Result<Arc<rustls::ClientConfig>, WalError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| WalError::Tls(format!("configuring TLS: {e}")))?
+        .map_err(|e| WalError::tls(TlsProblem::Config, format!("configuring TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(RootVerifier::unauthenticated(provider)))
         .with_no_client_auth();
@@ -960,20 +1013,42 @@ mod tests {
             .expect("client")
             .expect("TLS");
         assert!(client.verifies_host_name());
-        let text = client.explain(
+        let err = client.explain(
             "query pool",
             "localhost",
             &io::Error::new(io::ErrorKind::InvalidData, unknown),
         );
+        assert!(
+            matches!(
+                err,
+                WalError::Tls {
+                    problem: TlsProblem::UntrustedCertificate,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
         assert!(text.contains("certificate verification failed"), "{text}");
         assert!(text.contains("unknown issuer"), "{text}");
         assert!(text.contains(&other.display().to_string()), "{text}");
         assert!(text.contains("query pool"), "{text}");
-        let text = client.explain(
+        let err = client.explain(
             "replication connection",
             "127.0.0.1",
             &io::Error::new(io::ErrorKind::InvalidData, mismatch),
         );
+        assert!(
+            matches!(
+                err,
+                WalError::Tls {
+                    problem: TlsProblem::NameMismatch,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
         assert!(text.contains("name mismatch"), "{text}");
         assert!(text.contains("127.0.0.1"), "{text}");
     }

@@ -10,7 +10,7 @@ use tokio_rustls::rustls;
 
 use crate::config::Target;
 use crate::tls::TlsClient;
-use crate::WalError;
+use crate::{TlsProblem, WalError};
 
 pub(crate) enum Transport {
     Tcp(TcpStream),
@@ -54,14 +54,21 @@ impl Transport {
     /// certificate is checked as `tls` says, against `host`.
     pub async fn start_tls(self, host: &str, tls: &TlsClient) -> Result<Transport, WalError> {
         let Transport::Tcp(tcp) = self else {
-            return Err(WalError::Tls("TLS is only used over TCP".into()));
+            return Err(WalError::tls(
+                TlsProblem::Config,
+                "TLS is only used over TCP",
+            ));
         };
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|e| WalError::Tls(format!("invalid server name {host:?}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            WalError::tls(
+                TlsProblem::Config,
+                format!("invalid server name {host:?}: {e}"),
+            )
+        })?;
         let stream = tokio_rustls::TlsConnector::from(tls.config())
             .connect(name, tcp)
             .await
-            .map_err(|e| WalError::Tls(tls.explain("replication connection", host, &e)))?;
+            .map_err(|e| tls.explain("replication connection", host, &e))?;
         Ok(Transport::Tls(Box::new(stream)))
     }
 }

@@ -422,7 +422,7 @@ async fn sslmode_require_against_a_server_without_tls_is_refused() {
         .await
         .err()
         .expect("no TLS on the server");
-    assert!(matches!(err, WalError::Tls(_)), "{err}");
+    assert!(matches!(err, WalError::Tls { .. }), "{err}");
     assert!(err.to_string().contains("does not accept TLS"), "{err}");
 }
 

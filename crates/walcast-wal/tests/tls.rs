@@ -75,7 +75,7 @@ async fn connect(
     let mut last = None;
     for _ in 0..100 {
         match ReplicationClient::connect(&url).await {
-            Err(WalError::Tls(e)) if sslmode == "require" => last = Some(e),
+            Err(WalError::Tls { message: e, .. }) if sslmode == "require" => last = Some(e),
             other => return other,
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -1,8 +1,8 @@
 //! `walcast check`: what the database lacks for walcast, with the SQL to fix each.
 
 use anyhow::Context;
-use walcast_model::{Catalog, ReplicaIdentity};
-use walcast_wal::{quote_ident, quote_literal, ReplicationClient};
+use walcast_model::{Catalog, ReplicaIdentity, Table};
+use walcast_wal::{quote_ident, quote_literal, ReplicationClient, TlsProblem, WalError};
 
 use crate::config::ServeArgs;
 use crate::db;
@@ -33,24 +33,71 @@ fn tls_summary(conninfo: &str) -> String {
     }
 }
 
-/// The advice for a connection that failed.
+/// The advice for a connection that failed, from the kind of TLS problem or the SQLSTATE in
+/// its chain of causes.
 fn connection_fix(e: &anyhow::Error) -> &'static str {
-    let text = format!("{e:#}");
-    if text.contains("certificate verification failed") && text.contains("name mismatch") {
-        "use the host name the server's certificate names in the connection string, or sslmode=verify-ca to check the chain only"
-    } else if text.contains("certificate verification failed") {
-        "set sslrootcert to the certificate of the CA that signed the server's certificate"
-    } else if text.contains("root certificate file") || text.contains("sslrootcert") {
-        "give sslrootcert=<file of the CA that signed the server's certificate> or sslrootcert=system, or an sslmode that does not verify"
-    } else if text.contains("sslcert") || text.contains("sslkey") {
-        "point sslcert and sslkey at a readable PEM certificate and its unencrypted key"
-    } else {
-        "check the host, port, user, password and sslmode of the connection string, and that pg_hba.conf admits this client (a `replication` line for the replication connection)"
+    let tls = e.chain().find_map(WalError::tls_problem_in);
+    match tls {
+        Some(TlsProblem::NameMismatch) => {
+            "use the host name the server's certificate names in the connection string, or sslmode=verify-ca to check the chain only"
+        }
+        Some(TlsProblem::UntrustedCertificate) => {
+            "set sslrootcert to the certificate of the CA that signed the server's certificate"
+        }
+        Some(TlsProblem::RootCertificates) => {
+            "give sslrootcert=<file of the CA that signed the server's certificate> or sslrootcert=system, or an sslmode that does not verify"
+        }
+        Some(TlsProblem::ClientCertificate) => {
+            "point sslcert and sslkey at a readable PEM certificate and its unencrypted key"
+        }
+        Some(TlsProblem::NotOffered) => {
+            "enable ssl on the server, or use sslmode=prefer or sslmode=disable"
+        }
+        _ => match sqlstate(e) {
+            Some("3D000") => "check the database name of the connection string",
+            _ => "check the host, port, user, password and sslmode of the connection string, and that pg_hba.conf admits this client (a `replication` line for the replication connection)",
+        },
     }
+}
+
+/// The SQLSTATE of a server error somewhere in the chain.
+fn sqlstate(e: &anyhow::Error) -> Option<&str> {
+    e.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<WalError>()
+            .and_then(WalError::sqlstate)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .and_then(|pg| pg.code())
+                    .map(|c| c.code())
+            })
+    })
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut r = Report { problems: 0 };
+    let client = connections(&args, &mut r).await?;
+    server_settings(&client, &mut r).await?;
+    replication_role(&client, &mut r).await?;
+    let catalog = Catalog::load(&client, &args.selection()).await?;
+    slot(&client, &args, &mut r).await?;
+    let published = publication(&client, &args, &catalog, &mut r).await?;
+    for t in &catalog.tables {
+        table(t, &catalog, &args, published.as_deref(), &mut r);
+    }
+    if r.problems > 0 {
+        anyhow::bail!("{} problem(s) found", r.problems);
+    }
+    println!("walcast can stream this database.");
+    Ok(())
+}
+
+/// The ordinary and the replication connection, with the TLS each negotiated.
+async fn connections(
+    args: &ServeArgs,
+    r: &mut Report,
+) -> anyhow::Result<deadpool_postgres::Object> {
     let url = args.database_url()?;
     let pool = match db::pool(url) {
         Ok(pool) => pool,
@@ -89,6 +136,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             r.fail(&format!("{e:#}"), connection_fix(&e));
         }
     }
+    Ok(client)
+}
+
+/// The server's version and the settings logical replication needs.
+async fn server_settings(client: &deadpool_postgres::Object, r: &mut Report) -> anyhow::Result<()> {
     let setting = |name: &'static str| {
         let client = &client;
         async move {
@@ -142,6 +194,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The role walcast connects as must be allowed to replicate.
+async fn replication_role(
+    client: &deadpool_postgres::Object,
+    r: &mut Report,
+) -> anyhow::Result<()> {
     let row = client
         .query_one(
             "SELECT rolreplication OR rolsuper, current_user::text FROM pg_roles WHERE rolname = current_user",
@@ -157,7 +217,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             &format!("ALTER ROLE {} WITH REPLICATION;", quote_ident(&user)),
         );
     }
-    let catalog = Catalog::load(&client, &args.selection()).await?;
+    Ok(())
+}
+
+/// The slot, if it exists, must be a pgoutput slot of this database.
+async fn slot(
+    client: &deadpool_postgres::Object,
+    args: &ServeArgs,
+    r: &mut Report,
+) -> anyhow::Result<()> {
     let slot = client
         .query_opt(
             "SELECT slot_type::text, plugin::text, database::text, current_database()::text \
@@ -203,6 +271,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The publication's tables, or None when it does not exist yet (walcast creates it).
+async fn publication(
+    client: &deadpool_postgres::Object,
+    args: &ServeArgs,
+    catalog: &Catalog,
+    r: &mut Report,
+) -> anyhow::Result<Option<Vec<(String, String)>>> {
     let published: Vec<(String, String)> = client
         .query(
             "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
@@ -226,90 +304,94 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             catalog.tables.len()
         ));
     }
-    for t in &catalog.tables {
-        let name = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
-        if pub_exists && !published.contains(&(t.schema.clone(), t.name.clone())) {
-            r.fail(
-                &format!(
-                    "table {} is not in publication {}",
-                    t.qualified_name(),
-                    args.publication
-                ),
-                &format!(
-                    "ALTER PUBLICATION {} ADD TABLE {name};",
-                    quote_ident(&args.publication)
-                ),
-            );
-        }
-        let published = catalog.published(t.oid);
-        let column_list = published.and_then(|p| p.columns.as_ref());
-        if let (Some(p), Some(columns)) = (published, column_list) {
-            r.ok(&format!(
-                "table {}: publication {} publishes columns ({}); not exposed: {}",
+    Ok(pub_exists.then_some(published))
+}
+
+/// One table: in the publication, its published columns and rows, its key and replica identity.
+fn table(
+    t: &Table,
+    catalog: &Catalog,
+    args: &ServeArgs,
+    published_tables: Option<&[(String, String)]>,
+    r: &mut Report,
+) {
+    let name = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+    if published_tables.is_some_and(|p| !p.contains(&(t.schema.clone(), t.name.clone()))) {
+        r.fail(
+            &format!(
+                "table {} is not in publication {}",
                 t.qualified_name(),
-                args.publication,
-                columns.join(", "),
-                if p.hidden.is_empty() {
-                    "none".to_owned()
-                } else {
-                    p.hidden.join(", ")
-                }
-            ));
-        }
-        if let Some(filter) = published.and_then(|p| p.row_filter.as_ref()) {
-            r.ok(&format!(
-                "table {}: publication {} publishes only rows WHERE {filter}; an UPDATE that moves a row into the filter arrives as a create, out of it as a delete",
-                t.qualified_name(),
-                args.publication,
-            ));
-            if t.replica_identity != ReplicaIdentity::Full {
-                r.warn(
-                    &format!(
-                        "table {}: a row filter without REPLICA IDENTITY FULL makes Postgres refuse UPDATE and DELETE on the table when the filter reads a column outside the replica identity",
-                        t.qualified_name()
-                    ),
-                    &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
-                );
+                args.publication
+            ),
+            &format!(
+                "ALTER PUBLICATION {} ADD TABLE {name};",
+                quote_ident(&args.publication)
+            ),
+        );
+    }
+    let published = catalog.published(t.oid);
+    let column_list = published.and_then(|p| p.columns.as_ref());
+    if let (Some(p), Some(columns)) = (published, column_list) {
+        r.ok(&format!(
+            "table {}: publication {} publishes columns ({}); not exposed: {}",
+            t.qualified_name(),
+            args.publication,
+            columns.join(", "),
+            if p.hidden.is_empty() {
+                "none".to_owned()
+            } else {
+                p.hidden.join(", ")
             }
-        }
-        if t.primary_key.is_empty() && column_list.is_some() {
+        ));
+    }
+    if let Some(filter) = published.and_then(|p| p.row_filter.as_ref()) {
+        r.ok(&format!(
+            "table {}: publication {} publishes only rows WHERE {filter}; an UPDATE that moves a row into the filter arrives as a create, out of it as a delete",
+            t.qualified_name(),
+            args.publication,
+        ));
+        if t.replica_identity != ReplicaIdentity::Full {
             r.warn(
                 &format!(
-                    "table {}: no primary key among the published columns: events carry an empty key",
-                    t.qualified_name()
-                ),
-                &format!(
-                    "ALTER PUBLICATION {pubname} DROP TABLE {name}; ALTER PUBLICATION {pubname} ADD TABLE {name} (<the key columns and the others>);",
-                    pubname = quote_ident(&args.publication)
-                ),
-            );
-        } else if t.primary_key.is_empty() {
-            r.warn(
-                &format!(
-                    "table {} has no primary key: events carry an empty key",
-                    t.qualified_name()
-                ),
-                &format!("ALTER TABLE {name} ADD PRIMARY KEY (...);"),
-            );
-        }
-        if t.replica_identity == ReplicaIdentity::Full {
-            r.ok(&format!(
-                "table {} has REPLICA IDENTITY FULL",
-                t.qualified_name()
-            ));
-        } else {
-            r.warn(
-                &format!(
-                    "table {}: without REPLICA IDENTITY FULL, previousValues holds only the key and updatedFields is null",
+                    "table {}: a row filter without REPLICA IDENTITY FULL makes Postgres refuse UPDATE and DELETE on the table when the filter reads a column outside the replica identity",
                     t.qualified_name()
                 ),
                 &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
             );
         }
     }
-    if r.problems > 0 {
-        anyhow::bail!("{} problem(s) found", r.problems);
+    if t.primary_key.is_empty() && column_list.is_some() {
+        r.warn(
+            &format!(
+                "table {}: no primary key among the published columns: events carry an empty key",
+                t.qualified_name()
+            ),
+            &format!(
+                "ALTER PUBLICATION {pubname} DROP TABLE {name}; ALTER PUBLICATION {pubname} ADD TABLE {name} (<the key columns and the others>);",
+                pubname = quote_ident(&args.publication)
+            ),
+        );
+    } else if t.primary_key.is_empty() {
+        r.warn(
+            &format!(
+                "table {} has no primary key: events carry an empty key",
+                t.qualified_name()
+            ),
+            &format!("ALTER TABLE {name} ADD PRIMARY KEY (...);"),
+        );
     }
-    println!("walcast can stream this database.");
-    Ok(())
+    if t.replica_identity == ReplicaIdentity::Full {
+        r.ok(&format!(
+            "table {} has REPLICA IDENTITY FULL",
+            t.qualified_name()
+        ));
+    } else {
+        r.warn(
+            &format!(
+                "table {}: without REPLICA IDENTITY FULL, previousValues holds only the key and updatedFields is null",
+                t.qualified_name()
+            ),
+            &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
+        );
+    }
 }
