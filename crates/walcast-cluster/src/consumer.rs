@@ -299,40 +299,21 @@ impl Consumer {
 pub async fn sequence_for_lsn(stream: &ClusterStream, lsn: Lsn) -> Result<u64, ClusterError> {
     let (first, last) = stream.bounds().await?;
     let (mut lo, mut hi) = (first, last.saturating_add(1).max(first));
-    let mut probed_first = None;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let message = stream.stream.direct_get(mid).await.map_err(|e| {
-            ClusterError::nats(format!("direct get of {mid} from {}", stream.name), e)
-        })?;
-        let meta = decode::meta(mid, Some(&message.headers))?;
-        if mid == first {
-            probed_first = Some(meta.position.lsn);
-        }
-        if meta.position.lsn < lsn {
+        if stream.meta_at(mid).await?.position.lsn < lsn {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if lo == first && first > 1 {
-        let first_lsn = match probed_first {
-            Some(l) => Some(l),
-            None if first <= last => {
-                let message = stream.stream.direct_get(first).await.map_err(|e| {
-                    ClusterError::nats(format!("direct get of {first} from {}", stream.name), e)
-                })?;
-                Some(decode::meta(first, Some(&message.headers))?.position.lsn)
-            }
-            None => None,
-        };
-        if first_lsn.is_some_and(|l| l > lsn) {
-            return Err(ClusterError::CursorExpired {
-                stream: stream.name.clone(),
-                requested: first - 1,
-                first,
-            });
-        }
+    if lo == first && first > 1 && first <= last && stream.meta_at(first).await?.position.lsn > lsn
+    {
+        return Err(ClusterError::CursorExpired {
+            stream: stream.name.clone(),
+            requested: first - 1,
+            first,
+        });
     }
     // Schema notices share their event's LSN: `lo` is the first message of the transaction.
     Ok(lo)

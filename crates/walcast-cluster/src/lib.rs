@@ -20,6 +20,7 @@ mod stream;
 
 pub use async_nats::jetstream::stream::StorageType;
 pub use consumer::{sequence_for_lsn, Consumer, Delivery};
+pub use decode::Meta;
 pub use encode::{MessageKind, Position, Subjects};
 pub use error::{ClusterError, ErrorKind};
 pub use publisher::{Publisher, DEFAULT_MAX_IN_FLIGHT};

@@ -51,6 +51,9 @@ pub struct Publisher {
     max_in_flight: usize,
     /// The sequence of the last message sent: what the next one expects.
     last_seq: u64,
+    /// The id of the last message sent: the next one expects it too, so that a message
+    /// pipelined behind a refused one cannot land where the refused one should have.
+    last_id: Option<String>,
     /// Events before this position are in the stream already.
     resume: Position,
     in_flight: VecDeque<InFlight>,
@@ -71,6 +74,7 @@ impl Publisher {
         max_in_flight: usize,
     ) -> Result<Publisher, ClusterError> {
         let (first, last) = stream.bounds().await?;
+        let mut last_id = None;
         let resume = if last >= first && last > 0 {
             let message = stream.stream.get_raw_message(last).await.map_err(|e| {
                 ClusterError::nats(
@@ -82,6 +86,10 @@ impl Publisher {
                 )
             })?;
             let meta = decode::meta(last, Some(&message.headers))?;
+            last_id = message
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned());
             match meta.kind {
                 // A notice precedes the event at its position: that event is not stored.
                 MessageKind::Schema => meta.position,
@@ -98,6 +106,7 @@ impl Publisher {
             stream: stream.clone(),
             max_in_flight: max_in_flight.max(1),
             last_seq: last,
+            last_id,
             resume,
             in_flight: VecDeque::new(),
             tx: None,
@@ -288,11 +297,14 @@ impl Publisher {
             self.settle_oldest().await?;
         }
         let message_id = out.message_id();
-        let publish = PublishMessage::build()
+        let mut publish = PublishMessage::build()
             .payload(out.body.clone())
             .headers(out.headers())
             .message_id(&message_id)
             .expected_last_sequence(self.last_seq);
+        if let Some(last_id) = &self.last_id {
+            publish = publish.expected_last_message_id(last_id);
+        }
         let ack = self
             .stream
             .context
@@ -305,6 +317,7 @@ impl Publisher {
                 )
             })?;
         self.last_seq += 1;
+        self.last_id = Some(message_id.clone());
         self.in_flight.push_back(InFlight {
             ack: Some(Box::pin(ack.into_future())),
             seq: self.last_seq,
@@ -367,7 +380,12 @@ impl Publisher {
                 )))
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+                ) =>
+            {
                 return Err(fenced(format!(
                     "message {} expected the stream to end at sequence {}: {e}",
                     entry.message_id,

@@ -7,6 +7,7 @@ use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, Stor
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 
+use crate::decode::{self, Meta};
 use crate::encode::Subjects;
 use crate::error::ClusterError;
 
@@ -147,6 +148,14 @@ impl ClusterStream {
             .await
             .map_err(|e| ClusterError::nats(format!("reading stream {}'s info", self.name), e))?;
         Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    /// The walcast headers of message `seq` (a direct get: any replica answers).
+    pub async fn meta_at(&self, seq: u64) -> Result<Meta, ClusterError> {
+        let message = self.stream.direct_get(seq).await.map_err(|e| {
+            ClusterError::nats(format!("direct get of {seq} from {}", self.name), e)
+        })?;
+        decode::meta(seq, Some(&message.headers))
     }
 }
 
