@@ -1,0 +1,118 @@
+//! Helpers shared by the cluster tests: a nats-server per test, synthetic pgoutput
+//! transactions, and a view of what the stream holds.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use walcast_cluster::{ClusterStream, Publisher, StorageType, StreamSettings};
+use walcast_natscluster::NatsServer;
+use walcast_wal::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn nats() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("starting nats-server: {e}"))
+}
+
+pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    async_nats::jetstream::new(client)
+}
+
+pub fn settings(slot: &str) -> StreamSettings {
+    StreamSettings {
+        storage: StorageType::File,
+        ..StreamSettings::new(slot)
+    }
+}
+
+pub async fn open_stream(url: &str, settings: &StreamSettings) -> ClusterStream {
+    ClusterStream::open(&jetstream(url).await, settings)
+        .await
+        .unwrap_or_else(|e| panic!("opening the stream: {e}"))
+}
+
+pub async fn publisher(stream: &ClusterStream) -> Publisher {
+    Publisher::open(stream, 16)
+        .await
+        .unwrap_or_else(|e| panic!("opening a publisher: {e}"))
+}
+
+pub fn relation() -> Relation {
+    Relation {
+        rel_id: 16_384,
+        namespace: "public".into(),
+        name: "items".into(),
+        replica_identity: b'd',
+        columns: vec![RelationColumn {
+            flags: 1,
+            name: "id".into(),
+            type_oid: 23,
+            type_modifier: -1,
+        }],
+    }
+}
+
+/// A committed transaction at `lsn` inserting `rows` rows, as pgoutput sends it.
+pub fn transaction(lsn: u64, rows: usize) -> Vec<PgOutput> {
+    let mut out = vec![
+        PgOutput::Begin {
+            final_lsn: Lsn(lsn),
+            commit_time: 1_000,
+            xid: lsn as u32,
+        },
+        PgOutput::Relation(relation()),
+    ];
+    for i in 0..rows {
+        out.push(PgOutput::Insert {
+            rel_id: relation().rel_id,
+            new: vec![TupleValue::Text(Bytes::from(format!("{lsn}-{i}")))],
+        });
+    }
+    out.push(PgOutput::Commit {
+        flags: 0,
+        commit_lsn: Lsn(lsn),
+        end_lsn: Lsn(lsn + 8),
+        commit_time: 1_000,
+    });
+    out
+}
+
+pub async fn feed_all(publisher: &mut Publisher, messages: Vec<PgOutput>) {
+    for msg in messages {
+        publisher
+            .feed(msg)
+            .await
+            .unwrap_or_else(|e| panic!("publishing: {e}"));
+    }
+}
+
+/// Every message kept: `(seq, kind, lsn, index, tx end)`.
+pub async fn contents(stream: &ClusterStream) -> Vec<(u64, String, Lsn, u32, Option<Lsn>)> {
+    let (first, last) = stream.bounds().await.expect("bounds");
+    let mut out = Vec::new();
+    for seq in first..=last {
+        let meta = stream.meta_at(seq).await.expect("message");
+        out.push((
+            seq,
+            meta.kind.as_str().to_owned(),
+            meta.position.lsn,
+            meta.position.index,
+            meta.tx_end,
+        ));
+    }
+    out
+}
+
+/// `(lsn, index)` of the events kept, in stream order.
+pub async fn event_positions(stream: &ClusterStream) -> Vec<(u64, u32)> {
+    contents(stream)
+        .await
+        .into_iter()
+        .filter(|(_, kind, ..)| kind != "schema")
+        .map(|(_, _, lsn, index, _)| (lsn.0, index))
+        .collect()
+}
