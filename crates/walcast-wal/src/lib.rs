@@ -32,7 +32,9 @@ pub use config::ReplicationConfig;
 pub use conn::{ReplicationClient, SystemInfo};
 pub use decode::{decode, decode_bytes, DecodeError};
 pub use error::{ServerError, WalError};
-pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue};
+pub use pgoutput::{
+    Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue, PG_EPOCH_OFFSET_MICROS,
+};
 pub use quote::{quote_ident, quote_literal};
 pub use setup::ensure_publication;
 pub use stream::{ReplicationEvent, ReplicationStream, DEFAULT_STATUS_INTERVAL};

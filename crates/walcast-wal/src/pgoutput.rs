@@ -29,6 +29,10 @@ impl std::str::FromStr for Lsn {
 /// Microseconds since 2000-01-01 00:00:00 UTC (the Postgres epoch).
 pub type PgTimestamp = i64;
 
+/// Microseconds from the Unix epoch (1970-01-01) to the Postgres epoch (2000-01-01): add it to a
+/// [`PgTimestamp`] for Unix time.
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
 /// One column value of a tuple.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TupleValue {
