@@ -47,6 +47,16 @@ pub enum DecodeProblem {
 }
 
 impl DecodeError {
+    /// A problem with the message as a whole, not one of its fields.
+    fn whole_message(tag: Option<u8>, problem: DecodeProblem) -> Self {
+        DecodeError {
+            tag,
+            field: String::new(),
+            offset: 0,
+            problem,
+        }
+    }
+
     /// The message's name (`Begin`, `Insert`, ...), `unknown` for an unknown or missing type.
     pub fn message_name(&self) -> &'static str {
         self.tag.map_or("unknown", message_name)
@@ -88,12 +98,9 @@ pub fn decode_bytes(buf: &Bytes) -> Result<PgOutput, DecodeError> {
 }
 
 fn decode_with(buf: &[u8], owner: Option<&Bytes>) -> Result<PgOutput, DecodeError> {
-    let (&tag, body) = buf.split_first().ok_or(DecodeError {
-        tag: None,
-        field: String::new(),
-        offset: 0,
-        problem: DecodeProblem::Empty,
-    })?;
+    let (&tag, body) = buf
+        .split_first()
+        .ok_or(DecodeError::whole_message(None, DecodeProblem::Empty))?;
     let mut r = Reader {
         buf: body,
         owner,
@@ -157,12 +164,10 @@ fn decode_with(buf: &[u8], owner: Option<&Bytes>) -> Result<PgOutput, DecodeErro
             }
         }
         _ => {
-            return Err(DecodeError {
-                tag: Some(tag),
-                field: String::new(),
-                offset: 0,
-                problem: DecodeProblem::UnknownType,
-            })
+            return Err(DecodeError::whole_message(
+                Some(tag),
+                DecodeProblem::UnknownType,
+            ))
         }
     };
     r.finish()?;
