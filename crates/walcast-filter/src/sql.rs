@@ -7,9 +7,7 @@ use walcast_model::{Column, Datum, Kind, Table};
 
 use crate::ast::{CmpOp, Quantifier, RowFilter, TextOp};
 
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+pub use walcast_pgcluster::quote_ident;
 
 const US_PER_SEC: i64 = 1_000_000;
 const US_PER_DAY: i64 = 86_400 * US_PER_SEC;

@@ -3,16 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use walcast_wal::{PgOutput, PgTimestamp, Relation, TupleValue};
+use walcast_wal::{PgOutput, PgTimestamp, Relation, TupleValue, PG_EPOCH_OFFSET_MICROS};
 
 use crate::catalog::{Catalog, Table, TableSelection};
 use crate::datum::Datum;
 use crate::event::{Batch, Cursor, Event, LogicalMessage, Op, Row, Transaction};
 use crate::value::decode_text;
 
-/// Seconds between 1970-01-01 and 2000-01-01, the Postgres epoch.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
+/// A commit time as microseconds since the Unix epoch.
 pub fn pg_time_to_unix_micros(t: PgTimestamp) -> i64 {
     t.saturating_add(PG_EPOCH_OFFSET_MICROS)
 }

@@ -13,6 +13,7 @@ use crate::binaries::{find_bin_dir, find_psql, which};
 use crate::config;
 use crate::privilege::RunAs;
 use crate::process::{combined_output, describe, run, scrub_env};
+use crate::quote::{quote_ident, quote_literal};
 use crate::session::PsqlSession;
 use crate::watchdog::Watchdog;
 use crate::ClusterError;
@@ -643,14 +644,6 @@ fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 fn abbreviate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
@@ -661,12 +654,6 @@ fn abbreviate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_identifiers() {
-        assert_eq!(quote_ident("app"), "\"app\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 
     #[test]
     fn abbreviates_on_char_boundaries() {

@@ -24,10 +24,12 @@ pub mod download;
 mod error;
 mod privilege;
 mod process;
+mod quote;
 mod session;
 mod watchdog;
 
 pub use binaries::BINDIR_ENV;
 pub use cluster::{ClusterOptions, PgCluster, StandbyOptions};
 pub use error::ClusterError;
+pub use quote::{quote_ident, quote_literal};
 pub use session::PsqlSession;

@@ -9,9 +9,83 @@ use bytes::Bytes;
 
 use crate::pgoutput::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
 
+/// A pgoutput message that could not be decoded: which message, which field, where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed pgoutput message: {0}")]
-pub struct DecodeError(pub String);
+#[error("malformed pgoutput message: {}", Described(self))]
+pub struct DecodeError {
+    /// The message type byte; `None` for an empty payload.
+    pub tag: Option<u8>,
+    /// The field being read, e.g. `new tuple column 0 length`; empty when the message type
+    /// itself is at fault.
+    pub field: String,
+    /// Where in the payload the problem lies, counting the message type byte as offset 0.
+    pub offset: usize,
+    pub problem: DecodeProblem,
+}
+
+/// What was wrong with the bytes at a [`DecodeError`]'s offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeProblem {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message type")]
+    UnknownType,
+    #[error("needs {needed} bytes, {left} left")]
+    Truncated { needed: usize, left: usize },
+    #[error("negative count {0}")]
+    NegativeCount(i16),
+    #[error("negative length {0}")]
+    NegativeLength(i32),
+    #[error("missing NUL terminator")]
+    MissingNul,
+    #[error("invalid UTF-8: {0}")]
+    InvalidUtf8(std::str::Utf8Error),
+    #[error("expected {expected}, got {} (0x{got:02x})", char::from(*got).escape_default())]
+    UnexpectedByte { expected: String, got: u8 },
+    #[error("{0} unexpected trailing bytes")]
+    TrailingBytes(usize),
+}
+
+impl DecodeError {
+    /// A problem with the message as a whole, not one of its fields.
+    fn whole_message(tag: Option<u8>, problem: DecodeProblem) -> Self {
+        DecodeError {
+            tag,
+            field: String::new(),
+            offset: 0,
+            problem,
+        }
+    }
+
+    /// The message's name (`Begin`, `Insert`, ...), `unknown` for an unknown or missing type.
+    pub fn message_name(&self) -> &'static str {
+        self.tag.map_or("unknown", message_name)
+    }
+}
+
+/// The text after "malformed pgoutput message: ".
+struct Described<'a>(&'a DecodeError);
+
+impl Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        match (&e.problem, e.tag) {
+            (DecodeProblem::Empty, _) | (_, None) => write!(f, "{}", e.problem),
+            (DecodeProblem::UnknownType, Some(tag)) => write!(
+                f,
+                "unknown message type {} (0x{tag:02x})",
+                char::from(tag).escape_default()
+            ),
+            (problem, Some(_)) => write!(
+                f,
+                "{} message, {} at offset {}: {problem}",
+                e.message_name(),
+                e.field,
+                e.offset
+            ),
+        }
+    }
+}
 
 /// Decodes one pgoutput message, as carried by one XLogData payload.
 pub fn decode(buf: &[u8]) -> Result<PgOutput, DecodeError> {
@@ -26,12 +100,12 @@ pub fn decode_bytes(buf: &Bytes) -> Result<PgOutput, DecodeError> {
 fn decode_with(buf: &[u8], owner: Option<&Bytes>) -> Result<PgOutput, DecodeError> {
     let (&tag, body) = buf
         .split_first()
-        .ok_or_else(|| DecodeError("empty message".into()))?;
+        .ok_or(DecodeError::whole_message(None, DecodeProblem::Empty))?;
     let mut r = Reader {
         buf: body,
         owner,
         pos: 0,
-        kind: message_name(tag),
+        tag,
     };
     let message = match tag {
         b'B' => PgOutput::Begin {
@@ -90,10 +164,10 @@ fn decode_with(buf: &[u8], owner: Option<&Bytes>) -> Result<PgOutput, DecodeErro
             }
         }
         _ => {
-            return Err(DecodeError(format!(
-                "unknown message type {} (0x{tag:02x})",
-                char::from(tag).escape_default()
-            )))
+            return Err(DecodeError::whole_message(
+                Some(tag),
+                DecodeProblem::UnknownType,
+            ))
         }
     };
     r.finish()?;
@@ -177,7 +251,8 @@ struct Reader<'a> {
     /// The `Bytes` that `buf` lies in, if any, for zero-copy values.
     owner: Option<&'a Bytes>,
     pos: usize,
-    kind: &'static str,
+    /// The message type byte, for errors.
+    tag: u8,
 }
 
 impl<'a> Reader<'a> {
@@ -185,22 +260,28 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    fn err(&self, field: impl Display, what: impl Display) -> DecodeError {
-        // +1: offsets count the message type byte, as a hex dump of the payload shows them.
-        DecodeError(format!(
-            "{} message, {field} at offset {}: {what}",
-            self.kind,
-            self.pos + 1
-        ))
+    /// An error at the current position; +1 since offsets count the message type byte, as a
+    /// hex dump of the payload shows them.
+    fn err(&self, field: impl Display, problem: DecodeProblem) -> DecodeError {
+        self.err_at(self.pos + 1, field, problem)
     }
 
+    fn err_at(&self, offset: usize, field: impl Display, problem: DecodeProblem) -> DecodeError {
+        DecodeError {
+            tag: Some(self.tag),
+            field: field.to_string(),
+            offset,
+            problem,
+        }
+    }
+
+    /// An unexpected marker byte, just read: its offset is the position before the read.
     fn bad_tag(&self, field: impl Display, got: u8, expected: &str) -> DecodeError {
-        DecodeError(format!(
-            "{} message, {field} at offset {}: expected {expected}, got {} (0x{got:02x})",
-            self.kind,
-            self.pos,
-            char::from(got).escape_default()
-        ))
+        let problem = DecodeProblem::UnexpectedByte {
+            expected: expected.to_owned(),
+            got,
+        };
+        self.err_at(self.pos, field, problem)
     }
 
     fn take(&mut self, n: usize, field: impl Display) -> Result<&'a [u8], DecodeError> {
@@ -210,7 +291,13 @@ impl<'a> Reader<'a> {
                 self.pos += n;
                 Ok(bytes)
             }
-            None => Err(self.err(field, format!("needs {n} bytes, {} left", self.remaining()))),
+            None => Err(self.err(
+                field,
+                DecodeProblem::Truncated {
+                    needed: n,
+                    left: self.remaining(),
+                },
+            )),
         }
     }
 
@@ -257,13 +344,13 @@ impl<'a> Reader<'a> {
     /// A non-negative Int16 count.
     fn count16(&mut self, field: impl Display) -> Result<usize, DecodeError> {
         let n = self.i16(&field)?;
-        usize::try_from(n).map_err(|_| self.err(&field, format!("negative count {n}")))
+        usize::try_from(n).map_err(|_| self.err(&field, DecodeProblem::NegativeCount(n)))
     }
 
     /// A non-negative Int32 length.
     fn len32(&mut self, field: impl Display) -> Result<usize, DecodeError> {
         let n = self.i32(&field)?;
-        usize::try_from(n).map_err(|_| self.err(&field, format!("negative length {n}")))
+        usize::try_from(n).map_err(|_| self.err(&field, DecodeProblem::NegativeLength(n)))
     }
 
     /// A NUL-terminated UTF-8 string (the replication connection asks for client_encoding UTF8).
@@ -272,10 +359,10 @@ impl<'a> Reader<'a> {
         let len = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or_else(|| self.err(&field, "missing NUL terminator"))?;
+            .ok_or_else(|| self.err(&field, DecodeProblem::MissingNul))?;
         let bytes = rest.get(..len).unwrap_or_default();
         let s = std::str::from_utf8(bytes)
-            .map_err(|e| self.err(field, format!("invalid UTF-8: {e}")))?
+            .map_err(|e| self.err(field, DecodeProblem::InvalidUtf8(e)))?
             .to_owned();
         self.pos += len + 1;
         Ok(s)
@@ -327,7 +414,33 @@ impl<'a> Reader<'a> {
     fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
-            n => Err(self.err("end", format!("{n} unexpected trailing bytes"))),
+            n => Err(self.err("end", DecodeProblem::TrailingBytes(n))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_message_field_and_offset() {
+        let err = decode(b"B\0\0\0\0").expect_err("short Begin");
+        assert_eq!(err.tag, Some(b'B'));
+        assert_eq!(err.message_name(), "Begin");
+        assert_eq!(err.field, "final LSN");
+        assert_eq!(err.offset, 1);
+        assert_eq!(err.problem, DecodeProblem::Truncated { needed: 8, left: 4 });
+
+        let err = decode(b"I\0\0\0\x01N\0\x01x").expect_err("bad column kind");
+        assert_eq!((err.field.as_str(), err.offset), ("new tuple column 0", 8));
+        assert!(matches!(
+            err.problem,
+            DecodeProblem::UnexpectedByte { got: b'x', .. }
+        ));
+
+        let err = decode(b"").expect_err("empty");
+        assert_eq!((err.tag, &err.problem), (None, &DecodeProblem::Empty));
+        assert_eq!(err.to_string(), "malformed pgoutput message: empty message");
     }
 }

@@ -21,6 +21,7 @@ mod conn;
 pub mod decode;
 mod error;
 pub mod pgoutput;
+pub mod positions;
 mod quote;
 mod setup;
 mod stream;
@@ -30,9 +31,12 @@ mod wire;
 
 pub use config::ReplicationConfig;
 pub use conn::{ReplicationClient, SystemInfo};
-pub use decode::{decode, decode_bytes, DecodeError};
+pub use decode::{decode, decode_bytes, DecodeError, DecodeProblem};
 pub use error::{ServerError, TlsProblem, WalError};
-pub use pgoutput::{Lsn, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue};
+pub use pgoutput::{
+    Lsn, LsnParseError, PgOutput, PgTimestamp, Relation, RelationColumn, TupleValue,
+    PG_EPOCH_OFFSET_MICROS,
+};
 pub use quote::{quote_ident, quote_literal};
 pub use setup::ensure_publication;
 pub use stream::{ReplicationEvent, ReplicationStream, DEFAULT_STATUS_INTERVAL};

@@ -14,20 +14,46 @@ impl std::fmt::Display for Lsn {
     }
 }
 
+/// Text that is not an LSN in Postgres' `XXX/XXX` form (two 32-bit hexadecimal halves).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LsnParseError {
+    /// No `/` between the halves.
+    #[error("invalid LSN {text:?}: expected XXX/XXX")]
+    MissingSlash { text: String },
+    /// A half that is not a 32-bit hexadecimal number.
+    #[error("invalid LSN {text:?}: {half} half: {error}")]
+    BadHalf {
+        text: String,
+        /// `high` or `low`.
+        half: &'static str,
+        error: std::num::ParseIntError,
+    },
+}
+
 impl std::str::FromStr for Lsn {
-    type Err = String;
+    type Err = LsnParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (hi, lo) = s
             .split_once('/')
-            .ok_or_else(|| format!("invalid LSN {s:?}: expected XXX/XXX"))?;
-        let hi = u64::from_str_radix(hi, 16).map_err(|e| format!("invalid LSN {s:?}: {e}"))?;
-        let lo = u64::from_str_radix(lo, 16).map_err(|e| format!("invalid LSN {s:?}: {e}"))?;
-        Ok(Lsn((hi << 32) | lo))
+            .ok_or_else(|| LsnParseError::MissingSlash { text: s.to_owned() })?;
+        let half = |digits: &str, half: &'static str| {
+            u32::from_str_radix(digits, 16).map_err(|error| LsnParseError::BadHalf {
+                text: s.to_owned(),
+                half,
+                error,
+            })
+        };
+        let (hi, lo) = (half(hi, "high")?, half(lo, "low")?);
+        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
     }
 }
 
 /// Microseconds since 2000-01-01 00:00:00 UTC (the Postgres epoch).
 pub type PgTimestamp = i64;
+
+/// Microseconds from the Unix epoch (1970-01-01) to the Postgres epoch (2000-01-01): add it to a
+/// [`PgTimestamp`] for Unix time.
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// One column value of a tuple.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,4 +141,37 @@ pub enum PgOutput {
         prefix: String,
         content: Bytes,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_text_round_trips() {
+        for lsn in [Lsn(0), Lsn(0x1_0000_00A8), Lsn(u64::MAX)] {
+            assert_eq!(lsn.to_string().parse::<Lsn>(), Ok(lsn));
+        }
+        assert_eq!("16/B374D848".parse::<Lsn>(), Ok(Lsn(0x16_B374_D848)));
+    }
+
+    #[test]
+    fn lsn_errors_say_what_is_wrong() {
+        assert!(matches!(
+            "16B374D848".parse::<Lsn>(),
+            Err(LsnParseError::MissingSlash { .. })
+        ));
+        let err = "16/XYZ".parse::<Lsn>().expect_err("not hex");
+        assert!(
+            matches!(err, LsnParseError::BadHalf { half: "low", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"16/XYZ\""), "{err}");
+        // Each half is 32 bits; more would silently overlap the other half.
+        let err = "1FFFFFFFF/0".parse::<Lsn>().expect_err("33-bit half");
+        assert!(
+            matches!(err, LsnParseError::BadHalf { half: "high", .. }),
+            "{err}"
+        );
+    }
 }

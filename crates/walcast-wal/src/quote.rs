@@ -1,18 +1,6 @@
-//! Quoting of SQL identifiers and literals, so names are never concatenated into SQL raw.
+//! Quoting for SQL (shared with the rest of the workspace) and for replication commands.
 
-/// `"name"` with embedded double quotes doubled; always quoted, so case and keywords are kept.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// A string literal valid whatever `standard_conforming_strings` is (an `E'...'` literal when
-/// the value holds a backslash).
-pub fn quote_literal(s: &str) -> String {
-    // escape_literal puts a space before an E'' literal; it is not part of the value.
-    postgres_protocol::escape::escape_literal(s)
-        .trim_start()
-        .to_owned()
-}
+pub use walcast_pgcluster::{quote_ident, quote_literal};
 
 /// A string constant of the replication command grammar, which knows `''` doubling but no `E''`.
 pub(crate) fn replication_literal(s: &str) -> String {
@@ -30,5 +18,14 @@ mod tests {
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
         assert_eq!(replication_literal(r"it's\"), r"'it''s\'");
+    }
+
+    proptest::proptest! {
+        /// The same literal libpq's escaping (as postgres-protocol implements it) produces.
+        #[test]
+        fn literal_matches_libpq_escaping(s in ".*") {
+            let libpq = postgres_protocol::escape::escape_literal(&s);
+            proptest::prop_assert_eq!(quote_literal(&s), libpq.trim_start());
+        }
     }
 }

@@ -7,6 +7,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::time::Instant;
 
+use crate::pgoutput::PG_EPOCH_OFFSET_MICROS;
 use crate::wire::{describe, Frame, Wire};
 use crate::{decode::decode_bytes, Lsn, PgOutput, PgTimestamp, ServerError, WalError};
 
@@ -14,9 +15,6 @@ use crate::{decode::decode_bytes, Lsn, PgOutput, PgTimestamp, ServerError, WalEr
 /// [`ReplicationStream::set_status_interval`]. Well under the server's default
 /// `wal_sender_timeout` of 60 s.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Seconds from 1970-01-01 to 2000-01-01, the Postgres epoch.
-const PG_EPOCH_OFFSET_SECS: u64 = 946_684_800;
 
 /// One message of the replication stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,7 +267,7 @@ fn pg_now() -> PgTimestamp {
         .unwrap_or_default();
     let micros = since_unix
         .as_micros()
-        .saturating_sub(u128::from(PG_EPOCH_OFFSET_SECS) * 1_000_000);
+        .saturating_sub(u128::from(PG_EPOCH_OFFSET_MICROS.unsigned_abs()));
     i64::try_from(micros).unwrap_or(i64::MAX)
 }
 

@@ -350,7 +350,7 @@ fn every_truncation_of_a_captured_message_is_an_error() {
                 .expect_err(&format!("line {line} cut to {len} bytes decoded"));
             if len > 0 {
                 assert!(
-                    err.0.contains(" message, "),
+                    err.to_string().contains(" message, "),
                     "line {line}, {len} bytes: no context in {err}"
                 );
             }
@@ -363,8 +363,8 @@ fn trailing_bytes_are_an_error() {
     let mut bytes = vector(TEXT, 1);
     bytes.push(0);
     let err = decode(&bytes).expect_err("trailing byte accepted");
-    assert!(err.0.contains("Begin message"), "{err}");
-    assert!(err.0.contains("trailing"), "{err}");
+    assert!(err.to_string().contains("Begin message"), "{err}");
+    assert!(err.to_string().contains("trailing"), "{err}");
 }
 
 #[test]
@@ -468,7 +468,10 @@ fn malformed_messages_name_message_and_field() {
     for (name, bytes, needles) in cases {
         let err = decode(bytes).expect_err(name);
         for needle in *needles {
-            assert!(err.0.contains(needle), "{name}: {needle:?} not in {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{name}: {needle:?} not in {err}"
+            );
         }
     }
 }
