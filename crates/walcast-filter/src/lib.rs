@@ -7,9 +7,11 @@ pub mod batch;
 pub mod eval;
 pub mod index;
 pub mod key;
+pub mod mutation;
 pub mod parse;
 pub mod relation_sql;
 pub mod relations;
+pub mod select;
 pub mod sql;
 
 pub use ast::{CmpOp, EventFilter, FieldsMatch, Quantifier, RelationRef, RowFilter, TextOp};

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use walcast_filter::{EventFilter, RowFilter};
 use walcast_model::{Cursor, Event, LogicalMessage, ResumePoint, Table};
 
+pub use crate::error::SubscribeError;
 use crate::session::QuerySession;
 use crate::shared::{Outbox, Sharing};
 
@@ -80,16 +81,6 @@ pub struct MessageRequest {
     pub prefixes: Option<BTreeSet<String>>,
     pub connection: Option<ConnectionHandle>,
     pub access: SharedAccess,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
-    #[error("CURSOR_EXPIRED: cursor {0} is older than the retention window; resubscribe without `after:` after reading the current state")]
-    CursorExpired(String),
-    #[error("too many subscriptions on this connection (limit {0})")]
-    TooMany(usize),
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 /// Where subscriptions get their events: implemented by the hub.

@@ -1,10 +1,10 @@
 //! What a parsed filter may reach, given the caller's view: related rows only through the
 //! caller's row filter on the related table, and updated-field names only of visible columns.
 
-use juniper::{DefaultScalarValue as S, FieldError};
 use walcast_filter::{EventFilter, Quantifier, RowFilter};
 
 use crate::context::Ctx;
+use crate::error::Error;
 use crate::info::TableInfo;
 
 /// Adds the caller's row filter of each related table inside every relation condition, so a
@@ -40,12 +40,8 @@ pub fn confine(f: RowFilter, ctx: &Ctx) -> RowFilter {
 
 /// [`confine`] for the row conditions of an event filter; also refuses `updatedFields`
 /// conditions naming columns the caller cannot see.
-pub fn confine_event(
-    f: EventFilter,
-    ctx: &Ctx,
-    t: &TableInfo,
-) -> Result<EventFilter, FieldError<S>> {
-    let all = |v: Vec<EventFilter>| -> Result<Vec<EventFilter>, FieldError<S>> {
+pub fn confine_event(f: EventFilter, ctx: &Ctx, t: &TableInfo) -> Result<EventFilter, Error> {
+    let all = |v: Vec<EventFilter>| -> Result<Vec<EventFilter>, Error> {
         v.into_iter().map(|f| confine_event(f, ctx, t)).collect()
     };
     Ok(match f {
@@ -64,10 +60,11 @@ pub fn confine_event(
                     .get(*hidden)
                     .map(|c| c.gql_name.as_str())
                     .unwrap_or("?");
-                return Err(FieldError::from(format!(
-                    "updatedFields: unknown field {name:?} on {}",
-                    t.name
-                )));
+                return Err(Error::UnknownField {
+                    field: name.to_owned(),
+                    on: t.name.to_string(),
+                }
+                .at("updatedFields"));
             }
             EventFilter::UpdatedFields { columns, mode }
         }

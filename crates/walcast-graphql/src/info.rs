@@ -9,6 +9,12 @@ use walcast_model::{Catalog, Table};
 
 use crate::scalars::ScalarType;
 
+/// The Subscription field of logical messages. A leading `_` keeps it apart from the common
+/// table names; a table that maps to this name keeps it (see [`SchemaInfo::has_messages`]).
+pub const MESSAGE_FIELD: &str = "_logical_message";
+/// The type of a logical message.
+pub const MESSAGE_TYPE: &str = "_LogicalMessage";
+
 /// A column as one role sees it.
 #[derive(Debug)]
 pub struct ColumnInfo {
@@ -182,10 +188,10 @@ impl SchemaInfo {
     /// field's or its type's keeps that name; the messages field then does not exist.
     pub fn has_messages(&self) -> bool {
         self.messages
-            && self.tables.iter().all(|t| {
-                &*t.name != crate::messages::MESSAGE_FIELD
-                    && &*t.name != crate::messages::MESSAGE_TYPE
-            })
+            && self
+                .tables
+                .iter()
+                .all(|t| &*t.name != MESSAGE_FIELD && &*t.name != MESSAGE_TYPE)
     }
 
     pub fn table(&self, gql_name: &str) -> Option<&Arc<TableInfo>> {

@@ -8,13 +8,13 @@ use std::convert::Infallible;
 
 use juniper::{
     meta::{Argument, MetaType},
-    ArcStr, DefaultScalarValue as S, FromInputValue, GraphQLType, GraphQLValue, InputValue,
-    Registry,
+    ArcStr, DefaultScalarValue as S, FromInputValue, GraphQLType, InputValue, Registry,
 };
 use walcast_filter::parse::operator_applies;
 
 use crate::info::{ColumnInfo, TableInfo};
-use crate::objects::MutationType;
+use crate::mutation_type::MutationType;
+use crate::resolver::impl_graphql_value;
 use crate::scalars::{self, Shape};
 
 fn column_arg(r: &mut Registry<S>, c: &ColumnInfo, suffix: &str) -> Argument<S> {
@@ -95,13 +95,7 @@ impl GraphQLType<S> for WhereInput {
     }
 }
 
-impl GraphQLValue<S> for WhereInput {
-    type Context = ();
-    type TypeInfo = TableInfo;
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.where_input.clone())
-    }
-}
+impl_graphql_value!(WhereInput, context = (), info = TableInfo);
 
 /// `<table>SubscriptionWhereInput` (Prisma 1).
 pub struct SubscriptionWhereInput(pub InputValue<S>);
@@ -135,10 +129,4 @@ impl GraphQLType<S> for SubscriptionWhereInput {
     }
 }
 
-impl GraphQLValue<S> for SubscriptionWhereInput {
-    type Context = ();
-    type TypeInfo = TableInfo;
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.sub_where_input.clone())
-    }
-}
+impl_graphql_value!(SubscriptionWhereInput, context = (), info = TableInfo);

@@ -4,15 +4,19 @@
 
 pub mod context;
 pub mod cost;
+pub mod error;
 pub mod guard;
 pub mod hints;
 pub mod info;
 pub mod input;
 pub mod messages;
+pub mod mutation_type;
 pub mod mutations;
 pub mod objects;
+pub mod payload;
 pub mod query;
 pub mod relations;
+pub mod resolver;
 pub mod roots;
 pub mod scalars;
 pub mod session;
@@ -25,8 +29,9 @@ use walcast_model::{Catalog, Table};
 
 pub use context::{
     Access, ConnectionHandle, Ctx, EventSource, EventStream, Limits, MessagePrefixes,
-    MessageRequest, MessageStream, SharedAccess, SubscribeError, SubscriptionRequest, TableAccess,
+    MessageRequest, MessageStream, SharedAccess, SubscriptionRequest, TableAccess,
 };
+pub use error::{Error, SubscribeError};
 pub use info::{Grants, SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;
 pub use roots::{QueryRoot, SubscriptionRoot};

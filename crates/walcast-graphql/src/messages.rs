@@ -5,22 +5,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use futures::future::{self, BoxFuture};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use juniper::{
     meta::MetaType, ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor,
-    FieldError, GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value, ValuesStream,
+    GraphQLType, GraphQLValueAsync, Registry, Value, ValuesStream,
 };
 use walcast_model::{Datum, Kind, LogicalMessage};
 
 use crate::context::{Ctx, MessagePrefixes, MessageRequest};
+use crate::error::Error;
+pub use crate::info::{MESSAGE_FIELD, MESSAGE_TYPE};
+use crate::payload::{resolve, response_key};
+use crate::resolver::{impl_graphql_value, ready};
 use crate::scalars::{input_to_json, json_to_value};
-
-/// The Subscription field. A leading `_` keeps it apart from the common table names; a table
-/// that maps to this name keeps it (see `SchemaInfo::has_messages`).
-pub const MESSAGE_FIELD: &str = "_logical_message";
-/// The payload's type name.
-pub const MESSAGE_TYPE: &str = "_LogicalMessage";
 
 /// Adds `_logical_message(prefix, prefix_in, after)` to the Subscription root's fields.
 pub fn field(registry: &mut Registry<S>) -> juniper::meta::Field<S> {
@@ -78,18 +76,7 @@ impl GraphQLType<S> for MessageObj<'_> {
     }
 }
 
-impl GraphQLValue<S> for MessageObj<'_> {
-    type Context = Ctx;
-    type TypeInfo = ();
-
-    fn type_name(&self, _: &()) -> Option<ArcStr> {
-        Some(ArcStr::from(MESSAGE_TYPE))
-    }
-
-    fn concrete_type_name(&self, _: &Ctx, _: &()) -> String {
-        MESSAGE_TYPE.to_owned()
-    }
-}
+impl_graphql_value!(MessageObj<'_>, context = Ctx, info = ());
 
 impl GraphQLValueAsync<S> for MessageObj<'_> {
     fn resolve_field_async<'a>(
@@ -113,35 +100,17 @@ impl GraphQLValueAsync<S> for MessageObj<'_> {
                 Some(t) => json_to_value(&Datum::TimestampTz(t).to_json(Kind::TimestampTz)),
                 None => Value::null(),
             }),
-            other => Err(format!("unknown field {other:?} on {MESSAGE_TYPE}").into()),
+            other => Err(Error::UnknownField {
+                field: other.to_owned(),
+                on: MESSAGE_TYPE.to_owned(),
+            }),
         };
-        Box::pin(future::ready(value))
+        ready(value)
     }
 }
 
-/// One message's response as the socket layer sends it, like a table event's: a field that
-/// failed is null with its error beside the rest.
-fn payload(
-    response: &str,
-    value: Result<Value<S>, juniper::ExecutionError<S>>,
-    field_errors: &[juniper::ExecutionError<S>],
-) -> String {
-    let payload = match value {
-        Ok(v) if field_errors.is_empty() => serde_json::json!({ "data": { response: v } }),
-        Ok(v) => serde_json::json!({
-            "data": { response: v },
-            "errors": serde_json::to_value(field_errors).unwrap_or_else(|_| serde_json::json!([])),
-        }),
-        Err(e) => serde_json::json!({
-            "data": { response: null },
-            "errors": serde_json::to_value([e]).unwrap_or_else(|_| serde_json::json!([])),
-        }),
-    };
-    payload.to_string()
-}
-
 /// The prefixes a subscription asks for: `prefix`, `prefix_in`, or neither (None).
-fn requested_prefixes(args: &Arguments<S>) -> Result<Option<BTreeSet<String>>, FieldError<S>> {
+fn requested_prefixes(args: &Arguments<S>) -> Result<Option<BTreeSet<String>>, Error> {
     let arg = |name: &str| {
         args.get_input_value(name)
             .map(|v| input_to_json(&v.item))
@@ -150,8 +119,12 @@ fn requested_prefixes(args: &Arguments<S>) -> Result<Option<BTreeSet<String>>, F
     let one = match arg("prefix") {
         None => None,
         Some(serde_json::Value::String(p)) => Some(p),
-        Some(other) => {
-            return Err(format!("argument \"prefix\": expected a String, found {other}").into())
+        Some(found) => {
+            return Err(Error::ArgumentType {
+                name: "prefix",
+                expected: "a String",
+                found,
+            })
         }
     };
     let many = match arg("prefix_in") {
@@ -163,26 +136,27 @@ fn requested_prefixes(args: &Arguments<S>) -> Result<Option<BTreeSet<String>>, F
                 .into_iter()
                 .map(|i| match i {
                     serde_json::Value::String(p) => Ok(p),
-                    other => Err(FieldError::from(format!(
-                        "argument \"prefix_in\": expected Strings, found {other}"
-                    ))),
+                    found => Err(Error::ArgumentType {
+                        name: "prefix_in",
+                        expected: "Strings",
+                        found,
+                    }),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(other) => {
-            return Err(format!(
-                "argument \"prefix_in\": expected a list of Strings, found {other}"
-            )
-            .into())
+        Some(found) => {
+            return Err(Error::ArgumentType {
+                name: "prefix_in",
+                expected: "a list of Strings",
+                found,
+            })
         }
     };
     match (one, many) {
         (None, None) => Ok(None),
         (Some(p), None) => Ok(Some(BTreeSet::from([p]))),
         (None, Some(list)) => Ok(Some(list.into_iter().collect())),
-        (Some(_), Some(_)) => {
-            Err("give either \"prefix\" or \"prefix_in\" to _logical_message, not both".into())
-        }
+        (Some(_), Some(_)) => Err(Error::PrefixAndPrefixIn),
     }
 }
 
@@ -191,50 +165,39 @@ fn requested_prefixes(args: &Arguments<S>) -> Result<Option<BTreeSet<String>>, F
 pub async fn subscribe<'e>(
     args: &Arguments<'_, S>,
     executor: &Executor<'_, 'e, Ctx, S>,
-) -> Result<Value<ValuesStream<'e, S>>, FieldError<S>> {
+) -> Result<Value<ValuesStream<'e, S>>, Error> {
     if args
         .get_input_value("after")
         .is_some_and(|v| !v.item.is_null())
     {
-        return Err(FieldError::from(
-            "argument \"after\" is not supported on _logical_message: messages are not retained for replay; subscribe without it",
-        ));
+        return Err(Error::MessagesNotRetained);
     }
     let prefixes = requested_prefixes(args)?;
     let ctx = executor.context();
-    let granted = ctx.access.load().messages.clone().ok_or_else(|| {
-        FieldError::from("this role may not read logical messages (no `logical_messages` grant)")
-    })?;
+    let granted = ctx
+        .access
+        .load()
+        .messages
+        .clone()
+        .ok_or(Error::NoMessageGrant)?;
     if let (Some(asked), MessagePrefixes::Only(allowed)) = (&prefixes, &granted) {
         let refused: Vec<&String> = asked.difference(allowed).collect();
         if !refused.is_empty() {
-            return Err(format!(
-                "this role may not read logical messages with prefix {}",
+            return Err(Error::PrefixRefused(
                 refused
                     .iter()
                     .map(|p| format!("{p:?}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            )
-            .into());
+                    .join(", "),
+            ));
         }
     }
-    let messages = ctx
-        .events
-        .subscribe_messages(MessageRequest {
-            prefixes,
-            connection: ctx.connection.clone(),
-            access: ctx.access.clone(),
-        })
-        .map_err(|e| FieldError::from(e.to_string()))?;
-    // The response key (alias or name) from the path juniper gives this field's errors.
-    let response = executor
-        .new_error(FieldError::from(String::new()))
-        .path()
-        .last()
-        .cloned()
-        .unwrap_or_else(|| MESSAGE_FIELD.to_owned());
-    let response: Arc<str> = response.into();
+    let messages = ctx.events.subscribe_messages(MessageRequest {
+        prefixes,
+        connection: ctx.connection.clone(),
+        access: ctx.access.clone(),
+    })?;
+    let response = response_key(executor, MESSAGE_FIELD);
     let outbox = ctx.outbox.clone();
     let owned = Arc::new(executor.as_owned_executor());
     let stream = messages.then(move |m: Arc<LogicalMessage>| {
@@ -242,13 +205,7 @@ pub async fn subscribe<'e>(
         let outbox = outbox.clone();
         let response = response.clone();
         async move {
-            let ex = owned.as_executor();
-            let value = ex.resolve_async(&(), &MessageObj(&m)).await;
-            let errors = ex.take_errors();
-            let value = value.map_err(|e| ex.new_error(e));
-            outbox.push(crate::shared::Payload::from(payload(
-                &response, value, &errors,
-            )));
+            outbox.push(resolve(&owned, &(), &MessageObj(&m), &response).await);
             // The socket layer sends the outbox's payload; the value is not read.
             Ok(Value::null())
         }

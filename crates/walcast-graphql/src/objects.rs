@@ -1,31 +1,24 @@
 //! Output object types: a table's row, its previous values, and the two event payloads.
 
-use futures::future::{self, BoxFuture};
-use juniper::{
-    meta::{Field, MetaType},
-    ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor, FieldError, GraphQLEnum,
-    GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value, ID,
-};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use juniper::{
+    meta::{Field, MetaType},
+    ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor, GraphQLType,
+    GraphQLValueAsync, Registry, Value, ID,
+};
 use walcast_filter::{parse_where_limited, RowFilter};
 use walcast_model::{Batch, Datum, Event, Kind, Op, Row};
 
-use crate::input::WhereInput;
-use crate::relations::related;
-use crate::scalars::input_to_json;
-
 use crate::context::Ctx;
+use crate::error::Error;
 use crate::info::{ColumnInfo, TableInfo};
-use crate::scalars::{self, json_to_value, ScalarType, Shape};
-
-#[derive(GraphQLEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(clippy::upper_case_acronyms)]
-pub enum MutationType {
-    CREATED,
-    UPDATED,
-    DELETED,
-}
+use crate::input::WhereInput;
+pub use crate::mutation_type::MutationType;
+use crate::relations::related;
+use crate::resolver::{edge, impl_graphql_value, ready};
+use crate::scalars::{self, input_to_json, json_to_value, ScalarType, Shape};
 
 /// The output field of a column.
 pub fn column_field(r: &mut Registry<S>, c: &ColumnInfo, not_null: bool) -> Field<S> {
@@ -53,15 +46,16 @@ fn column_value(
     row: &Row,
     field: &str,
     missing_is_error: bool,
-) -> ExecutionResult<S> {
-    let c = info
-        .column(field)
-        .ok_or_else(|| FieldError::from(format!("unknown field {field:?} on {}", info.name)))?;
+) -> Result<Value<S>, Error> {
+    let c = info.column(field).ok_or_else(|| Error::UnknownField {
+        field: field.to_owned(),
+        on: info.name.to_string(),
+    })?;
     match row.get(c.index).unwrap_or(&Datum::Unavailable) {
-        Datum::Unavailable if missing_is_error => Err(FieldError::from(format!(
-            "{}.{field}: no value in this event: an unchanged TOASTed value Postgres did not send (REPLICA IDENTITY FULL sends it), or a column the table no longer has",
-            info.table.qualified_name()
-        ))),
+        Datum::Unavailable if missing_is_error => Err(Error::MissingValue {
+            table: info.table.qualified_name(),
+            field: field.to_owned(),
+        }),
         Datum::Unavailable | Datum::Null => Ok(Value::null()),
         d => {
             let json = d.to_json(kind_of(info, c));
@@ -72,10 +66,6 @@ fn column_value(
             })
         }
     }
-}
-
-fn sync<'a>(r: ExecutionResult<S>) -> BoxFuture<'a, ExecutionResult<S>> {
-    Box::pin(future::ready(r))
 }
 
 /// A row of a table, resolved from the WAL tuple or a query result; relation fields load for
@@ -130,30 +120,7 @@ impl GraphQLType<S> for RowObj<'_> {
     }
 }
 
-impl GraphQLValue<S> for RowObj<'_> {
-    type Context = Ctx;
-    type TypeInfo = TableInfo;
-
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.name.clone())
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-
-    fn resolve_field(
-        &self,
-        info: &TableInfo,
-        field: &str,
-        _: &Arguments<S>,
-        _: &Executor<Ctx, S>,
-    ) -> ExecutionResult<S> {
-        column_value(info, self.row, field, true)
-    }
-}
+impl_graphql_value!(RowObj<'_>, context = Ctx, info = TableInfo);
 
 impl GraphQLValueAsync<S> for RowObj<'_> {
     fn resolve_field_async<'a>(
@@ -164,12 +131,12 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
         ex: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
         let Some(rel) = info.relation(field) else {
-            return sync(self.resolve_field(info, field, args, ex));
+            return ready(column_value(info, self.row, field, true));
         };
-        Box::pin(async move {
+        edge(async move {
             let target = rel
                 .target()
-                .ok_or_else(|| FieldError::from(format!("{field}: the related table is gone")))?;
+                .ok_or_else(|| Error::RelatedTableGone.at(field))?;
             let ctx = ex.context();
             let role = ctx.row_filter(target.table.oid);
             let user = match args
@@ -178,7 +145,7 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
             {
                 Some(w) if !w.is_null() => Some(
                     parse_where_limited(&info.catalog, &target.table, &w, ctx.limits.filters)
-                        .map_err(|e| FieldError::from(format!("{field}: {e}")))?,
+                        .map_err(|e| Error::from(e).at(field))?,
                 ),
                 _ => None,
             };
@@ -190,7 +157,7 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
             let rows = related(ctx, info, rel, &target, self.row, self.batch, filter).await?;
             if rel.is_to_one() {
                 match rows.first().and_then(|ev| RowObj::of(ev)) {
-                    Some(obj) => ex.resolve_async(&*target, &obj).await,
+                    Some(obj) => Ok(ex.resolve_async(&*target, &obj).await?),
                     None => Ok(Value::null()),
                 }
             } else {
@@ -200,7 +167,7 @@ impl GraphQLValueAsync<S> for RowObj<'_> {
                     .take(first.unwrap_or(usize::MAX))
                     .filter_map(|ev| RowObj::of(ev))
                     .collect();
-                ex.resolve_async(&*target, &objs).await
+                Ok(ex.resolve_async(&*target, &objs).await?)
             }
         })
     }
@@ -227,40 +194,17 @@ impl GraphQLType<S> for PreviousObj<'_> {
     }
 }
 
-impl GraphQLValue<S> for PreviousObj<'_> {
-    type Context = Ctx;
-    type TypeInfo = TableInfo;
-
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.previous.clone())
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-
-    fn resolve_field(
-        &self,
-        info: &TableInfo,
-        field: &str,
-        _: &Arguments<S>,
-        _: &Executor<Ctx, S>,
-    ) -> ExecutionResult<S> {
-        column_value(info, self.0, field, false)
-    }
-}
+impl_graphql_value!(PreviousObj<'_>, context = Ctx, info = TableInfo);
 
 impl GraphQLValueAsync<S> for PreviousObj<'_> {
     fn resolve_field_async<'a>(
         &'a self,
         info: &'a TableInfo,
         field: &'a str,
-        args: &'a Arguments<S>,
-        ex: &'a Executor<Ctx, S>,
+        _: &'a Arguments<S>,
+        _: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
-        sync(self.resolve_field(info, field, args, ex))
+        ready(column_value(info, self.0, field, false))
     }
 }
 
@@ -306,20 +250,7 @@ impl GraphQLType<S> for MutatedObj<'_> {
     }
 }
 
-impl GraphQLValue<S> for MutatedObj<'_> {
-    type Context = Ctx;
-    type TypeInfo = TableInfo;
-
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.mutated.clone())
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-}
+impl_graphql_value!(MutatedObj<'_>, context = Ctx, info = TableInfo);
 
 impl GraphQLValueAsync<S> for MutatedObj<'_> {
     fn resolve_field_async<'a>(
@@ -331,14 +262,15 @@ impl GraphQLValueAsync<S> for MutatedObj<'_> {
     ) -> BoxFuture<'a, ExecutionResult<S>> {
         let ev = self.0;
         match field {
-            "key" => sync(Ok(Value::scalar(ev.key.clone()))),
-            "event" => sync(Ok(Value::scalar(ev.op.as_str().to_owned()))),
-            "cursor" => sync(Ok(Value::scalar(ev.cursor.encode()))),
-            "commitTime" => sync(Ok(commit_time(ev))),
+            "key" => ready(Ok(Value::scalar(ev.key.clone()))),
+            "event" => ready(Ok(Value::scalar(ev.op.as_str().to_owned()))),
+            "cursor" => ready(Ok(Value::scalar(ev.cursor.encode()))),
+            "commitTime" => ready(Ok(commit_time(ev))),
             "data" => Box::pin(resolve_row(info, ev.new.as_ref(), Some(&ev.batch), ex)),
-            other => sync(Err(
-                format!("unknown field {other:?} on {}", info.mutated).into()
-            )),
+            other => ready(Err(Error::UnknownField {
+                field: other.to_owned(),
+                on: info.mutated.to_string(),
+            })),
         }
     }
 }
@@ -370,20 +302,7 @@ impl GraphQLType<S> for PayloadObj<'_> {
     }
 }
 
-impl GraphQLValue<S> for PayloadObj<'_> {
-    type Context = Ctx;
-    type TypeInfo = TableInfo;
-
-    fn type_name(&self, info: &TableInfo) -> Option<ArcStr> {
-        Some(info.payload.clone())
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &TableInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-}
+impl_graphql_value!(PayloadObj<'_>, context = Ctx, info = TableInfo);
 
 impl GraphQLValueAsync<S> for PayloadObj<'_> {
     fn resolve_field_async<'a>(
@@ -395,7 +314,7 @@ impl GraphQLValueAsync<S> for PayloadObj<'_> {
     ) -> BoxFuture<'a, ExecutionResult<S>> {
         let ev = self.0;
         match field {
-            "mutation" => sync(Ok(Value::scalar(
+            "mutation" => ready(Ok(Value::scalar(
                 match ev.op {
                     Op::Create => "CREATED",
                     Op::Update => "UPDATED",
@@ -404,7 +323,7 @@ impl GraphQLValueAsync<S> for PayloadObj<'_> {
                 .to_owned(),
             ))),
             "node" => Box::pin(resolve_row(info, ev.new.as_ref(), Some(&ev.batch), ex)),
-            "updatedFields" => sync(Ok(match (ev.op, ev.updated_field_names()) {
+            "updatedFields" => ready(Ok(match (ev.op, ev.updated_field_names()) {
                 (Op::Update, Some(names)) => Value::list(
                     names
                         .into_iter()
@@ -418,13 +337,14 @@ impl GraphQLValueAsync<S> for PayloadObj<'_> {
                 (Some(old), Op::Update | Op::Delete) => {
                     Box::pin(async move { ex.resolve_async(info, &PreviousObj(old)).await })
                 }
-                _ => sync(Ok(Value::null())),
+                _ => ready(Ok(Value::null())),
             },
-            "cursor" => sync(Ok(Value::scalar(ev.cursor.encode()))),
-            "commitTime" => sync(Ok(commit_time(ev))),
-            other => sync(Err(
-                format!("unknown field {other:?} on {}", info.payload).into()
-            )),
+            "cursor" => ready(Ok(Value::scalar(ev.cursor.encode()))),
+            "commitTime" => ready(Ok(commit_time(ev))),
+            other => ready(Err(Error::UnknownField {
+                field: other.to_owned(),
+                on: info.payload.to_string(),
+            })),
         }
     }
 }

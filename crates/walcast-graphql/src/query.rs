@@ -1,55 +1,18 @@
 //! Reads for the `Query` root. Values come back as text and go through the same conversion as
 //! WAL tuples, so a row reads the same from a query as from an event.
 
-use juniper::{DefaultScalarValue as S, FieldError};
 use tokio_postgres::types::ToSql;
+pub use walcast_filter::select::{from_clause, select_list};
 use walcast_filter::sql::{pg_text, quote_ident, SqlBuilder};
 use walcast_filter::RowFilter;
 use walcast_model::{value::decode_text, Datum, Row, Table};
 
 use crate::context::Ctx;
+use crate::error::Error;
 use crate::info::TableInfo;
 
 /// Largest page a list query returns when `first` is not given.
 const DEFAULT_LIMIT: i64 = 1000;
-
-/// A Postgres error with its server message (tokio-postgres' Display says only "db error").
-pub fn pg_error(e: &tokio_postgres::Error) -> FieldError<S> {
-    match e.as_db_error() {
-        Some(db) => FieldError::from(format!("database: {}: {}", db.code().code(), db.message())),
-        None => FieldError::from(format!("database: {e}")),
-    }
-}
-
-/// An error on the way to the database (no connection, an unreadable value).
-pub fn db_error(e: impl std::fmt::Display) -> FieldError<S> {
-    FieldError::from(format!("database: {e}"))
-}
-
-pub fn select_list(table: &Table, alias: &str) -> String {
-    table
-        .columns
-        .iter()
-        .map(|c| {
-            let col = format!("{alias}.{}", quote_ident(&c.name));
-            // `::text` strips char(n) padding; the output function (as pgoutput uses) keeps it.
-            if c.ty.name == "bpchar" {
-                format!("(CASE WHEN {col} IS NULL THEN NULL ELSE format('%s', {col}) END)")
-            } else {
-                format!("{col}::text")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub fn from_clause(table: &Table, alias: &str) -> String {
-    format!(
-        "{}.{} AS {alias}",
-        quote_ident(&table.schema),
-        quote_ident(&table.name)
-    )
-}
 
 pub fn decode_row(table: &Table, row: &tokio_postgres::Row) -> Row {
     table
@@ -69,19 +32,19 @@ async fn run(
     table: &Table,
     sql: &str,
     params: &[Option<String>],
-) -> Result<Vec<Row>, FieldError<S>> {
+) -> Result<Vec<Row>, Error> {
     let open = ctx.reads.get().await?;
     let client = open
         .as_ref()
-        .ok_or_else(|| db_error("no read transaction"))?
+        .ok_or_else(|| Error::database("no read transaction"))?
         .client()?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(sql, &refs).await.map_err(|e| pg_error(&e))?;
+    let rows = client.query(sql, &refs).await.map_err(Error::postgres)?;
     Ok(rows.iter().map(|r| decode_row(table, r)).collect())
 }
 
 /// `orderBy: ["title_DESC", "id"]`: each entry a visible column with an optional direction.
-fn order_by(t: &TableInfo, order: &[String]) -> Result<String, FieldError<S>> {
+fn order_by(t: &TableInfo, order: &[String]) -> Result<String, Error> {
     let mut parts = Vec::new();
     for o in order {
         let (name, dir) = if let Some(n) = o.strip_suffix("_DESC") {
@@ -93,7 +56,11 @@ fn order_by(t: &TableInfo, order: &[String]) -> Result<String, FieldError<S>> {
             .column(name)
             .and_then(|c| t.table.columns.get(c.index))
             .ok_or_else(|| {
-                FieldError::from(format!("orderBy: unknown column {name:?} on {}", t.name))
+                Error::UnknownColumn {
+                    column: name.to_owned(),
+                    on: t.name.to_string(),
+                }
+                .at("orderBy")
             })?;
         parts.push(format!("t.{} {dir}", quote_ident(&c.name)));
     }
@@ -120,7 +87,7 @@ pub async fn select(
     order: &[String],
     first: Option<i32>,
     skip: Option<i32>,
-) -> Result<Vec<Row>, FieldError<S>> {
+) -> Result<Vec<Row>, Error> {
     let table = &t.table;
     let mut b = SqlBuilder::new(table, "t");
     let cond = b.filter(filter);
@@ -144,7 +111,7 @@ pub async fn by_id(
     t: &TableInfo,
     id: &str,
     role_filter: Option<&RowFilter>,
-) -> Result<Option<Row>, FieldError<S>> {
+) -> Result<Option<Row>, Error> {
     let Some(col) = t.id_column().and_then(|c| t.table.columns.get(c.index)) else {
         return Ok(None);
     };
@@ -155,9 +122,17 @@ pub async fn by_id(
         Ok(RowFilter::Cmp { value, .. }) => value,
         Ok(_) => return Ok(None),
         Err(walcast_filter::FilterError::Value { message, .. }) => {
-            return Err(FieldError::from(format!("argument \"id\": {message}")))
+            return Err(Error::Argument {
+                name: "id",
+                message,
+            })
         }
-        Err(e) => return Err(FieldError::from(format!("argument \"id\": {e}"))),
+        Err(e) => {
+            return Err(Error::Argument {
+                name: "id",
+                message: e.to_string(),
+            })
+        }
     };
     let mut b = SqlBuilder::new(&t.table, "t");
     let cond = role_filter

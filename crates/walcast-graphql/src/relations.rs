@@ -5,25 +5,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use juniper::{DefaultScalarValue as S, FieldError};
 use tokio::sync::OnceCell;
 use tokio_postgres::types::ToSql;
 use walcast_filter::key::{key, DatumKey};
+use walcast_filter::select::{from_clause, select_list};
 use walcast_filter::sql::{pg_text, quote_ident, SqlBuilder};
 use walcast_filter::RowFilter;
 use walcast_model::{Batch, Event, Row, Table};
 
 use crate::context::Ctx;
+use crate::error::Error;
 use crate::info::{RelationInfo, TableInfo};
-use crate::query::{db_error, decode_row, from_clause, select_list};
+use crate::query::decode_row;
 
 /// Related rows by the key values they share with their parent.
 type Grouped = HashMap<Vec<DatumKey>, Vec<Arc<Event>>>;
-type Slot = OnceCell<Result<Arc<Grouped>, String>>;
-
-fn pg_error(e: tokio_postgres::Error) -> FieldError<S> {
-    crate::query::pg_error(&e)
-}
+type Slot = OnceCell<Result<Arc<Grouped>, Error>>;
 
 /// The key of `row` on `columns`; None when a value is null or unknown (no related row).
 fn row_key(row: &Row, columns: &[usize]) -> Option<Vec<DatumKey>> {
@@ -56,7 +53,7 @@ pub async fn related(
     row: &Row,
     batch: Option<&Arc<Batch>>,
     filter: Option<RowFilter>,
-) -> Result<Vec<Arc<Event>>, FieldError<S>> {
+) -> Result<Vec<Arc<Event>>, Error> {
     let r = &rel.relation;
     let Some(mine) = row_key(row, &r.local_columns) else {
         return Ok(vec![]);
@@ -84,7 +81,7 @@ pub async fn related(
         entry
             .clone()
             .downcast::<Slot>()
-            .map_err(|_| FieldError::from("relation cache holds another type"))?
+            .map_err(|_| Error::Internal("relation cache holds another type"))?
     };
     let grouped = slot
         .get_or_init(|| async {
@@ -104,11 +101,9 @@ pub async fn related(
             )
             .await
             .map(Arc::new)
-            .map_err(|e| e.message().to_owned())
         })
         .await
-        .clone()
-        .map_err(FieldError::from)?;
+        .clone()?;
     Ok(grouped.get(&mine).cloned().unwrap_or_default())
 }
 
@@ -122,7 +117,7 @@ async fn load(
     cond: String,
     mut params: Vec<Option<String>>,
     in_query: bool,
-) -> Result<Grouped, FieldError<S>> {
+) -> Result<Grouped, Error> {
     let r = &rel.relation;
     // Distinct parent keys, as text in Postgres input syntax.
     let mut keys: Vec<Vec<String>> = Vec::new();
@@ -147,7 +142,7 @@ async fn load(
     if keys.is_empty() {
         return Ok(Grouped::new());
     }
-    params.push(Some(serde_json::to_string(&keys).map_err(db_error)?));
+    params.push(Some(serde_json::to_string(&keys).map_err(Error::database)?));
     let keys_param = params.len();
     let remote: Vec<&walcast_model::Column> = r
         .remote_columns
@@ -186,12 +181,12 @@ async fn load(
         let open = ctx.reads.get().await?;
         let client = open
             .as_ref()
-            .ok_or_else(|| db_error("no read transaction"))?
+            .ok_or_else(|| Error::database("no read transaction"))?
             .client()?;
-        client.query(&sql, &refs).await.map_err(pg_error)?
+        client.query(&sql, &refs).await.map_err(Error::postgres)?
     } else {
-        let client = ctx.pool.get().await.map_err(db_error)?;
-        client.query(&sql, &refs).await.map_err(pg_error)?
+        let client = ctx.pool.get().await?;
+        client.query(&sql, &refs).await.map_err(Error::postgres)?
     };
     // The related rows form a batch of their own, so their relations load together too.
     let loaded = query_batch(

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use futures::future::{self, BoxFuture};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use juniper::{
     meta::MetaType, ArcStr, Arguments, DefaultScalarValue as S, ExecutionResult, Executor,
-    FieldError, GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, Registry,
-    Value, ValuesStream, ID,
+    FieldError, GraphQLSubscriptionValue, GraphQLType, GraphQLValueAsync, Registry, Value,
+    ValuesStream, ID,
 };
 use walcast_filter::{
     parse_mutated_limited, parse_subscription_where_limited, parse_where_limited, EventFilter,
@@ -16,10 +16,13 @@ use walcast_filter::{
 use walcast_model::{Event, ResumePoint};
 
 use crate::context::{Ctx, SubscriptionRequest};
+use crate::error::Error;
 use crate::info::{RootField, SchemaInfo, TableInfo};
 use crate::input::{SubscriptionWhereInput, WhereInput};
 use crate::objects::{MutatedObj, PayloadObj, RowObj};
+use crate::payload::{resolve, response_key};
 use crate::query;
+use crate::resolver::{edge, impl_graphql_value};
 use crate::scalars::input_to_json;
 
 fn arg_json(args: &Arguments<S>, name: &str) -> Option<serde_json::Value> {
@@ -28,11 +31,15 @@ fn arg_json(args: &Arguments<S>, name: &str) -> Option<serde_json::Value> {
         .filter(|v| !v.is_null())
 }
 
-fn arg_string(args: &Arguments<S>, name: &str) -> Result<Option<String>, FieldError<S>> {
+fn arg_string(args: &Arguments<S>, name: &'static str) -> Result<Option<String>, Error> {
     match arg_json(args, name) {
         None => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("argument {name:?}: expected a String, found {other}").into()),
+        Some(found) => Err(Error::ArgumentType {
+            name,
+            expected: "a String",
+            found,
+        }),
     }
 }
 
@@ -71,20 +78,7 @@ impl GraphQLType<S> for QueryRoot {
     }
 }
 
-impl GraphQLValue<S> for QueryRoot {
-    type Context = Ctx;
-    type TypeInfo = SchemaInfo;
-
-    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
-        Some(ArcStr::from("Query"))
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-}
+impl_graphql_value!(QueryRoot, context = Ctx, info = SchemaInfo);
 
 impl GraphQLValueAsync<S> for QueryRoot {
     fn resolve_field_async<'a>(
@@ -95,7 +89,7 @@ impl GraphQLValueAsync<S> for QueryRoot {
         ex: &'a Executor<Ctx, S>,
     ) -> BoxFuture<'a, ExecutionResult<S>> {
         if field == "_cursor" {
-            return Box::pin(async move {
+            return edge(async move {
                 let open = ex.context().reads.get().await?;
                 let snapshot = open
                     .as_ref()
@@ -104,13 +98,14 @@ impl GraphQLValueAsync<S> for QueryRoot {
                 Ok(Value::scalar(snapshot))
             });
         }
-        let Some((kind, t)) = info.root_field(field) else {
-            return Box::pin(future::ready(Err(format!(
-                "unknown field {field:?} on Query"
-            )
-            .into())));
+        let unknown = || Error::UnknownField {
+            field: field.to_owned(),
+            on: "Query".to_owned(),
         };
-        Box::pin(async move {
+        edge(async move {
+            let Some((kind, t)) = info.root_field(field) else {
+                return Err(unknown());
+            };
             match kind {
                 RootField::Table => {
                     let user = match arg_json(args, "where") {
@@ -119,8 +114,7 @@ impl GraphQLValueAsync<S> for QueryRoot {
                             &t.table,
                             &w,
                             ex.context().limits.filters,
-                        )
-                        .map_err(|e| FieldError::from(e.to_string()))?,
+                        )?,
                         None => walcast_filter::RowFilter::always(),
                     };
                     let user = crate::guard::confine(user, ex.context());
@@ -141,7 +135,7 @@ impl GraphQLValueAsync<S> for QueryRoot {
                     let rows = query::select(ex.context(), t, &filter, &order, first, skip).await?;
                     let events = crate::relations::query_batch(&t.table, rows, true);
                     let objs: Vec<RowObj> = events.iter().filter_map(|ev| RowObj::of(ev)).collect();
-                    ex.resolve_async(&**t, &objs).await
+                    Ok(ex.resolve_async(&**t, &objs).await?)
                 }
                 RootField::ById => {
                     let id = args
@@ -153,14 +147,14 @@ impl GraphQLValueAsync<S> for QueryRoot {
                         Some(row) => {
                             let events = crate::relations::query_batch(&t.table, vec![row], true);
                             match events.first().and_then(|ev| RowObj::of(ev)) {
-                                Some(obj) => ex.resolve_async(&**t, &obj).await,
+                                Some(obj) => Ok(ex.resolve_async(&**t, &obj).await?),
                                 None => Ok(Value::null()),
                             }
                         }
                         None => Ok(Value::null()),
                     }
                 }
-                RootField::Mutated => Err(format!("unknown field {field:?} on Query").into()),
+                RootField::Mutated => Err(unknown()),
             }
         })
     }
@@ -216,62 +210,7 @@ impl GraphQLType<S> for SubscriptionRoot {
     }
 }
 
-impl GraphQLValue<S> for SubscriptionRoot {
-    type Context = Ctx;
-    type TypeInfo = SchemaInfo;
-
-    fn type_name(&self, _: &SchemaInfo) -> Option<ArcStr> {
-        Some(ArcStr::from("Subscription"))
-    }
-
-    fn concrete_type_name(&self, _: &Self::Context, info: &SchemaInfo) -> String {
-        self.type_name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
-}
-
-/// One event's response, as the socket layer sends it: a field that failed is null with its
-/// error beside the rest of the event; an event that failed as a whole is null with its error.
-fn event_payload(
-    response: &str,
-    value: Result<Value<S>, juniper::ExecutionError<S>>,
-    field_errors: &[juniper::ExecutionError<S>],
-) -> String {
-    let errors_of = |errors: &[juniper::ExecutionError<S>]| -> Vec<serde_json::Value> {
-        errors
-            .iter()
-            .filter_map(|e| serde_json::to_value(e).ok())
-            .collect()
-    };
-    let payload = match value {
-        // Every event takes this path: written straight out, with no `serde_json::Value` tree
-        // in between (the same bytes; `payload_written_directly_is_the_same_text` holds it).
-        Ok(v) if field_errors.is_empty() => {
-            if let Some(text) = data_payload(response, &v) {
-                return text;
-            }
-            serde_json::json!({ "data": { response: v } })
-        }
-        Ok(v) => serde_json::json!({ "data": { response: v }, "errors": errors_of(field_errors) }),
-        Err(e) => serde_json::json!({
-            "data": { response: null },
-            "errors": serde_json::to_value([e]).unwrap_or_else(|_| serde_json::json!([])),
-        }),
-    };
-    payload.to_string()
-}
-
-/// `{"data":{response:value}}`, serialised without an intermediate JSON tree.
-fn data_payload(response: &str, value: &Value<S>) -> Option<String> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"data\":{");
-    serde_json::to_writer(&mut out, response).ok()?;
-    out.push(b':');
-    serde_json::to_writer(&mut out, value).ok()?;
-    out.extend_from_slice(b"}}");
-    String::from_utf8(out).ok()
-}
+impl_graphql_value!(SubscriptionRoot, context = Ctx, info = SchemaInfo);
 
 /// How one subscription field turns events into values.
 #[derive(Clone, Copy)]
@@ -286,8 +225,7 @@ fn subscription_filter(
     t: &TableInfo,
     args: &Arguments<S>,
     limits: Limits,
-) -> Result<(EventFilter, Payload), FieldError<S>> {
-    let invalid = |e: walcast_filter::FilterError| FieldError::from(e.to_string());
+) -> Result<(EventFilter, Payload), Error> {
     match kind {
         RootField::Mutated => {
             let event = arg_string(args, "event")?;
@@ -297,8 +235,7 @@ fn subscription_filter(
                 event.as_deref(),
                 arg_json(args, "where").as_ref(),
                 limits,
-            )
-            .map_err(invalid)?;
+            )?;
             Ok((filter, Payload::Mutated))
         }
         RootField::Table => {
@@ -308,11 +245,10 @@ fn subscription_filter(
                 &t.table,
                 w.as_ref().unwrap_or(&serde_json::Value::Null),
                 limits,
-            )
-            .map_err(invalid)?;
+            )?;
             Ok((filter, Payload::Prisma))
         }
-        RootField::ById => Err("unknown subscription field".into()),
+        RootField::ById => Err(Error::Internal("unknown subscription field")),
     }
 }
 
@@ -333,12 +269,13 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
         'res: 'f,
         'e: 'res,
     {
-        Box::pin(async move {
+        edge(async move {
             if field == crate::messages::MESSAGE_FIELD && info.has_messages() {
                 return crate::messages::subscribe(&args, executor).await;
             }
-            let (kind, t) = info.root_field(field).ok_or_else(|| {
-                FieldError::from(format!("unknown field {field:?} on Subscription"))
+            let (kind, t) = info.root_field(field).ok_or_else(|| Error::UnknownField {
+                field: field.to_owned(),
+                on: "Subscription".to_owned(),
             })?;
             let t: &'i Arc<TableInfo> = t;
             let (filter, payload) = subscription_filter(
@@ -351,33 +288,20 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             let filter = crate::guard::confine_event(filter, executor.context(), t)?;
             let after = match arg_string(&args, "after")? {
                 None => None,
-                Some(c) => Some(ResumePoint::decode(&c).ok_or_else(|| {
-                    FieldError::from(format!(
-                        "argument \"after\": {c:?} is not a cursor walcast issued"
-                    ))
-                })?),
+                Some(c) => Some(ResumePoint::decode(&c).ok_or(Error::NotACursor(c))?),
             };
             let ctx = executor.context();
             if let Some(point) = &after {
                 crate::session::check_issued(&ctx.pool, point).await?;
             }
-            let events = ctx
-                .events
-                .subscribe(SubscriptionRequest {
-                    table: t.table.clone(),
-                    filter,
-                    after,
-                    connection: ctx.connection.clone(),
-                    access: ctx.access.clone(),
-                })
-                .map_err(|e| FieldError::from(e.to_string()))?;
-            // The response key (alias or name) from the path juniper gives this field's errors.
-            let response = executor
-                .new_error(FieldError::from(String::new()))
-                .path()
-                .last()
-                .cloned()
-                .unwrap_or_else(|| field.to_owned());
+            let events = ctx.events.subscribe(SubscriptionRequest {
+                table: t.table.clone(),
+                filter,
+                after,
+                connection: ctx.connection.clone(),
+                access: ctx.access.clone(),
+            })?;
+            let response = response_key(executor, field);
             let member = ctx.sharing.as_ref().map(|s| {
                 Arc::new(crate::shared::Member::new(
                     s.groups.clone(),
@@ -386,10 +310,8 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             });
             let access = ctx.access.clone();
             let outbox = ctx.outbox.clone();
-            // One executor for the whole stream: items resolve one at a time, and errors are
-            // taken after each.
+            // One executor for the whole stream: items resolve one at a time.
             let owned = Arc::new(executor.as_owned_executor());
-            let response: Arc<str> = response.into();
             let stream = events.then(move |ev: Arc<Event>| {
                 let owned = owned.clone();
                 let member = member.clone();
@@ -398,14 +320,14 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                 let response = response.clone();
                 async move {
                     let build = || async {
-                        let ex = owned.as_executor();
-                        let value = match payload {
-                            Payload::Mutated => ex.resolve_async(&**t, &MutatedObj(&ev)).await,
-                            Payload::Prisma => ex.resolve_async(&**t, &PayloadObj(&ev)).await,
-                        };
-                        let errors = ex.take_errors();
-                        let value = value.map_err(|e| ex.new_error(e));
-                        crate::shared::Payload::from(event_payload(&response, value, &errors))
+                        match payload {
+                            Payload::Mutated => {
+                                resolve(&owned, &**t, &MutatedObj(&ev), &response).await
+                            }
+                            Payload::Prisma => {
+                                resolve(&owned, &**t, &PayloadObj(&ev), &response).await
+                            }
+                        }
                     };
                     let text = match &member {
                         Some(m) => {
@@ -421,39 +343,5 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
             });
             Ok(Value::Scalar(stream.boxed()))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use juniper::graphql_value;
-
-    #[test]
-    fn payload_written_directly_is_the_same_text() {
-        let values: Vec<Value<S>> = vec![
-            graphql_value!(null),
-            graphql_value!({
-                "key": "{\"id\":\"7\"}",
-                "event": "CREATED",
-                "data": {
-                    "id": 7,
-                    "text": "quote \" backslash \\ newline \n tab \t nul \u{0} é 😀",
-                    "ratio": 0.1,
-                    "big": 1e300,
-                    "negative_zero": -0.0,
-                    "flag": true,
-                    "list": [1, "two", null, [3.5], {"nested": false}],
-                    "empty": {},
-                    "none": [],
-                },
-            }),
-        ];
-        for v in values {
-            for response in ["messages_mutated", "alias \"quoted\""] {
-                let tree = serde_json::json!({ "data": { response: v.clone() } }).to_string();
-                assert_eq!(data_payload(response, &v).as_deref(), Some(tree.as_str()));
-            }
-        }
     }
 }

@@ -5,12 +5,11 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Object, Pool};
-use juniper::{DefaultScalarValue as S, FieldError};
 use tokio::sync::{Mutex, MutexGuard};
 use walcast_model::{ResumePoint, Snapshot};
 use walcast_wal::Lsn;
 
-use crate::query::db_error;
+use crate::error::Error;
 
 pub struct Open {
     client: Option<Object>,
@@ -18,10 +17,8 @@ pub struct Open {
 }
 
 impl Open {
-    pub fn client(&self) -> Result<&Object, FieldError<S>> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| FieldError::from("the read transaction has ended"))
+    pub fn client(&self) -> Result<&Object, Error> {
+        self.client.as_ref().ok_or(Error::TransactionEnded)
     }
 }
 
@@ -40,7 +37,7 @@ pub struct QuerySession {
 }
 
 /// The server's WAL position now (its replay position on a standby).
-async fn server_position(client: &tokio_postgres::Client) -> Result<Lsn, FieldError<S>> {
+async fn server_position(client: &tokio_postgres::Client) -> Result<Lsn, Error> {
     let lsn: String = client
         .query_one(
             "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
@@ -48,14 +45,14 @@ async fn server_position(client: &tokio_postgres::Client) -> Result<Lsn, FieldEr
             &[],
         )
         .await
-        .map_err(db_error)?
+        .map_err(Error::database)?
         .get(0);
-    Lsn::from_str(&lsn).map_err(db_error)
+    Lsn::from_str(&lsn).map_err(Error::database)
 }
 
 /// Refuses a resume point from beyond the server's WAL position: walcast never issued it, and a
 /// snapshot cursor from the future would replay the whole retention window.
-pub async fn check_issued(pool: &Pool, point: &ResumePoint) -> Result<(), FieldError<S>> {
+pub async fn check_issued(pool: &Pool, point: &ResumePoint) -> Result<(), Error> {
     let (lsn, consistent) = match point {
         ResumePoint::After(cursor) => (cursor.lsn, true),
         ResumePoint::Snapshot(snap) => (
@@ -63,14 +60,13 @@ pub async fn check_issued(pool: &Pool, point: &ResumePoint) -> Result<(), FieldE
             snap.xmin <= snap.xmax && snap.xip.iter().all(|x| (snap.xmin..snap.xmax).contains(x)),
         ),
     };
-    let client = pool.get().await.map_err(db_error)?;
+    let client = pool.get().await?;
     let now = server_position(&client).await?;
     if lsn > now || !consistent {
-        return Err(FieldError::from(format!(
-            "argument \"after\": cursor {} is not one this server issued (it is ahead of the \
-             server's WAL position {now} or inconsistent)",
-            point.encode()
-        )));
+        return Err(Error::CursorNotIssued {
+            cursor: point.encode(),
+            position: now.to_string(),
+        });
     }
     Ok(())
 }
@@ -84,23 +80,23 @@ impl QuerySession {
     }
 
     /// The operation's transaction, begun on first use.
-    pub async fn get(&self) -> Result<MutexGuard<'_, Option<Open>>, FieldError<S>> {
+    pub async fn get(&self) -> Result<MutexGuard<'_, Option<Open>>, Error> {
         let mut guard = self.open.lock().await;
         if guard.is_none() {
-            let client = self.pool.get().await.map_err(db_error)?;
+            let client = self.pool.get().await?;
             // Read before the snapshot: whatever it does not see commits after this position.
             let lsn = server_position(&client).await?;
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(db_error)?;
+                .map_err(Error::database)?;
             let snap: String = client
                 .query_one("SELECT pg_current_snapshot()::text", &[])
                 .await
-                .map_err(db_error)?
+                .map_err(Error::database)?
                 .get(0);
             let snapshot = Snapshot::from_pg(lsn, &snap)
-                .ok_or_else(|| db_error(format!("unreadable snapshot {snap:?}")))?;
+                .ok_or_else(|| Error::database(format!("unreadable snapshot {snap:?}")))?;
             *guard = Some(Open {
                 client: Some(client),
                 snapshot,
