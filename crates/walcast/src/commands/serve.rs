@@ -15,7 +15,7 @@ use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
 use crate::permissions::Permissions;
 use crate::server::listener::{self, ConnectionLimit};
-use crate::{db, pipeline, server};
+use crate::{db, replicator, server};
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn termination() {
@@ -118,13 +118,13 @@ pub async fn serve_until(
         shutdown: shutdown_rx.clone(),
     }));
     spawn_reload_on_sighup(app.clone());
-    tokio::spawn(pipeline::watch_slot(app.clone(), Duration::from_secs(10)));
+    tokio::spawn(replicator::watch_slot(app.clone(), Duration::from_secs(10)));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} (WALCAST_LISTEN)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let mut pipeline = tokio::spawn(pipeline::run(app.clone(), shutdown_rx.clone()));
+    let mut pipeline = tokio::spawn(replicator::run(app.clone(), shutdown_rx.clone()));
 
     // The first replication start decides whether serving makes sense at all.
     let mut first = shutdown_rx.clone();
