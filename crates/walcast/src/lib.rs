@@ -3,6 +3,22 @@
 //! The library behind the `walcast` binary: `main.rs` only calls [`cli_main`]. Integration tests
 //! reach the hub, the sessions and the server in-process through these modules.
 
+/// A failpoint of the `fail` crate, configured through the `FAILPOINTS` environment variable;
+/// compiled in only with the `failpoints` feature (tests), nothing otherwise.
+#[cfg(feature = "failpoints")]
+macro_rules! failpoint {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+
+#[cfg(not(feature = "failpoints"))]
+macro_rules! failpoint {
+    ($name:literal) => {};
+}
+
+pub(crate) use failpoint;
+
 pub mod app;
 pub mod auth;
 pub mod commands;
@@ -13,9 +29,9 @@ pub mod memory;
 pub mod messages;
 pub mod metrics;
 pub mod permissions;
-pub mod pipeline;
+pub mod replicator;
 pub mod server;
-pub mod standby;
+pub mod source;
 pub mod visibility;
 pub mod ws;
 
@@ -36,6 +52,9 @@ fn init_tracing(json: bool) {
 
 /// Reads the configuration, starts the runtime and runs the chosen command.
 pub fn cli_main() -> std::process::ExitCode {
+    // Test builds: the failpoints named in FAILPOINTS, for the whole run.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     memory::configure();
     let cli = match config::parse_cli() {
         Ok(cli) => cli,

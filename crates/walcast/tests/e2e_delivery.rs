@@ -142,7 +142,9 @@ impl Counter {
 
 #[test]
 fn walsender_killed_mid_stream_loses_and_repeats_nothing() {
-    let s = setup(&[]);
+    // Each confirmation waits a little after its transactions were delivered: kills land in
+    // that window, and the server re-sends what walcast delivered but had not confirmed.
+    let s = setup(&[("FAILPOINTS", "replicator::confirm=sleep(20)")]);
     let mut c = Counter::start(&s.walcast, None);
     s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
     let done = AtomicBool::new(false);
@@ -198,7 +200,9 @@ fn postgres_restart_mid_stream_loses_and_repeats_nothing() {
 
 #[test]
 fn walcast_killed_clients_resume_after_their_cursor() {
-    let mut s = setup(&[]);
+    // Confirming the slot lags delivery, so the kill falls between the two: the restarted
+    // process re-reads transactions its clients already have.
+    let mut s = setup(&[("FAILPOINTS", "replicator::confirm=sleep(100)")]);
     let mut c = Counter::start(&s.walcast, None);
     s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
     write_range(&s.pg, 1, 400, 40, Duration::ZERO);
@@ -714,7 +718,12 @@ fn a_huge_transaction_is_delivered_in_parts_with_bounded_memory() {
 #[test]
 fn walsender_killed_inside_a_transaction_delivered_in_parts() {
     const ROWS: i64 = 30_000;
-    let s = setup(&[("WALCAST_TRANSACTION_PART_EVENTS", "300")]);
+    // Every part waits 40 ms inside dispatch: the 100 parts take seconds, and the walsender is
+    // terminated with most of the transaction still to come, however fast decoding is.
+    let s = setup(&[
+        ("WALCAST_TRANSACTION_PART_EVENTS", "300"),
+        ("FAILPOINTS", "hub::dispatch=sleep(40)"),
+    ]);
     let mut c = Counter::start(&s.walcast, None);
     s.walcast.wait_subscriptions_at_least(1, CONNECT_TIMEOUT);
     s.pg.psql(

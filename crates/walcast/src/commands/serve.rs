@@ -15,7 +15,7 @@ use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
 use crate::permissions::Permissions;
 use crate::server::listener::{self, ConnectionLimit};
-use crate::{db, pipeline, server};
+use crate::{db, replicator, server};
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn termination() {
@@ -118,13 +118,13 @@ pub async fn serve_until(
         shutdown: shutdown_rx.clone(),
     }));
     spawn_reload_on_sighup(app.clone());
-    tokio::spawn(pipeline::watch_slot(app.clone(), Duration::from_secs(10)));
+    tokio::spawn(replicator::watch_slot(app.clone(), Duration::from_secs(10)));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} (WALCAST_LISTEN)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let mut pipeline = tokio::spawn(pipeline::run(app.clone(), shutdown_rx.clone()));
+    let mut replication = tokio::spawn(replicator::run(app.clone(), shutdown_rx.clone()));
 
     // The first replication start decides whether serving makes sense at all.
     let mut first = shutdown_rx.clone();
@@ -132,8 +132,8 @@ pub async fn serve_until(
         if app.is_ready() {
             break;
         }
-        if pipeline.is_finished() {
-            return match (&mut pipeline).await {
+        if replication.is_finished() {
+            return match (&mut replication).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(anyhow::anyhow!("replication task failed: {e}")),
@@ -192,7 +192,7 @@ pub async fn serve_until(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    match tokio::time::timeout(Duration::from_secs(5), pipeline).await {
+    match tokio::time::timeout(Duration::from_secs(5), replication).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(anyhow::anyhow!("replication task failed: {e}")),
         Err(_) => {

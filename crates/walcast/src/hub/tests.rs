@@ -1,0 +1,411 @@
+//! The hub in-process: fed by synthetic transactions, read through its streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use walcast_graphql::{Access, EventSource, SharedAccess, SubscriptionRequest, TableAccess};
+use walcast_model::{
+    Batch, Column, Cursor, Datum, Event, Kind, Op, PgType, ReplicaIdentity, Table, Transaction,
+};
+use walcast_wal::Lsn;
+
+use super::retention::now_micros;
+use super::{Hub, HubSource};
+use crate::metrics::Metrics;
+
+fn table() -> Arc<Table> {
+    let column = |i: i16, name: &str| Column {
+        name: name.into(),
+        gql_name: name.into(),
+        attnum: i,
+        ty: PgType {
+            oid: 23,
+            name: "int4".into(),
+            kind: Kind::Int4,
+            array: false,
+            enum_values: vec![],
+        },
+        sql_type: "int4".into(),
+        not_null: false,
+    };
+    Arc::new(Table {
+        oid: 1,
+        schema: "public".into(),
+        name: "notes".into(),
+        gql_name: "notes".into(),
+        columns: vec![column(1, "id"), column(2, "owner")],
+        primary_key: vec![0],
+        replica_identity: ReplicaIdentity::Full,
+        foreign_keys: vec![],
+    })
+}
+
+/// One update of row 1 from owner `from` to owner `to`.
+fn moved(t: &Arc<Table>, from: i64, to: i64, lsn: u64) -> Transaction {
+    let row = |owner: i64| vec![Datum::Int(1), Datum::Int(owner)];
+    let cursor = Cursor {
+        lsn: Lsn(lsn),
+        seq: 0,
+    };
+    let ev = Arc::new(Event {
+        table: t.clone(),
+        op: Op::Update,
+        key: "1".into(),
+        new: Some(row(to)),
+        old: Some(row(from)),
+        updated: Some(vec![1]),
+        cursor,
+        xid: lsn as u32,
+        commit_time: now_micros(),
+        batch: Arc::new(Batch::default()),
+    });
+    Transaction {
+        xid: lsn as u32,
+        commit_lsn: Lsn(lsn),
+        end_lsn: Lsn(lsn),
+        commit_time: now_micros(),
+        first_seq: 0,
+        events: vec![ev],
+        messages: vec![],
+    }
+}
+
+fn access(t: &Table, owner: Option<i64>) -> Access {
+    let row_filter =
+        owner.map(|o| walcast_filter::parse_where(t, &json!({"owner": o})).expect("filter"));
+    let mut access = Access::default();
+    access.tables.insert(
+        t.oid,
+        TableAccess {
+            columns_key: "*".into(),
+            row_filter,
+            visible: None,
+        },
+    );
+    access
+}
+
+#[tokio::test]
+async fn a_row_filter_given_or_taken_away_ends_the_subscription() {
+    let t = table();
+    let mgr = deadpool_postgres::Manager::new(tokio_postgres::Config::new(), tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(mgr)
+        .max_size(1)
+        .build()
+        .expect("a pool (it never connects here)");
+    let hub = Hub::new(
+        100,
+        Duration::from_secs(60),
+        1000,
+        Arc::new(Metrics::default()),
+    );
+    let source = HubSource(hub.clone());
+    for (before, after) in [(None, Some(7)), (Some(7), None)] {
+        let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, before)));
+        let filter = walcast_filter::parse_subscription_where(
+            &t,
+            &json!({"mutation_in": ["CREATED", "UPDATED", "DELETED"]}),
+        )
+        .expect("filter");
+        let mut stream = source
+            .subscribe(SubscriptionRequest {
+                table: t.clone(),
+                filter,
+                after: None,
+                connection: None,
+                access: shared.clone(),
+            })
+            .expect("subscribed");
+        // Into owner 7's rows: an update without a filter, a create with one.
+        hub.dispatch(&moved(&t, 3, 7, 10), true, &pool).await;
+        let ev = stream.next().await.expect("an event");
+        let expected = if before.is_some() {
+            Op::Create
+        } else {
+            Op::Update
+        };
+        assert_eq!(ev.op, expected);
+        shared.store(Arc::new(access(&t, after)));
+        hub.dispatch(&moved(&t, 7, 3, 11), true, &pool).await;
+        assert!(stream.next().await.is_none(), "{before:?} -> {after:?}");
+    }
+    let st = hub.lock();
+    assert!(st.subs.is_empty());
+    assert!(st.filtered.values().all(|n| *n == 0));
+}
+
+// --- The hub fed through the source seam ------------------------------------------------------
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use crate::app::{App, AppParts};
+use crate::source::{drive, Change, ChangeSource};
+
+/// Transactions (and the rest) from a list; the positions it is told to confirm, kept.
+struct Synthetic {
+    changes: VecDeque<Change>,
+    confirmed: Arc<Mutex<Vec<Lsn>>>,
+}
+
+impl ChangeSource for Synthetic {
+    async fn next(&mut self) -> anyhow::Result<Option<Change>> {
+        Ok(self.changes.pop_front())
+    }
+
+    fn confirm(&mut self, upto: Lsn) {
+        self.confirmed.lock().expect("not poisoned").push(upto);
+    }
+}
+
+impl Synthetic {
+    fn new(changes: impl IntoIterator<Item = Change>) -> (Synthetic, Arc<Mutex<Vec<Lsn>>>) {
+        let confirmed = Arc::new(Mutex::new(Vec::new()));
+        let source = Synthetic {
+            changes: changes.into_iter().collect(),
+            confirmed: confirmed.clone(),
+        };
+        (source, confirmed)
+    }
+}
+
+fn pool() -> deadpool_postgres::Pool {
+    let mgr = deadpool_postgres::Manager::new(tokio_postgres::Config::new(), tokio_postgres::NoTls);
+    deadpool_postgres::Pool::builder(mgr)
+        .max_size(1)
+        .build()
+        .expect("a pool (it never connects here)")
+}
+
+/// An app around `hub`, with the default settings and nothing to connect to.
+fn app(hub: Arc<Hub>) -> App {
+    use clap::Parser;
+    let cfg = crate::config::Cli::parse_from(["walcast"]).serve;
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    App::new(AppParts {
+        cfg,
+        catalog: Arc::new(walcast_model::Catalog::default()),
+        source: Arc::new(HubSource(hub.clone())),
+        metrics: Arc::new(Metrics::default()),
+        hub,
+        pool: pool(),
+        auth: crate::auth::Authenticator::from_config(&crate::auth::AuthConfig {
+            tokens_file: None,
+            jwt_secret: None,
+            jwt_public_key: None,
+        })
+        .expect("no credentials to read"),
+        permissions: crate::permissions::Permissions::load(None).expect("default permissions"),
+        shutdown,
+    })
+}
+
+/// Inserts of rows `ids` with `owner = id % 3`, committed at `lsn`, ending at `lsn + 1`.
+fn inserts(t: &Arc<Table>, ids: std::ops::Range<i64>, lsn: u64) -> Transaction {
+    let events = ids
+        .enumerate()
+        .map(|(seq, id)| {
+            Arc::new(Event {
+                table: t.clone(),
+                op: Op::Create,
+                key: id.to_string(),
+                new: Some(vec![Datum::Int(id), Datum::Int(id % 3)]),
+                old: None,
+                updated: None,
+                cursor: Cursor {
+                    lsn: Lsn(lsn),
+                    seq: seq as u32,
+                },
+                xid: lsn as u32,
+                commit_time: now_micros(),
+                batch: Arc::new(Batch::default()),
+            })
+        })
+        .collect();
+    Transaction {
+        xid: lsn as u32,
+        commit_lsn: Lsn(lsn),
+        end_lsn: Lsn(lsn + 1),
+        commit_time: now_micros(),
+        first_seq: 0,
+        events,
+        messages: vec![],
+    }
+}
+
+fn live(tx: Transaction) -> Change {
+    Change::Transaction {
+        tx,
+        live: true,
+        complete: true,
+    }
+}
+
+fn subscribe(
+    source: &HubSource,
+    t: &Arc<Table>,
+    filter: serde_json::Value,
+) -> walcast_graphql::EventStream {
+    let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(t, None)));
+    source
+        .subscribe(SubscriptionRequest {
+            table: t.clone(),
+            filter: walcast_filter::parse_subscription_where(t, &filter).expect("filter"),
+            after: None,
+            connection: None,
+            access: shared,
+        })
+        .expect("subscribed")
+}
+
+/// Keys of the next `n` events, then nothing more queued.
+async fn keys(stream: &mut walcast_graphql::EventStream, n: usize) -> Vec<i64> {
+    use futures::FutureExt;
+    let mut keys = Vec::new();
+    for _ in 0..n {
+        let ev = stream.next().await.expect("an event");
+        keys.push(ev.key.parse().expect("a numeric key"));
+    }
+    assert!(
+        stream.next().now_or_never().is_none(),
+        "more than {n} events"
+    );
+    keys
+}
+
+#[tokio::test]
+async fn many_subscriptions_receive_their_events_in_commit_order() {
+    let t = table();
+    let hub = Hub::new(
+        1000,
+        Duration::from_secs(60),
+        100_000,
+        Arc::new(Metrics::default()),
+    );
+    let app = app(hub.clone());
+    let source = HubSource(hub.clone());
+    // 60 subscriptions, 20 of each kind: everything, owner 0, id above 250.
+    let mut everything = Vec::new();
+    let mut owner0 = Vec::new();
+    let mut above = Vec::new();
+    for _ in 0..20 {
+        everything.push(subscribe(&source, &t, json!({})));
+        owner0.push(subscribe(&source, &t, json!({"node": {"owner": 0}})));
+        above.push(subscribe(&source, &t, json!({"node": {"id_gt": 250}})));
+    }
+    // 100 transactions of 3 inserts each.
+    let (mut feed, confirmed) =
+        Synthetic::new((0..100).map(|i| live(inserts(&t, i * 3..i * 3 + 3, 100 + i as u64 * 10))));
+    drive(&app, &mut feed)
+        .await
+        .expect("the source ends cleanly");
+    let all: Vec<i64> = (0..300).collect();
+    for s in &mut everything {
+        assert_eq!(keys(s, 300).await, all);
+    }
+    let zeros: Vec<i64> = all.iter().copied().filter(|id| id % 3 == 0).collect();
+    for s in &mut owner0 {
+        assert_eq!(keys(s, zeros.len()).await, zeros);
+    }
+    let high: Vec<i64> = (251..300).collect();
+    for s in &mut above {
+        assert_eq!(keys(s, high.len()).await, high);
+    }
+    // Everything is retained: the slot may be confirmed up to the oldest transaction only.
+    assert!(confirmed
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .all(|l| *l == Lsn(100)));
+    assert_eq!(
+        source.cursor_now(),
+        Cursor {
+            lsn: Lsn(1090),
+            seq: 2
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_and_a_reading_one_is_paced() {
+    let t = table();
+    let hub = Hub::new(
+        4,
+        Duration::from_secs(60),
+        100_000,
+        Arc::new(Metrics::default()),
+    );
+    let app = app(hub.clone());
+    let source = HubSource(hub.clone());
+    let mut stalled = subscribe(&source, &t, json!({}));
+    let mut reading = subscribe(&source, &t, json!({}));
+    let reader = tokio::spawn(async move {
+        let got = keys(&mut reading, 40).await;
+        (got, reading)
+    });
+    let (mut feed, _) =
+        Synthetic::new((0..40).map(|i| live(inserts(&t, i..i + 1, 100 + i as u64 * 10))));
+    drive(&app, &mut feed)
+        .await
+        .expect("the source ends cleanly");
+    // The reader kept up, however small its queue: every event, in order.
+    let (got, _reading) = reader.await.expect("the reader task");
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    // The stalled one got its queue's worth, then its stream ended: it was dropped as slow.
+    let mut held = Vec::new();
+    while let Some(ev) = stalled.next().await {
+        held.push(ev.key.parse::<i64>().expect("a numeric key"));
+    }
+    assert_eq!(held, [0, 1, 2, 3]);
+    assert_eq!(
+        hub.metrics
+            .subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_slot_is_confirmed_behind_the_retention_window_and_history_is_not_delivered() {
+    let t = table();
+    // At most 5 events retained: older transactions leave the window early.
+    let hub = Hub::new(
+        100,
+        Duration::from_secs(60),
+        5,
+        Arc::new(Metrics::default()),
+    );
+    let app = app(hub.clone());
+    let source = HubSource(hub.clone());
+    let mut sub = subscribe(&source, &t, json!({}));
+    let history = (0..3).map(|i| Change::Transaction {
+        tx: inserts(&t, i..i + 1, 100 + i as u64 * 10),
+        live: false,
+        complete: true,
+    });
+    let news = (3..10).map(|i| live(inserts(&t, i..i + 1, 100 + i as u64 * 10)));
+    let changes = std::iter::once(Change::Resumed {
+        from: Lsn(100),
+        history_lost: false,
+    })
+    .chain(history)
+    .chain(std::iter::once(Change::Live(true)))
+    .chain(news);
+    let (mut feed, confirmed) = Synthetic::new(changes);
+    drive(&app, &mut feed)
+        .await
+        .expect("the source ends cleanly");
+    assert_eq!(keys(&mut sub, 7).await, (3..10).collect::<Vec<_>>());
+    let confirmed = confirmed.lock().expect("not poisoned").clone();
+    // Nothing retained yet: everything yielded may go; then the oldest retained commit.
+    assert_eq!(confirmed.first(), Some(&Lsn(u64::MAX)));
+    assert_eq!(confirmed.last(), Some(&Lsn(150)), "{confirmed:?}");
+    assert!(
+        confirmed.windows(2).skip(1).all(|w| w[0] <= w[1]),
+        "{confirmed:?}"
+    );
+    // The source stopped: not ready any more.
+    assert!(!app.is_ready());
+}
