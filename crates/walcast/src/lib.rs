@@ -14,6 +14,7 @@ pub mod messages;
 pub mod metrics;
 pub mod permissions;
 pub mod pipeline;
+pub mod request;
 pub mod server;
 pub mod standby;
 pub mod visibility;
