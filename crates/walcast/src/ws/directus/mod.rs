@@ -8,6 +8,7 @@ mod encoder;
 pub mod fields;
 pub mod filter;
 pub mod requests;
+mod routes;
 mod session;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -9,9 +9,9 @@ use serde_json::Value;
 use walcast_graphql::Payload;
 
 use super::codec;
-use super::encoder::{Route, Shape};
 use super::fields::Selection;
 use super::requests::directus_key;
+use super::routes::{Route, Shape};
 
 /// A subscription message without its `uid`: the uid goes between `head` and `tail` (the
 /// errors, if any, and the closing brace), where `codec::subscription` puts it.

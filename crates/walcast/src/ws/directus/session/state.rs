@@ -14,8 +14,8 @@ use crate::auth::{Identity, Origin};
 use crate::config::AuthMode;
 use crate::permissions::RoleView;
 use crate::ws::directus::codec::{self, code};
-use crate::ws::directus::encoder::{raw, Route, Routes, Shape};
 use crate::ws::directus::requests::Refusal;
+use crate::ws::directus::routes::{raw, Route, Routes, Shape};
 use crate::ws::outgoing::{OpEvent, Out};
 
 /// The protocol's name in metrics.

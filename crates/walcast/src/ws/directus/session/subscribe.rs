@@ -11,9 +11,9 @@ use walcast_graphql::{Ctx, PayloadGroups, Schema, TableInfo};
 use super::state::{uid_key, Session};
 use crate::request::Request;
 use crate::ws::directus::codec::{self, code, Items, Subscribe};
-use crate::ws::directus::encoder::{raw, Shape};
 use crate::ws::directus::fields::{self, Selection};
 use crate::ws::directus::requests::{self, Refusal};
+use crate::ws::directus::routes::{raw, Shape};
 use crate::ws::operation::{self, Outlet};
 use crate::ws::outgoing::Out;
 
