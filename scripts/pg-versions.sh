@@ -257,6 +257,64 @@ cmd_latest() {
 
 # --- test ----------------------------------------------------------------------------------------
 
+# The test executables of a suite's cargo arguments, built once for every major: cargo holds its
+# build lock while tests run, so majors can run side by side only as plain executables.
+suite_executables() {
+    local cargo_args=$1 out
+    # shellcheck disable=SC2086 # a list of arguments
+    out=$(cargo test --no-run $cargo_args 2>&1) || { echo "$out" >&2; return 1; }
+    # "  Executable tests/e2e_seeds.rs (target/debug/deps/e2e_seeds-0123abcd)"
+    sed -n 's/^ *Executable .*(\(.*\))$/\1/p' <<<"$out"
+}
+
+# Runs one major's suites in order, from the executables of each; writes a summary line.
+test_major() {
+    local major=$1 summary_file=$2 bindir started=$SECONDS suite name args since
+    local results=() failures=0
+    bindir=$(bindir_for "$major")
+    echo "==> Postgres $major: $("$bindir/postgres" --version) from $bindir"
+    for suite in "${SUITES[@]}"; do
+        name=${suite%%:*}
+        args=${suite#*:}
+        since=${args%%:*}
+        args=${args#*:}
+        if [[ $major -lt $since ]]; then
+            echo "--> [Postgres $major] $name: not run (needs Postgres $since+)"
+            results+=("$name n/a")
+            continue
+        fi
+        local cargo_args=${args%% -- *} test_args="" package dir exe rc=0 suite_started=$SECONDS
+        [[ $args == *" -- "* ]] && test_args=${args#* -- }
+        package=$(sed -n 's/.*-p \([^ ]*\).*/\1/p' <<<"$cargo_args")
+        dir=crates/$package
+        echo "--> [Postgres $major] $name: $cargo_args ${test_args:+-- $test_args}"
+        local limit=()
+        # Without a terminal (CI), a hung test must not hold the run: timeout signals the test
+        # process (the clusters of a killed test process remove themselves). On a terminal, Ctrl-C
+        # must reach it, which timeout would prevent.
+        [[ -t 0 ]] || limit=(timeout --kill-after=30 "$SUITE_TIMEOUT")
+        while read -r exe; do
+            # shellcheck disable=SC2086 # a list of arguments
+            (cd "$dir" && WALCAST_PG_BINDIR=$bindir "${limit[@]}" "$OLDPWD/$exe" $test_args) || rc=$?
+        done < <(grep "^$name " "$EXECUTABLES" | cut -d' ' -f2-)
+        if [[ $rc -eq 0 ]]; then
+            results+=("$name ok $((SECONDS - suite_started))s")
+        elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+            results+=("$name TIMED OUT after $((SECONDS - suite_started))s")
+            failures=$((failures + 1))
+        else
+            results+=("$name FAILED $((SECONDS - suite_started))s")
+            failures=$((failures + 1))
+        fi
+    done
+    local verdict=ok details
+    [[ $failures -eq 0 ]] || verdict=FAILED
+    printf -v details '%s, ' "${results[@]}"
+    printf 'Postgres %-3s %-6s %5ss  (%s)\n' "$major" "$verdict" "$((SECONDS - started))" \
+        "${details%, }" >"$summary_file"
+    [[ $failures -eq 0 ]]
+}
+
 cmd_test() {
     local majors=("$@") major
     if [[ ${#majors[@]} -eq 0 ]]; then
@@ -271,52 +329,43 @@ cmd_test() {
     export WALCAST_TEST_IDLE_SECS=${WALCAST_TEST_IDLE_SECS:-5}
     # The snapshot test starts thousands of psql processes; the main run does the full count.
     export WALCAST_TEST_SNAPSHOT_RUNS=${WALCAST_TEST_SNAPSHOT_RUNS:-2}
-    local summary=() failed=() all_started=$SECONDS
-    for major in "${majors[@]}"; do
-        local bindir started=$SECONDS suite name args suite_started results=() failures=0
-        bindir=$(bindir_for "$major")
-        echo
-        echo "==> [$((SECONDS - all_started))s] Postgres $major: $("$bindir/postgres" --version) from $bindir"
-        for suite in "${SUITES[@]}"; do
-            name=${suite%%:*}
-            args=${suite#*:}
-            local since=${args%%:*}
-            args=${args#*:}
-            if [[ $major -lt $since ]]; then
-                echo "--> [Postgres $major] $name: not run (needs Postgres $since+)"
-                results+=("$name n/a")
-                continue
-            fi
-            suite_started=$SECONDS
-            echo "--> [Postgres $major] cargo test --no-fail-fast $args"
-            local rc=0 limit=()
-            # Without a terminal (CI), a hung test must not hold the run: timeout signals cargo and
-            # the test binary (its process group; the clusters of a killed test process remove
-            # themselves). On a terminal, Ctrl-C must reach cargo, which timeout would prevent.
-            [[ -t 0 ]] || limit=(timeout --kill-after=30 "$SUITE_TIMEOUT")
-            # shellcheck disable=SC2086 # args is a list of arguments
-            WALCAST_PG_BINDIR=$bindir "${limit[@]}" cargo test --no-fail-fast $args || rc=$?
-            if [[ $rc -eq 0 ]]; then
-                results+=("$name ok $((SECONDS - suite_started))s")
-            elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
-                results+=("$name TIMED OUT after $((SECONDS - suite_started))s")
-                failures=$((failures + 1))
-            else
-                results+=("$name FAILED $((SECONDS - suite_started))s")
-                failures=$((failures + 1))
-            fi
-        done
-        [[ $failures -eq 0 ]] || failed+=("$major")
-        local verdict=ok details
-        [[ $failures -eq 0 ]] || verdict=FAILED
-        printf -v details '%s, ' "${results[@]}"
-        summary+=("$(printf 'Postgres %-3s %-6s %5ss  (%s)' "$major" "$verdict" \
-            "$((SECONDS - started))" "${details%, }")")
+    # Majors run side by side (most of a suite's time is waiting on servers and timeouts);
+    # WALCAST_PG_VERSIONS_JOBS=1 runs them one after another.
+    local jobs=${WALCAST_PG_VERSIONS_JOBS:-${#majors[@]}} all_started=$SECONDS suite work
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064 # the directory is known now
+    trap "rm -rf '$work'" EXIT
+    EXECUTABLES=$work/executables
+    echo "==> building the test executables of ${#SUITES[@]} suites"
+    for suite in "${SUITES[@]}"; do
+        local args=${suite#*:}
+        args=${args#*:}
+        suite_executables "${args%% -- *}" | sed "s|^|${suite%%:*} |" >>"$EXECUTABLES" ||
+            die "building the tests of ${suite%%:*} failed"
     done
 
+    local running=0 failed=()
+    for major in "${majors[@]}"; do
+        # Output is kept per major and shown whole once it is done, not interleaved.
+        test_major "$major" "$work/summary.$major" >"$work/log.$major" 2>&1 &
+        running=$((running + 1))
+        if [[ $running -ge $jobs ]]; then
+            wait -n || true
+            running=$((running - 1))
+        fi
+    done
+    wait || true
+    for major in "${majors[@]}"; do
+        echo
+        cat "$work/log.$major"
+        # The verdict is in the summary: a major without one was cut short.
+        grep -q "^Postgres $major *ok " "$work/summary.$major" 2>/dev/null || failed+=("$major")
+    done
     echo
-    echo "==> Postgres versions summary (WALCAST_TEST_IDLE_SECS=$WALCAST_TEST_IDLE_SECS)"
-    printf '%s\n' "${summary[@]}"
+    echo "==> Postgres versions summary (WALCAST_TEST_IDLE_SECS=$WALCAST_TEST_IDLE_SECS, $jobs at once)"
+    for major in "${majors[@]}"; do
+        cat "$work/summary.$major" 2>/dev/null || echo "Postgres $major: no summary (the run was cut short)"
+    done
     echo "total ${#majors[@]} major(s) in $((SECONDS - all_started))s"
     if [[ ${#failed[@]} -gt 0 ]]; then
         echo "failed on Postgres ${failed[*]}" >&2

@@ -30,6 +30,7 @@ pub mod messages;
 pub mod metrics;
 pub mod permissions;
 pub mod replicator;
+pub mod request;
 pub mod server;
 pub mod source;
 pub mod visibility;

@@ -11,8 +11,7 @@ use warp::Reply;
 use crate::app::App;
 use crate::auth::{bearer, Identity};
 use crate::config::AuthMode;
-use crate::ws::operation::{errors_json, validate, variables};
-use crate::ws::protocol::Request;
+use crate::request::{errors_json, validate, variables, Request};
 
 fn json_reply(status: StatusCode, body: serde_json::Value) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
@@ -80,10 +79,10 @@ pub async fn post(
     };
     let vars = match variables(&request) {
         Ok(v) => v,
-        Err(message) => {
+        Err(e) => {
             return json_reply(
                 StatusCode::BAD_REQUEST,
-                json!({"errors": [{"message": message}]}),
+                json!({"errors": [{"message": e.to_string()}]}),
             )
         }
     };

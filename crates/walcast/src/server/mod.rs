@@ -5,6 +5,7 @@ mod graphiql;
 mod http;
 pub mod listener;
 mod realtime;
+mod sockets;
 mod status;
 mod upgrade;
 
@@ -18,14 +19,9 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
-use crate::auth::{bearer, Identity};
-use crate::config::AuthMode;
+use crate::auth::bearer;
 use crate::metrics::Format;
-use crate::ws::protocol::Protocol;
-use crate::ws::session;
-
-/// Largest WebSocket message accepted; larger ones close the socket with 1009.
-const MAX_MESSAGE: usize = 1 << 20;
+use sockets::MAX_MESSAGE;
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
     warp::any().map(move || app.clone())
@@ -112,7 +108,9 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
              protocols: Option<String>,
              authorization: Option<String>,
              query: HashMap<String, String>,
-             app: Arc<App>| { upgrade(ws, protocols, authorization, query, app) },
+             app: Arc<App>| {
+                sockets::graphql(ws, protocols, authorization, query, app)
+            },
         );
     let post = path
         .clone()
@@ -298,73 +296,6 @@ pub fn metrics_routes(
 /// Compares secrets without leaking through timing where they first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The checks every socket upgrade passes: the connection limit, and in strict `mode` a valid
-/// token (`?access_token=` or `Authorization: Bearer`), returned with the identity it gives.
-// The refusal is the response itself, built once per refused upgrade: not worth a box.
-#[allow(clippy::result_large_err)]
-fn admit(
-    app: &App,
-    mode: AuthMode,
-    query: &HashMap<String, String>,
-    authorization: Option<&str>,
-) -> Result<Option<(Identity, String)>, warp::reply::Response> {
-    let refuse =
-        |message: String, status| Err(warp::reply::with_status(message, status).into_response());
-    let sockets = app
-        .metrics
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if sockets >= app.cfg.max_connections as u64 {
-        return refuse(
-            "too many connections".into(),
-            StatusCode::SERVICE_UNAVAILABLE,
-        );
-    }
-    if mode != AuthMode::Strict {
-        return Ok(None);
-    }
-    let token = query
-        .get("access_token")
-        .cloned()
-        .or_else(|| authorization.and_then(bearer));
-    match token.map(|t| (app.auth.load().verify(&t), t)) {
-        Some((Ok(who), token)) => Ok(Some((who, token))),
-        Some((Err(e), _)) => refuse(e.to_string(), StatusCode::UNAUTHORIZED),
-        None => refuse("missing access token".into(), StatusCode::UNAUTHORIZED),
-    }
-}
-
-fn upgrade(
-    ws: upgrade::Request,
-    protocols: Option<String>,
-    authorization: Option<String>,
-    query: HashMap<String, String>,
-    app: Arc<App>,
-) -> warp::reply::Response {
-    let Some(protocol) = Protocol::negotiate(protocols.as_deref()) else {
-        return warp::reply::with_status(
-            "unsupported WebSocket sub-protocol: use graphql-transport-ws, graphql-ws or graphql-subscriptions",
-            StatusCode::BAD_REQUEST,
-        )
-        .into_response();
-    };
-    let identity = match admit(&app, app.cfg.auth, &query, authorization.as_deref()) {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    // Handshake mode: a bearer token in the upgrade's Authorization header (set by a reverse
-    // proxy, or by a client that is not a browser) is verified at init when the init payload
-    // carries no token.
-    let header_token = match app.cfg.auth {
-        AuthMode::Handshake => authorization.as_deref().and_then(bearer),
-        _ => None,
-    };
-    let offered = protocols.is_some().then(|| protocol.name());
-    ws.accept(offered, MAX_MESSAGE, move |socket| {
-        session::serve(app, socket, protocol, identity, header_token)
-    })
 }
 
 async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use warp::{Filter, Rejection};
 
-use super::{admit, upgrade, with_app, MAX_MESSAGE};
+use super::{sockets, upgrade};
 use crate::app::App;
 use crate::config::path_segments;
-use crate::ws::directus;
 
 /// `GET <WEBSOCKETS_REST_PATH>` upgraded to a WebSocket; nothing when `WEBSOCKETS_REST_ENABLED`
 /// is false.
@@ -35,22 +34,7 @@ pub fn route(
         .and(upgrade::request())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<HashMap<String, String>>())
-        .and(with_app(app))
-        .map(accept)
-}
-
-fn accept(
-    ws: upgrade::Request,
-    authorization: Option<String>,
-    query: HashMap<String, String>,
-    app: Arc<App>,
-) -> warp::reply::Response {
-    // Strict mode authenticates the upgrade; the others authenticate with an `auth` message.
-    let identity = match admit(&app, app.cfg.rest_auth, &query, authorization.as_deref()) {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    ws.accept(None, MAX_MESSAGE, move |socket| {
-        directus::serve(app, socket, identity)
-    })
+        .map(move |ws, authorization, query| {
+            sockets::directus(ws, authorization, query, app.clone())
+        })
 }

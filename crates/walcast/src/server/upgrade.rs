@@ -6,6 +6,9 @@
 //! only for a frame that needs it.
 
 use std::future::Future;
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
 
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -13,6 +16,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 use ws_stream::tungstenite::handshake::derive_accept_key;
 use ws_stream::tungstenite::protocol::{Role, WebSocketConfig};
+use ws_stream::tungstenite::Message;
 use ws_stream::WebSocketStream;
 
 /// An upgraded GraphQL socket.
@@ -117,4 +121,30 @@ impl Request {
         }
         res
     }
+}
+
+/// Most a closed socket is drained of, and for how long.
+const LINGER_BYTES: usize = 4 << 20;
+const LINGER: Duration = Duration::from_secs(2);
+
+/// After closing a socket whose client is still sending (a message over the limit), reads and
+/// discards the rest for a moment: closing with unread data makes the kernel reset the
+/// connection, and the client would lose the close frame (1009) that says why.
+pub async fn linger(stream: SplitStream<Socket>, sink: SplitSink<Socket, Message>) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut ws) = stream.reunite(sink) else {
+        return;
+    };
+    let io = ws.get_mut();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+pub use crate::request::Request;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// `graphql-transport-ws` (the `graphql-ws` npm client).
@@ -33,14 +35,6 @@ impl Protocol {
             _ => None,
         })
     }
-}
-
-/// A GraphQL request carried by a start/subscribe message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub query: String,
-    pub variables: Option<Value>,
-    pub operation_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,15 +4,14 @@
 //! batching; only the messages differ.
 
 pub mod codec;
+mod encoder;
 pub mod fields;
 pub mod filter;
 pub mod requests;
+mod routes;
 mod session;
 #[cfg(test)]
-mod testing;
-mod writer;
+pub(crate) mod testing;
+mod translate;
 
-pub use session::serve;
-
-/// The protocol's name in metrics.
-pub const PROTOCOL: &str = "directus";
+pub use session::{serve, PROTOCOL};

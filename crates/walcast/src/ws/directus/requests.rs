@@ -10,8 +10,7 @@ use walcast_graphql::{Ctx, Schema, TableInfo};
 use super::codec::{code, Action, Items, Query};
 use super::fields::{numeric_key, Selection};
 use super::filter::{self, key_text};
-use crate::ws::operation::{errors_json, variables};
-use crate::ws::protocol::Request;
+use crate::request::{errors_json, variables, Request};
 
 /// A refusal for the client: a Directus error code and a message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -141,7 +140,8 @@ async fn execute(
         variables: Some(variables_without_nulls(vars)),
         operation_name: None,
     };
-    let vars = variables(&request).map_err(|m| Refusal::new(code::INVALID_PAYLOAD, m))?;
+    let vars =
+        variables(&request).map_err(|e| Refusal::new(code::INVALID_PAYLOAD, e.to_string()))?;
     let result = juniper::execute(doc, None, schema, &vars, ctx).await;
     ctx.reads.finish().await;
     let first_message = |errors: &Value| {

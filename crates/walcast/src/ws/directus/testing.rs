@@ -58,8 +58,8 @@ fn table(oid: u32, name: &str, columns: Vec<Column>, fks: Vec<(usize, u32)>) -> 
     }
 }
 
-/// The schema information of the blog, as every role of `admin` sees it.
-pub fn blog() -> SchemaInfo {
+/// The blog's catalog: `users`, `articles` and `comments`.
+pub fn catalog() -> Arc<Catalog> {
     let users = table(
         1,
         "users",
@@ -87,7 +87,12 @@ pub fn blog() -> SchemaInfo {
         ],
         vec![(1, 2)],
     );
-    let catalog = Arc::new(Catalog::new(vec![users, articles, comments]).expect("catalog"));
+    Arc::new(Catalog::new(vec![users, articles, comments]).expect("catalog"))
+}
+
+/// The schema information of the blog, as every role of `admin` sees it.
+pub fn blog() -> SchemaInfo {
+    let catalog = catalog();
     let schema = walcast_graphql::build_schema(catalog.clone(), &full_view(&catalog), true);
     schema.query_info.clone()
 }

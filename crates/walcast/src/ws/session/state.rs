@@ -1,0 +1,166 @@
+//! What a GraphQL session knows of its client and its operations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use walcast_graphql::{Access, SharedAccess};
+
+use crate::app::App;
+use crate::auth::{Identity, Origin};
+use crate::permissions::RoleView;
+use crate::ws::outgoing::{OpEvent, Out};
+use crate::ws::protocol::{Protocol, ServerMsg};
+
+/// A close code and its reason, ending the connection.
+pub(super) type Close = (u16, String);
+
+pub(super) struct Session {
+    pub(super) app: Arc<App>,
+    pub(super) protocol: Protocol,
+    pub(super) id: u64,
+    pub(super) identity: Option<Identity>,
+    /// The static token the identity came from: checked again when the tokens file is reloaded,
+    /// so a revoked token ends its sockets.
+    pub(super) token: Option<String>,
+    /// Handshake mode: the bearer token of the upgrade's Authorization header, the identity's
+    /// source when the init payload carries no token.
+    pub(super) header_token: Option<String>,
+    /// What the identity may see; recomputed when permissions or the catalog change.
+    pub(super) view: Option<Arc<RoleView>>,
+    pub(super) access: SharedAccess,
+    pub(super) acked: bool,
+    pub(super) ops: HashMap<String, JoinHandle<()>>,
+    /// Operations streaming events, with the role they count under.
+    streams: HashMap<String, String>,
+    pub(super) out: mpsc::Sender<Out>,
+    /// Operations' starts and ends; their other messages go to `out` directly.
+    pub(super) op_tx: mpsc::Sender<OpEvent>,
+    pub(super) slow: Arc<Notify>,
+}
+
+impl Session {
+    /// `identity` (and the token it came from) is set when strict mode authenticated the
+    /// upgrade.
+    pub(super) fn new(
+        app: Arc<App>,
+        protocol: Protocol,
+        identity: Option<(Identity, String)>,
+        header_token: Option<String>,
+        out: mpsc::Sender<Out>,
+        op_tx: mpsc::Sender<OpEvent>,
+    ) -> Session {
+        let (identity, token) = identity.unzip();
+        let mut s = Session {
+            id: app.connection_id(),
+            app,
+            protocol,
+            identity,
+            token,
+            header_token,
+            view: None,
+            access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
+            acked: false,
+            ops: HashMap::new(),
+            streams: HashMap::new(),
+            out,
+            op_tx,
+            slow: Arc::new(Notify::new()),
+        };
+        if s.identity.is_some() {
+            s.refresh_view();
+        }
+        s
+    }
+
+    /// Why the socket's static token is no longer accepted (removed from the tokens file),
+    /// or `None`. A token that now maps to another role keeps the socket with the new role.
+    pub(super) fn revoked(&mut self) -> Option<String> {
+        let token = self.token.as_deref()?;
+        if self.identity.as_ref()?.origin != Origin::StaticToken {
+            return None;
+        }
+        match self.app.auth.load().verify(token) {
+            Ok(who) => {
+                self.identity = Some(who);
+                None
+            }
+            Err(_) => Some("access token revoked".into()),
+        }
+    }
+
+    /// Stops every operation and tells the client why with an error on each. Operations write
+    /// to the socket themselves: stopped first, none sends after its error.
+    pub(super) async fn end_operations(&mut self, message: &str) {
+        let errors = serde_json::json!([{ "message": message }]);
+        for (id, op) in self.ops.drain().collect::<Vec<_>>() {
+            op.abort();
+            let errors = errors.clone();
+            let _ = self
+                .out
+                .send(Out::Msg(ServerMsg::Error { id, errors }))
+                .await;
+        }
+    }
+
+    /// Stops every operation with a `complete` each (the server is going away).
+    pub(super) async fn complete_operations(&mut self) {
+        for (id, op) in self.ops.drain().collect::<Vec<_>>() {
+            op.abort();
+            let _ = self
+                .out
+                .send(Out::Msg(ServerMsg::Complete { id, result: None }))
+                .await;
+        }
+    }
+
+    /// The session is over: its operations stop and its streams are no longer counted.
+    pub(super) fn finish(&mut self) {
+        for (_, op) in self.ops.drain() {
+            op.abort();
+        }
+        for (_, role) in self.streams.drain() {
+            self.app
+                .metrics
+                .subscriptions_by
+                .add(&[self.protocol.name(), &role], -1);
+        }
+    }
+
+    fn role(&self) -> String {
+        self.identity
+            .as_ref()
+            .map(|i| i.role.clone())
+            .unwrap_or_else(|| "public".into())
+    }
+
+    pub(super) fn stream_started(&mut self, id: &str) {
+        let role = self.role();
+        self.app
+            .metrics
+            .subscriptions_by
+            .add(&[self.protocol.name(), &role], 1);
+        self.streams.insert(id.to_owned(), role);
+    }
+
+    pub(super) fn stream_ended(&mut self, id: &str) {
+        if let Some(role) = self.streams.remove(id) {
+            self.app
+                .metrics
+                .subscriptions_by
+                .add(&[self.protocol.name(), &role], -1);
+        }
+    }
+
+    pub(super) fn refresh_view(&mut self) {
+        let who = self.identity.clone().unwrap_or_else(Identity::public);
+        let (view, access) = self.app.view(&who);
+        self.access.store(Arc::new(access));
+        self.view = Some(Arc::new(view));
+    }
+
+    pub(super) async fn send(&self, msg: ServerMsg) {
+        let _ = self.out.send(Out::Msg(msg)).await;
+    }
+}
