@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
+use walcast_access::TableGrant;
 use walcast_filter::{EventFilter, RelationBatch, SubscriptionIndex, Truth};
 use walcast_graphql::{
     ConnectionHandle, EventSource, EventStream, MessageRequest, MessageStream, SharedAccess,
-    SubscribeError, SubscriptionRequest, TableAccess,
+    SubscribeError, SubscriptionRequest,
 };
 use walcast_model::{Cursor, Event, Op, ResumePoint, Table, Transaction};
 use walcast_wal::Lsn;
@@ -347,8 +348,8 @@ impl Hub {
         // How the subscriber's role sees `ev`; None when its access was withdrawn.
         let judge = |sub: &Subscriber, ev: &Event, revoked: &mut Vec<u64>| {
             let access = sub.access.load();
-            match access.tables.get(&oid).filter(|a| {
-                a.columns_key == sub.columns_key && a.row_filter.is_some() == sub.filtered
+            match access.table(oid).filter(|a| {
+                a.columns_key() == sub.columns_key && a.row_filter().is_some() == sub.filtered
             }) {
                 Some(allowed) => Some(visibility::judge(ev, allowed)),
                 None => {
@@ -467,7 +468,7 @@ impl Hub {
         from: &ResumePoint,
         oid: u32,
         filter: &EventFilter,
-        access: &TableAccess,
+        access: &TableGrant,
     ) -> Result<Vec<Arc<Event>>, SubscribeError> {
         // Each event as the role sees it, as live delivery would have offered it.
         let wanted = |e: &Arc<Event>| -> Option<Arc<Event>> {
@@ -530,7 +531,7 @@ impl EventSource for HubSource {
         let inbox = Arc::new(Inbox::default());
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
-        let allowed = match req.access.load().tables.get(&oid) {
+        let allowed = match req.access.load().table(oid) {
             Some(a) => a.clone(),
             None => {
                 return Err(SubscribeError::Unavailable(format!(
@@ -563,8 +564,8 @@ impl EventSource for HubSource {
                     oid,
                     table: req.table.clone(),
                     access: req.access.clone(),
-                    columns_key: allowed.columns_key,
-                    filtered: allowed.row_filter.is_some(),
+                    columns_key: allowed.columns_key().to_owned(),
+                    filtered: allowed.row_filter().is_some(),
                     filter,
                     tx: InboxSender(inbox.clone()),
                     connection: req.connection,
@@ -574,7 +575,7 @@ impl EventSource for HubSource {
                     },
                 },
             );
-            if allowed.row_filter.is_some() {
+            if allowed.row_filter().is_some() {
                 *st.filtered.entry(oid).or_default() += 1;
             }
             hub.metrics.subscriptions.fetch_add(1, Relaxed);
@@ -754,7 +755,8 @@ mod tests {
     use super::*;
     use futures::StreamExt;
     use serde_json::json;
-    use walcast_graphql::{Access, TableAccess};
+    use walcast_access::{TableGrant, Writes};
+    use walcast_graphql::Access;
     use walcast_model::{Batch, Column, Datum, Kind, PgType, ReplicaIdentity};
 
     fn table() -> Arc<Table> {
@@ -815,18 +817,12 @@ mod tests {
     }
 
     fn access(t: &Table, owner: Option<i64>) -> Access {
-        let row_filter =
-            owner.map(|o| walcast_filter::parse_where(t, &json!({"owner": o})).expect("filter"));
-        let mut access = Access::default();
-        access.tables.insert(
-            t.oid,
-            TableAccess {
-                columns_key: "*".into(),
-                row_filter,
-                visible: None,
-            },
-        );
-        access
+        let grant = TableGrant::new(Arc::new(t.clone()), None, Writes::ALL);
+        let grant = match owner {
+            Some(o) => grant.with_filter(json!({"owner": o})).expect("filter"),
+            None => grant,
+        };
+        Access::new([grant])
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::Reply;
 
 use crate::app::App;
-use crate::auth::{bearer, Identity};
+use crate::auth::{AuthError, Identity, TokenSources};
 use crate::config::AuthMode;
 use crate::ws::operation::{errors_json, validate, variables};
 use crate::ws::protocol::Request;
@@ -25,15 +25,20 @@ pub async fn post(
 ) -> warp::reply::Response {
     // A header that is there but not `Bearer <token>` is a mistake to report, not an anonymous
     // request.
-    let token = match authorization.as_deref().map(|h| bearer(h).ok_or(h)) {
-        Some(Err(_)) if app.cfg.auth != AuthMode::Public => {
+    let presented = TokenSources {
+        authorization: authorization.as_deref(),
+        ..TokenSources::default()
+    }
+    .find();
+    let token = match presented {
+        Err(e) if app.cfg.auth != AuthMode::Public => {
             return json_reply(
                 StatusCode::UNAUTHORIZED,
-                json!({"errors": [{"message": "the Authorization header must be `Bearer <token>`"}]}),
+                json!({"errors": [{"message": e.to_string()}]}),
             )
         }
-        Some(Ok(token)) => Some(token),
-        _ => None,
+        Ok(token) => token,
+        Err(_) => None,
     };
     let who = match (app.cfg.auth, token) {
         (AuthMode::Public, _) => Identity::public(),
@@ -50,7 +55,7 @@ pub async fn post(
         (AuthMode::Strict, None) => {
             return json_reply(
                 StatusCode::UNAUTHORIZED,
-                json!({"errors": [{"message": "missing access token"}]}),
+                json!({"errors": [{"message": AuthError::Missing.to_string()}]}),
             )
         }
         (_, None) => Identity::public(),
@@ -87,8 +92,8 @@ pub async fn post(
             )
         }
     };
-    let (view, access) = app.view(&who);
-    let schema = app.schemas.load().for_view(&view);
+    let access = app.access(&who);
+    let schema = app.schemas.load().for_view(&access);
     let access = Arc::new(arc_swap::ArcSwap::from_pointee(access));
     let ctx = app.context(access, None);
     let op = match validate(&schema, &request, &vars, &ctx) {

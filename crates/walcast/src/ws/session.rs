@@ -18,9 +18,8 @@ use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 use super::operation;
 use super::protocol::{ClientMsg, Protocol, ServerMsg};
 use crate::app::App;
-use crate::auth::{token_from_init, AuthError, Identity, Origin};
+use crate::auth::{Identity, Origin, TokenSources};
 use crate::config::AuthMode;
-use crate::permissions::RoleView;
 use crate::server::Socket;
 
 /// Messages waiting for the socket writer; past this, operations wait (and their hub queues
@@ -72,8 +71,7 @@ struct Session {
     /// Handshake mode: the bearer token of the upgrade's Authorization header, the identity's
     /// source when the init payload carries no token.
     header_token: Option<String>,
-    /// What the identity may see; recomputed when permissions or the catalog change.
-    view: Option<Arc<RoleView>>,
+    /// What the identity may read and write; recomputed when permissions or the catalog change.
     access: SharedAccess,
     acked: bool,
     ops: HashMap<String, JoinHandle<()>>,
@@ -168,7 +166,6 @@ pub async fn serve(
         identity,
         token,
         header_token,
-        view: None,
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         acked: false,
         ops: HashMap::new(),
@@ -443,9 +440,7 @@ impl Session {
 
     fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
-        let (view, access) = self.app.view(&who);
-        self.access.store(Arc::new(access));
-        self.view = Some(Arc::new(view));
+        self.access.store(Arc::new(self.app.access(&who)));
     }
 
     async fn send(&self, msg: ServerMsg) {
@@ -497,11 +492,7 @@ impl Session {
                     self.send(ServerMsg::Error { id, errors }).await;
                     return None;
                 }
-                let view = match &self.view {
-                    Some(v) => v.clone(),
-                    None => Arc::new(RoleView::nothing()),
-                };
-                let schema = self.app.schemas.load().for_view(&view);
+                let schema = self.app.schemas.load().for_view(&self.access.load());
                 let slow = self.slow.clone();
                 let handle = ConnectionHandle {
                     id: self.id,
@@ -560,11 +551,13 @@ impl Session {
             AuthMode::Strict => {}
             AuthMode::Handshake => {
                 // The payload's token wins over the upgrade's header.
-                let token = token_from_init(payload.as_ref()).or_else(|| self.header_token.take());
-                let verified = match &token {
-                    Some(token) => self.app.auth.load().verify(token),
-                    None => Err(AuthError::Missing),
-                };
+                let token = TokenSources {
+                    init: payload.as_ref(),
+                    ..TokenSources::default()
+                }
+                .token()
+                .or_else(|| self.header_token.take());
+                let verified = self.app.auth.load().verify_presented(token.as_deref());
                 match verified {
                     Ok(who) => {
                         self.token = token;

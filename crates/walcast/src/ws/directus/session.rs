@@ -21,7 +21,6 @@ use super::PROTOCOL;
 use crate::app::App;
 use crate::auth::{AuthError, Identity, Origin};
 use crate::config::AuthMode;
-use crate::permissions::RoleView;
 use crate::server::Socket;
 use crate::ws::operation;
 use crate::ws::protocol::{Request, ServerMsg};
@@ -42,7 +41,7 @@ struct Session {
     /// Set once a token was accepted (or in public mode): before that, handshake clients have
     /// the auth timeout to send one.
     authenticated_once: bool,
-    view: Option<Arc<RoleView>>,
+    /// What the identity may read and write; recomputed when permissions or the catalog change.
     access: SharedAccess,
     /// Subscriptions by the client's uid (JSON text): their operation id and task.
     subs: HashMap<String, (String, JoinHandle<()>)>,
@@ -90,7 +89,6 @@ pub async fn serve(app: Arc<App>, ws: Socket, identity: Option<(Identity, String
         authenticated_once: identity.is_some(),
         identity,
         token,
-        view: None,
         access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
         subs: HashMap::new(),
         next_op: 1,
@@ -244,9 +242,7 @@ impl Session {
 
     fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
-        let (view, access) = self.app.view(&who);
-        self.access.store(Arc::new(access));
-        self.view = Some(Arc::new(view));
+        self.access.store(Arc::new(self.app.access(&who)));
     }
 
     fn started(&mut self, op: &str) {
@@ -370,10 +366,7 @@ impl Session {
     }
 
     async fn auth(&mut self, uid: Option<Value>, token: Option<String>) -> Option<(u16, String)> {
-        let verified = match &token {
-            Some(t) => self.app.auth.load().verify(t),
-            None => Err(AuthError::Missing),
-        };
+        let verified = self.app.auth.load().verify_presented(token.as_deref());
         match verified {
             Ok(who) => {
                 self.identity = Some(who);
@@ -427,11 +420,7 @@ impl Session {
         &self,
         connection: bool,
     ) -> (Arc<walcast_graphql::Schema>, walcast_graphql::Ctx) {
-        let view = self
-            .view
-            .clone()
-            .unwrap_or_else(|| Arc::new(RoleView::nothing()));
-        let schema = self.app.schemas.load().for_view(&view);
+        let schema = self.app.schemas.load().for_view(&self.access.load());
         let handle = connection.then(|| {
             let slow = self.slow.clone();
             ConnectionHandle {
