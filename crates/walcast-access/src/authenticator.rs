@@ -137,21 +137,11 @@ mod tests {
     use super::*;
     use crate::identity::{Origin, DEFAULT_ROLE};
     use crate::jwt::CLOCK_LEEWAY;
+    use crate::test_support::chain;
     use base64::Engine;
     use jsonwebtoken::Algorithm;
     use serde_json::json;
     use std::time::{Duration, UNIX_EPOCH};
-
-    /// An error with its sources, as the server logs it.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    }
 
     // Test-only key pairs, generated for these tests with openssl.
     const RSA_PRIVATE: &str = r"-----BEGIN PRIVATE KEY-----

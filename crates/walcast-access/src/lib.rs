@@ -15,6 +15,8 @@ mod grant;
 mod identity;
 mod jwt;
 mod permissions;
+#[cfg(test)]
+mod test_support;
 mod token;
 mod tokens;
 mod toml_json;

@@ -270,19 +270,9 @@ impl Permissions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::chain;
     use serde_json::{json, Value};
     use walcast_model::{Column, Kind, PgType, ReplicaIdentity};
-
-    /// An error with its sources, as the server logs it.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    }
 
     fn column(name: &str, kind: Kind, ty: &str) -> Column {
         Column {
