@@ -21,7 +21,23 @@ pub struct TokenSources<'a> {
 #[error("the Authorization header must be `Bearer <token>`")]
 pub struct NotBearer;
 
-impl TokenSources<'_> {
+impl<'a> TokenSources<'a> {
+    /// Only an `Authorization` header.
+    pub fn from_header(authorization: Option<&'a str>) -> TokenSources<'a> {
+        TokenSources {
+            authorization,
+            ..TokenSources::default()
+        }
+    }
+
+    /// Only an init payload.
+    pub fn from_init(payload: Option<&'a Value>) -> TokenSources<'a> {
+        TokenSources {
+            init: payload,
+            ..TokenSources::default()
+        }
+    }
+
     /// The token, or none; [`NotBearer`] when no source holds one and the `Authorization`
     /// header is not a bearer token (a mistake an endpoint may report rather than treat as an
     /// anonymous request).
@@ -117,10 +133,7 @@ mod tests {
         assert_eq!(all.find(), Ok(Some("from-query".into())));
         let no_query = TokenSources { query: None, ..all };
         assert_eq!(no_query.token(), Some("from-init".into()));
-        let header = TokenSources {
-            authorization: Some("Bearer from-header"),
-            ..TokenSources::default()
-        };
+        let header = TokenSources::from_header(Some("Bearer from-header"));
         assert_eq!(header.find(), Ok(Some("from-header".into())));
         // An empty `?access_token=` is a token (refused as missing when verified).
         let empty = TokenSources {
@@ -133,10 +146,7 @@ mod tests {
 
     #[test]
     fn a_header_that_is_not_bearer_is_reported_or_ignored() {
-        let basic = TokenSources {
-            authorization: Some("Basic x"),
-            ..TokenSources::default()
-        };
+        let basic = TokenSources::from_header(Some("Basic x"));
         assert_eq!(basic.find(), Err(NotBearer));
         assert_eq!(basic.token(), None);
         let with_query = TokenSources {

@@ -25,12 +25,7 @@ pub async fn post(
 ) -> warp::reply::Response {
     // A header that is there but not `Bearer <token>` is a mistake to report, not an anonymous
     // request.
-    let presented = TokenSources {
-        authorization: authorization.as_deref(),
-        ..TokenSources::default()
-    }
-    .find();
-    let token = match presented {
+    let token = match TokenSources::from_header(authorization.as_deref()).find() {
         Err(e) if app.cfg.auth != AuthMode::Public => {
             return json_reply(
                 StatusCode::UNAUTHORIZED,

@@ -362,11 +362,7 @@ fn upgrade(
     // proxy, or by a client that is not a browser) is verified at init when the init payload
     // carries no token.
     let header_token = match app.cfg.auth {
-        AuthMode::Handshake => TokenSources {
-            authorization: authorization.as_deref(),
-            ..TokenSources::default()
-        }
-        .token(),
+        AuthMode::Handshake => TokenSources::from_header(authorization.as_deref()).token(),
         _ => None,
     };
     let offered = protocols.is_some().then(|| protocol.name());

@@ -551,12 +551,9 @@ impl Session {
             AuthMode::Strict => {}
             AuthMode::Handshake => {
                 // The payload's token wins over the upgrade's header.
-                let token = TokenSources {
-                    init: payload.as_ref(),
-                    ..TokenSources::default()
-                }
-                .token()
-                .or_else(|| self.header_token.take());
+                let token = TokenSources::from_init(payload.as_ref())
+                    .token()
+                    .or_else(|| self.header_token.take());
                 let verified = self.app.auth.load().verify_presented(token.as_deref());
                 match verified {
                     Ok(who) => {
