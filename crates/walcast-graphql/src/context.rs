@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures::Stream;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use walcast_filter::{EventFilter, RowFilter};
 use walcast_model::{Cursor, Event, LogicalMessage, ResumePoint, Table};
 
@@ -16,47 +16,10 @@ use crate::shared::{Outbox, Sharing};
 pub type EventStream = Pin<Box<dyn Stream<Item = Arc<Event>> + Send>>;
 pub type MessageStream = Pin<Box<dyn Stream<Item = Arc<LogicalMessage>> + Send>>;
 
-/// The logical message prefixes (`pg_logical_emit_message`) a caller may read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessagePrefixes {
-    /// Every prefix (role `admin`, or `"*"` in the permissions file).
-    All,
-    /// Exactly these prefixes.
-    Only(BTreeSet<String>),
-}
+pub use walcast_access::{Access, MessagePrefixes};
 
-impl MessagePrefixes {
-    pub fn allows(&self, prefix: &str) -> bool {
-        match self {
-            MessagePrefixes::All => true,
-            MessagePrefixes::Only(set) => set.contains(prefix),
-        }
-    }
-}
-
-/// What a caller may read of one table, beyond the schema's shape.
-#[derive(Debug, Clone)]
-pub struct TableAccess {
-    /// Identifies the visible columns: a subscription made under another set is revoked.
-    pub columns_key: String,
-    /// Rows the caller may see (for deletes: judged on the previous values; updates on both).
-    pub row_filter: Option<RowFilter>,
-    /// The SQL names of the columns the caller may read, sorted; None: every column.
-    pub visible: Option<Vec<String>>,
-}
-
-/// A caller's access, by table oid. Swapped when permissions are reloaded, so live
-/// subscriptions follow the new rules: a table no longer granted ends them.
-#[derive(Debug, Clone, Default)]
-pub struct Access {
-    pub tables: HashMap<u32, TableAccess>,
-    /// Equal for accesses that read the same (catalog, tables, columns, row filters after claims
-    /// substitution): subscriptions share event payloads only under an equal key.
-    pub key: Arc<str>,
-    /// The logical message prefixes the caller may read; None: no messages at all.
-    pub messages: Option<MessagePrefixes>,
-}
-
+/// A caller's access, swapped when permissions are reloaded, so live subscriptions follow the
+/// new rules: a table no longer granted ends them.
 pub type SharedAccess = Arc<ArcSwap<Access>>;
 
 /// The connection a subscription belongs to; `on_overflow` runs when its queue is full.
@@ -128,9 +91,8 @@ impl Ctx {
     pub fn row_filter(&self, oid: u32) -> Option<RowFilter> {
         self.access
             .load()
-            .tables
-            .get(&oid)
-            .and_then(|t| t.row_filter.clone())
+            .table(oid)
+            .and_then(|t| t.row_filter().cloned())
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use juniper::ArcStr;
+use walcast_access::Writes;
 use walcast_filter::{Relation, RelationKind};
 use walcast_model::{Catalog, Table};
 
@@ -42,7 +43,7 @@ pub struct TableInfo {
     pub input: ArcStr,
     pub mutated_key: ArcStr,
     /// Which item mutations the view allows on this table.
-    pub grants: Grants,
+    pub grants: Writes,
     /// Relations to other tables of the same view; set once every table's info exists.
     pub relations: OnceLock<Vec<RelationInfo>>,
 }
@@ -66,20 +67,13 @@ impl RelationInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Grants {
-    pub insert: bool,
-    pub update: bool,
-    pub delete: bool,
-}
-
 impl TableInfo {
     /// `visible`: the column indexes this role may read (None: all).
     pub fn new(
         catalog: Arc<Catalog>,
         table: Arc<Table>,
         visible: Option<&[usize]>,
-        grants: Grants,
+        grants: Writes,
     ) -> TableInfo {
         let single_pk = match table.primary_key.as_slice() {
             [one] => Some(*one),
@@ -177,11 +171,7 @@ pub struct SchemaInfo {
 
 impl SchemaInfo {
     pub fn has_mutations(&self) -> bool {
-        self.mutations
-            && self
-                .tables
-                .iter()
-                .any(|t| t.grants.insert || t.grants.update || t.grants.delete)
+        self.mutations && self.tables.iter().any(|t| t.grants.any())
     }
 
     /// Whether the Subscription root has `_logical_message`. A table whose GraphQL name is the

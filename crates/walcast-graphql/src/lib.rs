@@ -25,18 +25,20 @@ pub mod shared;
 use std::sync::Arc;
 
 use juniper::RootNode;
-use walcast_model::{Catalog, Table};
+use walcast_access::{TableGrant, Writes};
+use walcast_model::Catalog;
 
 pub use context::{
     Access, ConnectionHandle, Ctx, EventSource, EventStream, Limits, MessagePrefixes,
-    MessageRequest, MessageStream, SharedAccess, SubscriptionRequest, TableAccess,
+    MessageRequest, MessageStream, SharedAccess, SubscriptionRequest,
 };
 pub use error::{Error, SubscribeError};
-pub use info::{Grants, SchemaInfo, TableInfo};
+pub use info::{SchemaInfo, TableInfo};
 pub use mutations::MutationRoot;
 pub use roots::{QueryRoot, SubscriptionRoot};
 pub use session::QuerySession;
 pub use shared::{Member, Outbox, Payload, PayloadGroups, Sharing};
+pub use walcast_access::full_view;
 
 pub type Schema = RootNode<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -46,16 +48,8 @@ pub const MAX_DEPTH: usize = 20;
 /// Most fields in one document.
 pub const MAX_FIELDS: usize = 2_000;
 
-/// One table of a view: the columns a role may read (None: all) and the mutations it may run.
-#[derive(Debug, Clone)]
-pub struct ViewTable {
-    pub table: Arc<Table>,
-    pub columns: Option<Vec<usize>>,
-    pub grants: Grants,
-}
-
 /// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`.
-pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) -> Schema {
+pub fn build_schema(catalog: Arc<Catalog>, view: &[TableGrant], mutations: bool) -> Schema {
     build_schema_with_messages(catalog, view, mutations, false)
 }
 
@@ -63,22 +57,18 @@ pub fn build_schema(catalog: Arc<Catalog>, view: &[ViewTable], mutations: bool) 
 /// some prefix and the server sends messages: Postgres 14+).
 pub fn build_schema_with_messages(
     catalog: Arc<Catalog>,
-    view: &[ViewTable],
+    view: &[TableGrant],
     mutations: bool,
     messages: bool,
 ) -> Schema {
     let tables: Vec<Arc<TableInfo>> = view
         .iter()
         .map(|v| {
-            let grants = if mutations {
-                v.grants
-            } else {
-                Grants::default()
-            };
+            let grants = if mutations { v.writes } else { Writes::NONE };
             Arc::new(TableInfo::new(
                 catalog.clone(),
-                v.table.clone(),
-                v.columns.as_deref(),
+                v.table().clone(),
+                v.columns(),
                 grants,
             ))
         })
@@ -100,21 +90,4 @@ pub fn build_schema_with_messages(
     )
     .limit_depth(MAX_DEPTH)
     .limit_fields(MAX_FIELDS)
-}
-
-/// Every table with every column and, when `mutations`, every mutation.
-pub fn full_view(catalog: &Catalog) -> Vec<ViewTable> {
-    catalog
-        .tables
-        .iter()
-        .map(|t| ViewTable {
-            table: t.clone(),
-            columns: None,
-            grants: Grants {
-                insert: true,
-                update: true,
-                delete: true,
-            },
-        })
-        .collect()
 }

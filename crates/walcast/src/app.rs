@@ -5,17 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use walcast_graphql::{
-    Access, ConnectionHandle, Ctx, EventSource, Grants, PayloadGroups, Schema, SharedAccess,
-    TableAccess, ViewTable,
-};
+use walcast_access::{Access, Authenticator, Identity, Permissions};
+use walcast_graphql::{ConnectionHandle, Ctx, EventSource, PayloadGroups, Schema, SharedAccess};
 use walcast_model::Catalog;
 
-use crate::auth::{Authenticator, Identity};
 use crate::config::ServeArgs;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::permissions::{Permissions, RoleView};
 
 /// The schemas of the current catalog, one per view shape (tables, columns, mutations), built
 /// on first use: roles that see the same shape share one.
@@ -38,85 +34,21 @@ impl SchemaSet {
         }
     }
 
-    pub fn for_view(&self, view: &RoleView) -> Arc<Schema> {
-        let key = view.shape_key();
+    /// The schema of `access`'s shape, built once per shape.
+    pub fn for_view(&self, access: &Access) -> Arc<Schema> {
+        let key = access.shape_key();
         let mut cache = self.by_shape.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(schema) = cache.get(&key) {
             return schema.clone();
         }
-        let tables: Vec<ViewTable> = view
-            .tables
-            .iter()
-            .map(|g| ViewTable {
-                table: g.table.clone(),
-                columns: g.columns.clone(),
-                grants: Grants {
-                    insert: g.insert,
-                    update: g.update,
-                    delete: g.delete,
-                },
-            })
-            .collect();
         let schema = Arc::new(walcast_graphql::build_schema_with_messages(
             self.catalog.clone(),
-            &tables,
+            access.tables(),
             self.mutations,
-            view.messages.is_some(),
+            access.messages.is_some(),
         ));
         cache.insert(key, schema.clone());
         schema
-    }
-}
-
-/// The per-event side of a view: which tables, which columns, which rows. `catalog`: the serial
-/// of the schema set the view was made from.
-pub fn access_of(view: &RoleView, catalog: u64) -> Access {
-    // Everything the view's reads depend on: the catalog, the schema's shape and the row filters
-    // as substituted (claims included). Equal keys let subscriptions share event payloads.
-    let mut key = format!("{catalog}|{}", view.shape_key());
-    for g in &view.tables {
-        key.push('|');
-        match &g.filter {
-            Some(f) => key.push_str(&f.to_string()),
-            None => key.push('-'),
-        }
-    }
-    if let Some(prefixes) = &view.messages {
-        key.push_str(&format!("|{prefixes:?}"));
-    }
-    Access {
-        key: key.into(),
-        messages: view.messages.clone(),
-        tables: view
-            .tables
-            .iter()
-            .map(|g| {
-                let columns_key = match &g.columns {
-                    None => "*".to_owned(),
-                    Some(cols) => cols
-                        .iter()
-                        .filter_map(|&i| g.table.columns.get(i).map(|c| c.name.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                };
-                let visible = g.columns.as_ref().map(|cols| {
-                    let mut names: Vec<String> = cols
-                        .iter()
-                        .filter_map(|&i| g.table.columns.get(i).map(|c| c.name.clone()))
-                        .collect();
-                    names.sort_unstable();
-                    names
-                });
-                (
-                    g.table.oid,
-                    TableAccess {
-                        columns_key,
-                        row_filter: g.row_filter.clone(),
-                        visible,
-                    },
-                )
-            })
-            .collect(),
     }
 }
 
@@ -198,7 +130,7 @@ impl App {
                 true
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "tokens not reloaded; the previous ones stay");
+                tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "tokens not reloaded; the previous ones stay");
                 false
             }
         };
@@ -208,7 +140,7 @@ impl App {
                 true
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "permissions not reloaded; the previous ones stay");
+                tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "permissions not reloaded; the previous ones stay");
                 false
             }
         };
@@ -221,15 +153,14 @@ impl App {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// What a caller sees now, and its per-event side.
-    pub fn view(&self, who: &Identity) -> (RoleView, Access) {
+    /// What a caller may read and write now, keyed to the current catalog.
+    pub fn access(&self, who: &Identity) -> Access {
         let schemas = self.schemas.load();
-        let mut view = self.permissions.load().view(&schemas.catalog, who);
+        let mut access = self.permissions.load().view(&schemas.catalog, who);
         if !self.logical_messages.load(Relaxed) {
-            view.messages = None;
+            access.messages = None;
         }
-        let access = access_of(&view, schemas.serial);
-        (view, access)
+        access.keyed(schemas.serial)
     }
 
     pub fn context(&self, access: SharedAccess, connection: Option<ConnectionHandle>) -> Ctx {

@@ -181,10 +181,9 @@ mod tests {
     }
 
     fn access(messages: Option<MessagePrefixes>) -> SharedAccess {
-        Arc::new(ArcSwap::from_pointee(Access {
-            messages,
-            ..Access::default()
-        }))
+        Arc::new(ArcSwap::from_pointee(
+            Access::default().with_messages(messages),
+        ))
     }
 
     #[tokio::test]

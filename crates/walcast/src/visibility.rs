@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
+use walcast_access::TableGrant;
 use walcast_filter::{RowFilter, Truth};
-use walcast_graphql::TableAccess;
 use walcast_model::changes::key_text;
 use walcast_model::{Event, Op, Row, Table};
 
@@ -56,8 +56,8 @@ fn changes_visible(ev: &Event, visible: Option<&[String]>) -> bool {
 }
 
 /// How a role with `access` to the event's table sees it.
-pub fn judge(ev: &Event, access: &TableAccess) -> Seen {
-    let filter = access.row_filter.as_ref();
+pub fn judge(ev: &Event, access: &TableGrant) -> Seen {
+    let filter = access.row_filter();
     match ev.op {
         Op::Update => {
             let (new, old) = match filter {
@@ -69,7 +69,7 @@ pub fn judge(ev: &Event, access: &TableAccess) -> Seen {
             };
             match (new, old) {
                 (true, Truth::False) => Seen::Created,
-                (true, _) if changes_visible(ev, access.visible.as_deref()) => Seen::AsIs,
+                (true, _) if changes_visible(ev, access.visible()) => Seen::AsIs,
                 (true, _) => Seen::Nothing,
                 (false, Truth::True) => Seen::Deleted,
                 (false, _) => Seen::Nothing,
@@ -196,15 +196,16 @@ mod tests {
         }
     }
 
+    /// Role `owner = "alice"`, with the `columns` (None: all).
+    fn owner_alice(columns: Option<Vec<usize>>) -> TableGrant {
+        TableGrant::new(table(), columns, walcast_access::Writes::NONE)
+            .with_filter(json!({"owner": "alice"}))
+            .expect("valid filter")
+    }
+
     /// Role `owner = "alice"`, without the `secret` column.
-    fn alice() -> TableAccess {
-        let filter = walcast_filter::parse_where(&table(), &json!({"owner": "alice"}))
-            .expect("valid filter");
-        TableAccess {
-            columns_key: "id,owner".into(),
-            row_filter: Some(filter),
-            visible: Some(vec!["id".into(), "owner".into()]),
-        }
+    fn alice() -> TableGrant {
+        owner_alice(Some(vec![0, 1]))
     }
 
     #[test]
@@ -222,10 +223,7 @@ mod tests {
         let hidden = update(row(1, "alice", "s"), row(1, "alice", "t"), Some(vec![2]));
         assert_eq!(judge(&hidden, &a), Seen::Nothing);
         // A role that reads every column sees it.
-        let everything = TableAccess {
-            visible: None,
-            ..alice()
-        };
+        let everything = owner_alice(None);
         assert_eq!(judge(&hidden, &everything), Seen::AsIs);
         // An update that changed nothing is nothing to anyone.
         let idle = update(row(1, "alice", "s"), row(1, "alice", "s"), Some(vec![]));

@@ -81,8 +81,8 @@ impl Hub {
         // How the subscriber's role sees `ev`; None when its access was withdrawn.
         let judge = |sub: &Subscriber, ev: &Event, revoked: &mut Vec<u64>| {
             let access = sub.access.load();
-            match access.tables.get(&oid).filter(|a| {
-                a.columns_key == sub.columns_key && a.row_filter.is_some() == sub.filtered
+            match access.table(oid).filter(|a| {
+                a.columns_key() == sub.columns_key && a.row_filter().is_some() == sub.filtered
             }) {
                 Some(allowed) => Some(visibility::judge(ev, allowed)),
                 None => {

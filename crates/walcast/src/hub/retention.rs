@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use walcast_access::TableGrant;
 use walcast_filter::EventFilter;
-use walcast_graphql::{SubscribeError, TableAccess};
+use walcast_graphql::SubscribeError;
 use walcast_model::{Event, ResumePoint, Transaction};
 use walcast_wal::Lsn;
 
@@ -85,7 +86,7 @@ impl Hub {
         from: &ResumePoint,
         oid: u32,
         filter: &EventFilter,
-        access: &TableAccess,
+        access: &TableGrant,
     ) -> Result<Vec<Arc<Event>>, SubscribeError> {
         // Each event as the role sees it, as live delivery would have offered it.
         let wanted = |e: &Arc<Event>| -> Option<Arc<Event>> {

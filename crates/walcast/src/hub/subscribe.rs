@@ -33,7 +33,7 @@ impl EventSource for HubSource {
         let inbox = Arc::new(Inbox::default());
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
-        let allowed = match req.access.load().tables.get(&oid) {
+        let allowed = match req.access.load().table(oid) {
             Some(a) => a.clone(),
             None => {
                 return Err(SubscribeError::Unavailable(format!(
@@ -66,8 +66,8 @@ impl EventSource for HubSource {
                     oid,
                     table: req.table.clone(),
                     access: req.access.clone(),
-                    columns_key: allowed.columns_key,
-                    filtered: allowed.row_filter.is_some(),
+                    columns_key: allowed.columns_key().to_owned(),
+                    filtered: allowed.row_filter().is_some(),
                     filter,
                     tx: InboxSender(inbox.clone()),
                     connection: req.connection,
@@ -77,7 +77,7 @@ impl EventSource for HubSource {
                     },
                 },
             );
-            if allowed.row_filter.is_some() {
+            if allowed.row_filter().is_some() {
                 *st.filtered.entry(oid).or_default() += 1;
             }
             hub.metrics.subscriptions.fetch_add(1, Relaxed);

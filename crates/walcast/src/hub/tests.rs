@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use walcast_graphql::{Access, EventSource, SharedAccess, SubscriptionRequest, TableAccess};
+use walcast_access::{TableGrant, Writes};
+use walcast_graphql::{Access, EventSource, SharedAccess, SubscriptionRequest};
 use walcast_model::{
     Batch, Column, Cursor, Datum, Event, Kind, Op, PgType, ReplicaIdentity, Table, Transaction,
 };
@@ -73,18 +74,12 @@ fn moved(t: &Arc<Table>, from: i64, to: i64, lsn: u64) -> Transaction {
 }
 
 fn access(t: &Table, owner: Option<i64>) -> Access {
-    let row_filter =
-        owner.map(|o| walcast_filter::parse_where(t, &json!({"owner": o})).expect("filter"));
-    let mut access = Access::default();
-    access.tables.insert(
-        t.oid,
-        TableAccess {
-            columns_key: "*".into(),
-            row_filter,
-            visible: None,
-        },
-    );
-    access
+    let grant = TableGrant::new(Arc::new(t.clone()), None, Writes::ALL);
+    let grant = match owner {
+        Some(o) => grant.with_filter(json!({"owner": o})).expect("filter"),
+        None => grant,
+    };
+    Access::new([grant])
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::Reply;
 
 use crate::app::App;
-use crate::auth::{bearer, Identity};
+use crate::auth::{AuthError, Identity, TokenSources};
 use crate::config::AuthMode;
 use crate::request::{errors_json, validate, variables, Request};
 
@@ -24,15 +24,15 @@ pub async fn post(
 ) -> warp::reply::Response {
     // A header that is there but not `Bearer <token>` is a mistake to report, not an anonymous
     // request.
-    let token = match authorization.as_deref().map(|h| bearer(h).ok_or(h)) {
-        Some(Err(_)) if app.cfg.auth != AuthMode::Public => {
+    let token = match TokenSources::from_header(authorization.as_deref()).find() {
+        Err(e) if app.cfg.auth != AuthMode::Public => {
             return json_reply(
                 StatusCode::UNAUTHORIZED,
-                json!({"errors": [{"message": "the Authorization header must be `Bearer <token>`"}]}),
+                json!({"errors": [{"message": e.to_string()}]}),
             )
         }
-        Some(Ok(token)) => Some(token),
-        _ => None,
+        Ok(token) => token,
+        Err(_) => None,
     };
     let who = match (app.cfg.auth, token) {
         (AuthMode::Public, _) => Identity::public(),
@@ -49,7 +49,7 @@ pub async fn post(
         (AuthMode::Strict, None) => {
             return json_reply(
                 StatusCode::UNAUTHORIZED,
-                json!({"errors": [{"message": "missing access token"}]}),
+                json!({"errors": [{"message": AuthError::Missing.to_string()}]}),
             )
         }
         (_, None) => Identity::public(),
@@ -86,8 +86,8 @@ pub async fn post(
             )
         }
     };
-    let (view, access) = app.view(&who);
-    let schema = app.schemas.load().for_view(&view);
+    let access = app.access(&who);
+    let schema = app.schemas.load().for_view(&access);
     let access = Arc::new(arc_swap::ArcSwap::from_pointee(access));
     let ctx = app.context(access, None);
     let op = match validate(&schema, &request, &vars, &ctx) {

@@ -8,7 +8,7 @@ use warp::Reply;
 
 use super::upgrade;
 use crate::app::App;
-use crate::auth::{bearer, Identity};
+use crate::auth::{AuthError, Identity, TokenSources};
 use crate::config::AuthMode;
 use crate::ws::protocol::Protocol;
 use crate::ws::{directus, session};
@@ -42,14 +42,18 @@ pub(super) fn admit(
     if mode != AuthMode::Strict {
         return Ok(None);
     }
-    let token = query
-        .get("access_token")
-        .cloned()
-        .or_else(|| authorization.and_then(bearer));
-    match token.map(|t| (app.auth.load().verify(&t), t)) {
-        Some((Ok(who), token)) => Ok(Some((who, token))),
-        Some((Err(e), _)) => refuse(e.to_string(), StatusCode::UNAUTHORIZED),
-        None => refuse("missing access token".into(), StatusCode::UNAUTHORIZED),
+    let token = TokenSources {
+        query: query.get("access_token").map(String::as_str),
+        authorization,
+        ..TokenSources::default()
+    }
+    .token();
+    let Some(token) = token else {
+        return refuse(AuthError::Missing.to_string(), StatusCode::UNAUTHORIZED);
+    };
+    match app.auth.load().verify(&token) {
+        Ok(who) => Ok(Some((who, token))),
+        Err(e) => refuse(e.to_string(), StatusCode::UNAUTHORIZED),
     }
 }
 
@@ -76,7 +80,7 @@ pub(super) fn graphql(
     // proxy, or by a client that is not a browser) is verified at init when the init payload
     // carries no token.
     let header_token = match app.cfg.auth {
-        AuthMode::Handshake => authorization.as_deref().and_then(bearer),
+        AuthMode::Handshake => TokenSources::from_header(authorization.as_deref()).token(),
         _ => None,
     };
     let offered = protocols.is_some().then(|| protocol.name());

@@ -6,9 +6,8 @@ use serde_json::{json, Value};
 use walcast_graphql::ConnectionHandle;
 
 use super::state::{Close, Session};
-use crate::auth::{token_from_init, AuthError, Identity};
+use crate::auth::{AuthError, Identity, TokenSources};
 use crate::config::AuthMode;
-use crate::permissions::RoleView;
 use crate::request::Request;
 use crate::ws::close;
 use crate::ws::operation::{self, Outlet};
@@ -76,11 +75,7 @@ impl Session {
 
     /// Runs the operation as its own task.
     fn spawn(&mut self, id: String, request: Request) {
-        let view = match &self.view {
-            Some(v) => v.clone(),
-            None => Arc::new(RoleView::nothing()),
-        };
-        let schema = self.app.schemas.load().for_view(&view);
+        let schema = self.app.schemas.load().for_view(&self.access.load());
         let slow = self.slow.clone();
         let handle = ConnectionHandle {
             id: self.id,
@@ -147,11 +142,10 @@ impl Session {
     /// Handshake mode: the init payload's token, or else the upgrade's header, gives the
     /// identity.
     fn authenticate(&mut self, payload: Option<&Value>) -> Result<(), AuthError> {
-        let token = token_from_init(payload).or_else(|| self.header_token.take());
-        let who = match &token {
-            Some(token) => self.app.auth.load().verify(token)?,
-            None => return Err(AuthError::Missing),
-        };
+        let token = TokenSources::from_init(payload)
+            .token()
+            .or_else(|| self.header_token.take());
+        let who = self.app.auth.load().verify_presented(token.as_deref())?;
         self.token = token;
         self.identity = Some(who);
         self.refresh_view();

@@ -9,7 +9,6 @@ use walcast_graphql::{Access, SharedAccess};
 
 use crate::app::App;
 use crate::auth::{Identity, Origin};
-use crate::permissions::RoleView;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::{Protocol, ServerMsg};
 
@@ -27,8 +26,7 @@ pub(super) struct Session {
     /// Handshake mode: the bearer token of the upgrade's Authorization header, the identity's
     /// source when the init payload carries no token.
     pub(super) header_token: Option<String>,
-    /// What the identity may see; recomputed when permissions or the catalog change.
-    pub(super) view: Option<Arc<RoleView>>,
+    /// What the identity may read and write; recomputed when permissions or the catalog change.
     pub(super) access: SharedAccess,
     pub(super) acked: bool,
     pub(super) ops: HashMap<String, JoinHandle<()>>,
@@ -59,7 +57,6 @@ impl Session {
             identity,
             token,
             header_token,
-            view: None,
             access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
             acked: false,
             ops: HashMap::new(),
@@ -155,9 +152,7 @@ impl Session {
 
     pub(super) fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
-        let (view, access) = self.app.view(&who);
-        self.access.store(Arc::new(access));
-        self.view = Some(Arc::new(view));
+        self.access.store(Arc::new(self.app.access(&who)));
     }
 
     pub(super) async fn send(&self, msg: ServerMsg) {

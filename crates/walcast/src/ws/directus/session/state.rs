@@ -12,7 +12,6 @@ use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 use crate::app::App;
 use crate::auth::{Identity, Origin};
 use crate::config::AuthMode;
-use crate::permissions::RoleView;
 use crate::ws::directus::codec::{self, code};
 use crate::ws::directus::requests::Refusal;
 use crate::ws::directus::routes::{raw, Route, Routes, Shape};
@@ -35,7 +34,7 @@ pub(super) struct Session {
     /// Set once a token was accepted (or in public mode): before that, handshake clients have
     /// the auth timeout to send one.
     pub(super) authenticated_once: bool,
-    pub(super) view: Option<Arc<RoleView>>,
+    /// What the identity may read and write; recomputed when permissions or the catalog change.
     pub(super) access: SharedAccess,
     /// Subscriptions by the client's uid (JSON text): their operation id and task.
     pub(super) subs: HashMap<String, (String, JoinHandle<()>)>,
@@ -77,7 +76,6 @@ impl Session {
             authenticated_once: identity.is_some(),
             identity,
             token,
-            view: None,
             access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
             subs: HashMap::new(),
             next_op: 1,
@@ -138,9 +136,7 @@ impl Session {
 
     pub(super) fn refresh_view(&mut self) {
         let who = self.identity.clone().unwrap_or_else(Identity::public);
-        let (view, access) = self.app.view(&who);
-        self.access.store(Arc::new(access));
-        self.view = Some(Arc::new(view));
+        self.access.store(Arc::new(self.app.access(&who)));
     }
 
     pub(super) fn started(&mut self, op: &str) {
@@ -212,11 +208,7 @@ impl Session {
         &self,
         connection: bool,
     ) -> (Arc<walcast_graphql::Schema>, walcast_graphql::Ctx) {
-        let view = self
-            .view
-            .clone()
-            .unwrap_or_else(|| Arc::new(RoleView::nothing()));
-        let schema = self.app.schemas.load().for_view(&view);
+        let schema = self.app.schemas.load().for_view(&self.access.load());
         let handle = connection.then(|| {
             let slow = self.slow.clone();
             ConnectionHandle {
