@@ -48,14 +48,10 @@ pub const MAX_DEPTH: usize = 20;
 /// Most fields in one document.
 pub const MAX_FIELDS: usize = 2_000;
 
-/// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`.
-pub fn build_schema(catalog: Arc<Catalog>, view: &[TableGrant], mutations: bool) -> Schema {
-    build_schema_with_messages(catalog, view, mutations, false)
-}
-
-/// [`build_schema`], with the `_logical_message` subscription when `messages` (the view may read
-/// some prefix and the server sends messages: Postgres 14+).
-pub fn build_schema_with_messages(
+/// Builds the schema of a view of the catalog. `mutations`: `WALCAST_MUTATIONS`; `messages`:
+/// the `_logical_message` subscription (the view may read some prefix and the server sends
+/// messages: Postgres 14+).
+pub fn build_schema(
     catalog: Arc<Catalog>,
     view: &[TableGrant],
     mutations: bool,

@@ -41,7 +41,7 @@ impl SchemaSet {
         if let Some(schema) = cache.get(&key) {
             return schema.clone();
         }
-        let schema = Arc::new(walcast_graphql::build_schema_with_messages(
+        let schema = Arc::new(walcast_graphql::build_schema(
             self.catalog.clone(),
             access.tables(),
             self.mutations,

@@ -26,12 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .get(0);
     let catalog = Arc::new(catalog);
     let view = walcast_graphql::full_view(&catalog);
-    let schema = walcast_graphql::build_schema_with_messages(
-        catalog,
-        &view,
-        args.mutations,
-        version >= 140_000,
-    );
+    let schema = walcast_graphql::build_schema(catalog, &view, args.mutations, version >= 140_000);
     let sdl = schema.as_sdl();
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{sdl}").and_then(|()| out.flush()) {

@@ -93,6 +93,6 @@ pub fn catalog() -> Arc<Catalog> {
 /// The schema information of the blog, as every role of `admin` sees it.
 pub fn blog() -> SchemaInfo {
     let catalog = catalog();
-    let schema = walcast_graphql::build_schema(catalog.clone(), &full_view(&catalog), true);
+    let schema = walcast_graphql::build_schema(catalog.clone(), &full_view(&catalog), true, false);
     schema.query_info.clone()
 }
