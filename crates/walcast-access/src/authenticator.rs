@@ -7,18 +7,8 @@ use std::time::SystemTime;
 
 use crate::identity::Identity;
 use crate::jwt::{self, JwtKey, KeyError};
+pub use crate::refusal::AuthError;
 use crate::tokens::{self, TokensFileError};
-
-/// Why a token was refused. The messages go to clients: they never contain key material.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AuthError {
-    #[error("missing access token")]
-    Missing,
-    #[error("invalid access token: {0}")]
-    Invalid(String),
-    #[error("access token expired")]
-    Expired,
-}
 
 /// Why the authentication settings could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::authenticator::AuthError;
 use crate::identity::{role_of, Identity, Origin};
+use crate::refusal::AuthError;
 
 /// Tolerance on `exp` and `nbf` for clocks that disagree a little.
 pub const CLOCK_LEEWAY: Duration = Duration::from_secs(30);

@@ -15,6 +15,7 @@ mod grant;
 mod identity;
 mod jwt;
 mod permissions;
+mod refusal;
 #[cfg(test)]
 mod test_support;
 mod token;

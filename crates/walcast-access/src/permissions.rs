@@ -251,11 +251,7 @@ impl Permissions {
     /// values, so the set stays bounded by the file's size.
     fn warn_once(&self, role: &str, table: &TableRef, what: &str, message: fmt::Arguments<'_>) {
         let key = format!("{role}\u{0}{table}\u{0}{what}");
-        let first = self
-            .warned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key);
+        let first = walcast_model::sync::lock(&self.warned).insert(key);
         if first {
             let file = self
                 .path

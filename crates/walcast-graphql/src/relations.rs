@@ -74,7 +74,7 @@ pub async fn related(
         }
     };
     let slot: Arc<Slot> = {
-        let mut cache = batch.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = walcast_model::sync::lock(&batch.cache);
         let entry = cache
             .entry(fingerprint)
             .or_insert_with(|| Arc::new(Slot::new()) as Arc<dyn std::any::Any + Send + Sync>);

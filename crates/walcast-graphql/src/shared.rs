@@ -13,9 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::OnceCell;
+use walcast_model::sync::lock;
 use walcast_model::Cursor;
 
 /// A serialised GraphQL response for one event: `{"data":…}` or `{"data":…,"errors":[…]}`.
@@ -47,11 +48,6 @@ impl Outbox {
 const MAX_ENTRIES: usize = 4096;
 /// Entries kept before the first sweep for members that moved on.
 const SWEEP_FLOOR: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Updates under these locks are single inserts and removals: still consistent after a panic.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Every group of the server, by key. Counts what was built and what was shared.
 #[derive(Default)]

@@ -5,6 +5,7 @@ pub mod changes;
 pub mod datum;
 pub mod event;
 pub mod naming;
+pub mod sync;
 pub mod value;
 
 pub use catalog::{

@@ -37,7 +37,7 @@ impl SchemaSet {
     /// The schema of `access`'s shape, built once per shape.
     pub fn for_view(&self, access: &Access) -> Arc<Schema> {
         let key = access.shape_key();
-        let mut cache = self.by_shape.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = walcast_model::sync::lock(&self.by_shape);
         if let Some(schema) = cache.get(&key) {
             return schema.clone();
         }

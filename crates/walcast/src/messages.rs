@@ -53,7 +53,7 @@ impl MessageHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
         // Every update under the lock is a single insert or remove: consistent after a panic.
-        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+        walcast_model::sync::lock(&self.subs)
     }
 
     pub fn subscribe(

@@ -58,13 +58,13 @@ pub struct Labeled {
 
 impl Labeled {
     pub fn add(&self, labels: &[&str], n: i64) {
-        let mut v = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = walcast_model::sync::lock(&self.values);
         *v.entry(labels.iter().map(|s| (*s).to_owned()).collect())
             .or_insert(0) += n;
     }
 
     fn snapshot(&self) -> Vec<(Vec<String>, i64)> {
-        let v = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let v = walcast_model::sync::lock(&self.values);
         v.iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 }

@@ -1,34 +1,12 @@
-//! Decoding the text form pgoutput sends into [`Datum`]s: scalars here, array literals in
-//! [`super::array`], dates and times in [`super::temporal`].
+//! Decoding scalars from the text form pgoutput sends into [`Datum`]s; dates and times in
+//! [`super::temporal`]. [`super::text`] chooses between a scalar and an array literal.
 
-use super::array::ArrayParser;
 use super::numeric::parse_plain_numeric;
 use super::temporal::{normalise_timetz, parse_temporal};
 use super::{out_of_range, syntax, ValueError};
-use crate::datum::{Datum, Kind, PgType};
+use crate::datum::{Datum, Kind};
 
-/// Decodes a value in Postgres text output form, as pgoutput sends it.
-///
-/// Array types are parsed from array literal syntax (`{1,NULL,"a b"}`, nested braces for more
-/// dimensions, an optional `[lo:hi]=` prefix) into [`Datum::Array`]. The element delimiter is
-/// `,` except for `box` (`;`); arrays of [`Kind::Other`] types that do not parse are kept whole
-/// as [`Datum::Text`].
-pub fn decode_text(ty: &PgType, text: &str) -> Result<Datum, ValueError> {
-    if !ty.array {
-        return decode_scalar(ty.kind, text);
-    }
-    let delimiter = if ty.name == "_box" || ty.name == "box" {
-        b';'
-    } else {
-        b','
-    };
-    match ArrayParser::new(text, delimiter, ty.kind).parse() {
-        Ok(datum) => Ok(datum),
-        Err(_) if ty.kind == Kind::Other => Ok(Datum::Text(text.to_owned())),
-        Err(e) => Err(e),
-    }
-}
-
+/// Decodes one scalar value (not an array) of `kind` from its text output form.
 pub(super) fn decode_scalar(kind: Kind, text: &str) -> Result<Datum, ValueError> {
     match kind {
         Kind::Bool => match text {

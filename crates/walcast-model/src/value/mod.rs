@@ -25,10 +25,11 @@ mod numeric;
 mod temporal;
 #[cfg(test)]
 mod test_support;
+mod text;
 
-pub use decode::decode_text;
 pub use input::parse_input;
 pub use temporal::civil_from_days;
+pub use text::decode_text;
 
 use crate::datum::Kind;
 

@@ -362,7 +362,7 @@ async fn serve(
                     url.clone(),
                     Duration::from_secs_f64(1.0 / writes_per_second),
                 ));
-                *writer_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+                *walcast_model::sync::lock(&writer_task) = Some(task);
                 format!("  Writer:     {writes_per_second} changes/s to messages (insert, update, delete); --writes-per-second 0 turns it off\n")
             } else {
                 "  Writer:     off (--writes-per-second N changes messages N times a second)\n"
@@ -388,7 +388,7 @@ async fn serve(
         }
     };
     // No writes to a database about to go away.
-    if let Some(task) = writer_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(task) = walcast_model::sync::lock(&writer_task).take() {
         task.abort();
     }
     result

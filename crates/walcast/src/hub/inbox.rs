@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::Stream;
 use walcast_model::Event;
 
-use super::subscribe::Registration;
+use super::registration::Registration;
 
 /// A subscription's queue: the hub pushes a transaction's matching events as one chunk, the
 /// subscription's stream takes them one at a time. A mutex and a waker rather than a tokio
@@ -33,7 +33,7 @@ struct InboxState {
 impl Inbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
         // Each update under the lock is a single push, pop or flag: consistent after a panic.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        walcast_model::sync::lock(&self.state)
     }
 }
 

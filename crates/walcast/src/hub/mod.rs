@@ -7,6 +7,7 @@
 mod dispatch;
 mod inbox;
 mod matching;
+mod registration;
 mod relations;
 mod retention;
 mod subscribe;
@@ -107,7 +108,7 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update under the lock is a single push or remove, so data behind a poisoned
         // lock is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        walcast_model::sync::lock(&self.state)
     }
 
     /// Drops the retention window and the position: the stream starts over on a new slot, whose

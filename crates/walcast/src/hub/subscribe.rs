@@ -9,19 +9,8 @@ use walcast_graphql::{
 use walcast_model::{Cursor, Event, ResumePoint};
 
 use super::inbox::{Inbox, InboxSender, InboxStream};
+use super::registration::Registration;
 use super::{Hub, Subscriber};
-
-/// Unregisters its subscription when the stream is dropped (complete, stop, disconnect).
-pub(super) struct Registration {
-    hub: Arc<Hub>,
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.hub.remove(self.id);
-    }
-}
 
 /// The hub as the GraphQL layer sees it.
 #[derive(Clone)]

@@ -21,12 +21,12 @@ pub(super) struct Outgoing {
 
 impl Outgoing {
     fn route(&self, id: &str) -> Option<Arc<Route>> {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = walcast_model::sync::lock(&self.routes);
         routes.get(id).cloned()
     }
 
     fn forget(&self, id: &str) -> Option<Arc<Route>> {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut routes = walcast_model::sync::lock(&self.routes);
         routes.remove(id)
     }
 }

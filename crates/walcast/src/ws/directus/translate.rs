@@ -129,7 +129,7 @@ fn same_shape(a: &Arc<Shape>, b: &Arc<Shape>) -> bool {
 fn translated(payload: &Payload, shape: &Arc<Shape>) -> Option<Arc<Translated>> {
     let key = Arc::as_ptr(payload) as *const u8 as usize;
     {
-        let recent = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = walcast_model::sync::lock(&RECENT);
         if let Some(e) = recent.by_address.get(&key) {
             if Arc::ptr_eq(&e.payload, payload) && same_shape(&e.shape, shape) {
                 return e.translated.clone();
@@ -142,7 +142,7 @@ fn translated(payload: &Payload, shape: &Arc<Shape>) -> Option<Arc<Translated>> 
         shape: shape.clone(),
         translated: translated.clone(),
     };
-    let mut recent = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut recent = walcast_model::sync::lock(&RECENT);
     if recent.by_address.insert(key, entry).is_none() {
         recent.order.push_back(key);
         if recent.order.len() > KEPT {

@@ -166,10 +166,7 @@ impl Session {
                 .subscriptions_by
                 .add(&[PROTOCOL, &role], -1);
         }
-        self.routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&op);
+        walcast_model::sync::lock(&self.routes).remove(&op);
         true
     }
 
@@ -220,15 +217,12 @@ impl Session {
     }
 
     pub(super) fn route(&self, op: &str, uid: Option<Value>, shape: Shape) {
-        self.routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                op.to_owned(),
-                Arc::new(Route {
-                    uid,
-                    shape: Arc::new(shape),
-                }),
-            );
+        walcast_model::sync::lock(&self.routes).insert(
+            op.to_owned(),
+            Arc::new(Route {
+                uid,
+                shape: Arc::new(shape),
+            }),
+        );
     }
 }
