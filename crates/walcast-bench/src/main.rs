@@ -10,7 +10,7 @@ use walcast_bench::bench::{default_walcast_bin, raise_nofile_limit, Bench};
 use walcast_bench::client::{Load, LoadSpec};
 use walcast_bench::db::CLUSTER_SETTINGS;
 use walcast_bench::report;
-use walcast_bench::scenarios::{fanout, ingest, latency, matching};
+use walcast_bench::scenarios::{cluster, fanout, ingest, latency, matching};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,9 @@ enum Cmd {
     Fanout(RunArgs),
     /// The in-process matching bench of walcast-filter.
     Matching(RunArgs),
+    /// Cluster mode: the slot published to a JetStream stream by walcast's reader and read back
+    /// by a gateway, against pg_recvlogical on the same backlog (needs nats-server; not in `all`).
+    Cluster(RunArgs),
     /// Load generator against any graphql-transport-ws server.
     Load(LoadArgs),
     /// Tiny ingest and latency runs (about 10 s) that check the bench works and nothing is
@@ -60,10 +63,10 @@ struct RunArgs {
     /// Small sizes (the whole run in about two minutes).
     #[arg(long)]
     quick: bool,
-    /// Rows of the ingest scenario [default: 200000; quick: 20000].
+    /// Rows of the ingest and cluster scenarios [default: 200000; quick: 20000].
     #[arg(long)]
     rows: Option<u64>,
-    /// Rows per transaction in the ingest scenario.
+    /// Rows per transaction in the ingest and cluster scenarios.
     #[arg(long, default_value_t = 1000)]
     rows_per_tx: u64,
     /// Runs of each ingest variant (the median is reported) [default: 3; quick: 1].
@@ -87,6 +90,9 @@ struct RunArgs {
     /// Rows (one per second) of the fan-out scenario [default: 10; quick: 3].
     #[arg(long)]
     fanout_rows: Option<u64>,
+    /// Publishes in flight in the cluster scenario's reader [default: walcast-cluster's].
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// Update this markdown file (e.g. docs/benchmarks.md) with the results.
     #[arg(long)]
     write: Option<PathBuf>,
@@ -202,6 +208,7 @@ enum Which {
     Latency,
     Fanout,
     Matching,
+    Cluster,
 }
 
 async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
@@ -219,28 +226,50 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         }
     );
     let mut parts: Vec<(&str, String)> = Vec::new();
+    let label = if which == Which::Cluster {
+        format!(
+            "cluster {} rows, {} per transaction",
+            sizes.ingest.rows, sizes.ingest.rows_per_tx
+        )
+    } else {
+        sizes.label.clone()
+    };
     let needs_server = which != Which::Matching;
     if needs_server {
         let bin = args.walcast_bin.clone().unwrap_or_else(default_walcast_bin);
         let own_cluster = args.database_url.is_none();
-        eprintln!(
-            "walcast-bench: {} (walcast: {})",
-            sizes.label,
-            bin.display()
-        );
+        eprintln!("walcast-bench: {} (walcast: {})", label, bin.display());
         let mut bench = Bench::new(args.database_url.clone(), bin, args.quick)
             .await
             .context("setting up")?;
         bench.perf_dir = args.perf_dir.clone();
-        parts.push((
-            "machine",
-            report::machine(
-                &bench.db.server_version,
-                own_cluster,
-                &sizes.label,
-                CLUSTER_SETTINGS,
-            ),
-        ));
+        let machine = report::machine(
+            &bench.db.server_version,
+            own_cluster,
+            &label,
+            CLUSTER_SETTINGS,
+        );
+        if which == Which::Cluster {
+            // Its own section carries the machine: the shared one describes the other runs.
+            let cfg = cluster::ClusterConfig {
+                rows: sizes.ingest.rows,
+                rows_per_tx: sizes.ingest.rows_per_tx,
+                in_flight: args
+                    .in_flight
+                    .unwrap_or(walcast_cluster::DEFAULT_MAX_IN_FLIGHT),
+            };
+            let r = cluster::run(&bench, &cfg).await;
+            let command = format!(
+                "`cargo run --release -p walcast-bench -- cluster --rows {} --rows-per-tx {} --in-flight {}`",
+                cfg.rows, cfg.rows_per_tx, cfg.in_flight
+            );
+            parts.push((
+                "cluster",
+                format!("{stamp}{}\n{machine}\nCommand: {command}\n", r.markdown()),
+            ));
+        } else {
+            parts.push(("machine", machine));
+        }
         if matches!(which, Which::All | Which::Ingest) {
             let r = ingest::run(&mut bench, &sizes.ingest).await;
             parts.push(("ingest", format!("{stamp}{}", r.markdown())));
@@ -256,7 +285,7 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         if !own_cluster {
             bench
                 .db
-                .cleanup(&[ingest::SLOT, latency::SLOT, fanout::SLOT])
+                .cleanup(&[ingest::SLOT, latency::SLOT, fanout::SLOT, cluster::SLOT])
                 .await?;
         }
     }
@@ -425,6 +454,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Latency(a) => run_scenarios(Which::Latency, a).await,
             Cmd::Fanout(a) => run_scenarios(Which::Fanout, a).await,
             Cmd::Matching(a) => run_scenarios(Which::Matching, a).await,
+            Cmd::Cluster(a) => run_scenarios(Which::Cluster, a).await,
             Cmd::Load(a) => run_load(a).await,
             Cmd::Smoke(a) => run_smoke(a).await,
         }

@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("latency", "2. Latency under load"),
     ("fanout", "3. Fan-out scale"),
     ("matching", "4. Matching"),
+    ("cluster", "5. Cluster mode: reader → JetStream → gateway"),
 ];
 
 const INTRO: &str = "\

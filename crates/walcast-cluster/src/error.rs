@@ -69,6 +69,16 @@ pub enum ClusterError {
         #[source]
         source: ChangeError,
     },
+
+    /// A publisher is asked to go on after an error: it stays stopped, with that error's kind.
+    #[error(
+        "stream {stream}: the publisher stopped at an earlier error ({reason}); open a new one"
+    )]
+    Spent {
+        stream: String,
+        kind: ErrorKind,
+        reason: String,
+    },
 }
 
 impl ClusterError {
@@ -81,6 +91,7 @@ impl ClusterError {
             ClusterError::Nats { .. } => ErrorKind::Nats,
             ClusterError::Decode { .. } => ErrorKind::Decode,
             ClusterError::Change { .. } => ErrorKind::Change,
+            ClusterError::Spent { kind, .. } => *kind,
         }
     }
 

@@ -6,7 +6,11 @@
 //! out of place. A new publisher resumes after the last stored event: Postgres replays from the
 //! slot's confirmed position, and everything before the stream's last (LSN, index) is skipped.
 //!
-//! [`ErrorKind::Fenced`]: crate::ErrorKind::Fenced
+//! An error stops a publisher for good: whether the messages in flight were stored is unknown,
+//! so later acks must not count towards [`Publisher::stored_up_to`]. After [`ErrorKind::Nats`]
+//! the caller retries: it opens a new publisher (which reads where the stream ends) and replays
+//! from the slot's confirmed position, never past `stored_up_to`. A [`ErrorKind::Fenced`] reader
+//! steps down instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
@@ -21,7 +25,7 @@ use walcast_wal::{Lsn, PgOutput, Relation};
 
 use crate::decode;
 use crate::encode::{self, MessageKind, Outgoing, Position, TxHeader};
-use crate::error::ClusterError;
+use crate::error::{ClusterError, ErrorKind};
 use crate::stream::ClusterStream;
 
 /// Publishes in flight before the oldest ack is awaited.
@@ -65,6 +69,8 @@ pub struct Publisher {
     relations: HashMap<u32, Relation>,
     announced: HashMap<u32, Relation>,
     stored: Option<Lsn>,
+    /// The error that stopped this publisher: `(kind, message)`.
+    failed: Option<(ErrorKind, String)>,
 }
 
 impl Publisher {
@@ -115,6 +121,7 @@ impl Publisher {
             relations: HashMap::new(),
             announced: HashMap::new(),
             stored: None,
+            failed: None,
         })
     }
 
@@ -135,8 +142,45 @@ impl Publisher {
     }
 
     /// Publishes what one pgoutput message adds, in stream order. Returns after sending; acks
-    /// are collected as they arrive (and awaited when too many are in flight).
+    /// are collected as they arrive (and awaited when too many are in flight). After an error
+    /// every call fails with its kind (see the module docs).
     pub async fn feed(&mut self, msg: PgOutput) -> Result<(), ClusterError> {
+        self.usable()?;
+        let result = self.feed_one(msg).await;
+        self.stop_on_error(result)
+    }
+
+    /// Awaits every ack in flight; returns the position then stored.
+    pub async fn flush(&mut self) -> Result<Option<Lsn>, ClusterError> {
+        self.usable()?;
+        let mut result = Ok(());
+        while result.is_ok() && !self.in_flight.is_empty() {
+            result = self.settle_oldest().await;
+        }
+        self.stop_on_error(result).map(|()| self.stored)
+    }
+
+    fn usable(&self) -> Result<(), ClusterError> {
+        match &self.failed {
+            None => Ok(()),
+            Some((kind, reason)) => Err(ClusterError::Spent {
+                stream: self.stream.name.clone(),
+                kind: *kind,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn stop_on_error(&mut self, result: Result<(), ClusterError>) -> Result<(), ClusterError> {
+        if let Err(e) = &result {
+            tracing::warn!(stream = %self.stream.name, error = %e, "publisher stopped");
+            self.failed = Some((e.kind(), e.to_string()));
+            self.in_flight.clear();
+        }
+        result
+    }
+
+    async fn feed_one(&mut self, msg: PgOutput) -> Result<(), ClusterError> {
         match msg {
             PgOutput::Begin {
                 final_lsn,
@@ -198,14 +242,6 @@ impl Publisher {
             }
             PgOutput::Origin { .. } | PgOutput::Type { .. } => Ok(()),
         }
-    }
-
-    /// Awaits every ack in flight; returns the position then stored.
-    pub async fn flush(&mut self) -> Result<Option<Lsn>, ClusterError> {
-        while !self.in_flight.is_empty() {
-            self.settle_oldest().await?;
-        }
-        Ok(self.stored)
     }
 
     async fn change(&mut self, rel_id: u32, change: PgOutput) -> Result<(), ClusterError> {

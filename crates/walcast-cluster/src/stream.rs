@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType, Stream};
+use async_nats::jetstream::stream::{
+    Config, DiscardPolicy, Info, RetentionPolicy, StorageType, Stream,
+};
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 
@@ -142,12 +144,25 @@ impl ClusterStream {
 
     /// `(first, last)` sequence of the messages kept; `first == last + 1` when it is empty.
     pub async fn bounds(&self) -> Result<(u64, u64), ClusterError> {
+        let info = self.info().await?;
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    /// The server name of the stream's leader (`None` for a stream without one: not clustered,
+    /// or during an election).
+    pub async fn leader(&self) -> Result<Option<String>, ClusterError> {
+        let info = self.info().await?;
+        Ok(info.cluster.and_then(|c| c.leader))
+    }
+
+    /// The stream's current info, from its leader.
+    async fn info(&self) -> Result<Info, ClusterError> {
         let mut stream = self.stream.clone();
-        let info = stream
+        stream
             .info()
             .await
-            .map_err(|e| ClusterError::nats(format!("reading stream {}'s info", self.name), e))?;
-        Ok((info.state.first_sequence, info.state.last_sequence))
+            .cloned()
+            .map_err(|e| ClusterError::nats(format!("reading stream {}'s info", self.name), e))
     }
 
     /// The walcast headers of message `seq` (a direct get: any replica answers).

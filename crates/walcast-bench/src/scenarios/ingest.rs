@@ -233,7 +233,7 @@ async fn big_transactions(
     Ok(out)
 }
 
-async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
+pub(crate) async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
     let first = bench.db.next_id().await?;
     let t = Instant::now();
     bench
@@ -248,7 +248,8 @@ async fn write(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn recvlogical(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
+/// pg_recvlogical on a fresh slot reads the backlog of `cfg.rows` rows written after the slot was made.
+pub(crate) async fn recvlogical(bench: &Bench, cfg: &IngestConfig) -> anyhow::Result<Run> {
     let db = &bench.db;
     db.drop_slot(RECV_SLOT).await?;
     let bin = db.bin_dir.join("pg_recvlogical");

@@ -1,5 +1,6 @@
 //! The scenarios of the benchmark.
 
+pub mod cluster;
 pub mod fanout;
 pub mod ingest;
 pub mod latency;

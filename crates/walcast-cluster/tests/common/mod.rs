@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use walcast_cluster::{ClusterStream, Publisher, StorageType, StreamSettings};
+use walcast_model::{Catalog, Column, Kind, PgType, ReplicaIdentity, Table};
 use walcast_natscluster::NatsServer;
 use walcast_wal::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
 
@@ -15,8 +16,9 @@ pub fn nats() -> NatsServer {
     NatsServer::start().unwrap_or_else(|e| panic!("starting nats-server: {e}"))
 }
 
+/// A JetStream context on `url`, or on any of several comma-separated urls.
 pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(url)
+    let client = async_nats::connect(url.split(',').collect::<Vec<_>>())
         .await
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
     async_nats::jetstream::new(client)
@@ -50,10 +52,41 @@ pub fn relation() -> Relation {
         columns: vec![RelationColumn {
             flags: 1,
             name: "id".into(),
-            type_oid: 23,
+            // text: the rows' ids are `<lsn>-<row>`.
+            type_oid: 25,
             type_modifier: -1,
         }],
     }
+}
+
+/// A gateway's catalog with the table of [`relation`].
+pub fn catalog() -> Catalog {
+    let rel = relation();
+    let column = Column {
+        name: "id".into(),
+        gql_name: "id".into(),
+        attnum: 1,
+        ty: PgType {
+            oid: 25,
+            name: "text".into(),
+            kind: Kind::Text,
+            array: false,
+            enum_values: vec![],
+        },
+        sql_type: "text".into(),
+        not_null: true,
+    };
+    let table = Table {
+        oid: rel.rel_id,
+        schema: rel.namespace,
+        name: rel.name.clone(),
+        gql_name: rel.name,
+        columns: vec![column],
+        primary_key: vec![0],
+        replica_identity: ReplicaIdentity::Default,
+        foreign_keys: vec![],
+    };
+    Catalog::new(vec![table]).unwrap_or_else(|e| panic!("catalog: {e}"))
 }
 
 /// A committed transaction at `lsn` inserting `rows` rows, as pgoutput sends it.
