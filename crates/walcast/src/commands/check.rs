@@ -360,7 +360,12 @@ fn table(
             );
         }
     }
-    if t.primary_key.is_empty() && column_list.is_some() {
+    key_and_identity(t, &name, column_list.is_some(), &args.publication, r);
+}
+
+/// The key events carry, and whether updates carry the previous row.
+fn key_and_identity(t: &Table, name: &str, column_list: bool, publication: &str, r: &mut Report) {
+    if t.primary_key.is_empty() && column_list {
         r.warn(
             &format!(
                 "table {}: no primary key among the published columns: events carry an empty key",
@@ -368,7 +373,7 @@ fn table(
             ),
             &format!(
                 "ALTER PUBLICATION {pubname} DROP TABLE {name}; ALTER PUBLICATION {pubname} ADD TABLE {name} (<the key columns and the others>);",
-                pubname = quote_ident(&args.publication)
+                pubname = quote_ident(publication)
             ),
         );
     } else if t.primary_key.is_empty() {
