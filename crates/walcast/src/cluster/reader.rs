@@ -140,6 +140,7 @@ impl Reader {
         tracing::info!(slot = %app.cfg.slot, stream = %self.stream.name(), resume_lsn = %resume.lsn, resume_index = resume.index, "this node is the reader now");
         let mut confirm = Confirm {
             wal_end: Lsn(0),
+            idle_end: Lsn(0),
             in_transaction: false,
         };
         let mut tick = tokio::time::interval(CONFIRM_EVERY);
@@ -163,6 +164,7 @@ impl Reader {
                         }
                         Some(ReplicationEvent::Keepalive { wal_end, .. }) => {
                             confirm.wal_end = confirm.wal_end.max(wal_end);
+                            confirm.idle_end = confirm.idle_end.max(wal_end);
                             publisher.flush().await?;
                             confirm.stored(&app, wal, &publisher);
                             confirm.idle(&app, wal);
@@ -185,8 +187,10 @@ impl Reader {
 
 /// What the reader may confirm to Postgres.
 struct Confirm {
-    /// The server's WAL position, as last reported.
+    /// The server's WAL position, as last reported (for the lag).
     wal_end: Lsn,
+    /// The position of the last keepalive: the server sent everything before it.
+    idle_end: Lsn,
     /// Inside a transaction: the WAL before `wal_end` may still hold unsent changes of it.
     in_transaction: bool,
 }
@@ -196,10 +200,11 @@ impl Confirm {
     fn stored(&self, app: &App, wal: &mut ReplicationStream, publisher: &Publisher) {
         if let Some(lsn) = publisher.stored_up_to() {
             if lsn > wal.acknowledged() {
-                // A crash between the stream's ack and the confirmation (fault tests).
+                // A crash between the stream's ack and the confirmation (fault tests): abort,
+                // as `exit` may wait on locks other threads hold.
                 #[cfg(feature = "failpoints")]
                 fail::fail_point!("cluster::confirm", |_| {
-                    std::process::exit(70);
+                    std::process::abort();
                 });
                 wal.acknowledge(lsn);
             }
@@ -210,8 +215,8 @@ impl Confirm {
     /// With every publish acknowledged (the caller flushed) and no transaction open, the WAL up
     /// to the server's position holds nothing more to publish.
     fn idle(&self, app: &App, wal: &mut ReplicationStream) {
-        if !self.in_transaction && self.wal_end > wal.acknowledged() {
-            wal.acknowledge(self.wal_end);
+        if !self.in_transaction && self.idle_end > wal.acknowledged() {
+            wal.acknowledge(self.idle_end);
         }
         self.report(app, wal);
     }

@@ -209,20 +209,18 @@ impl Replicator {
     async fn connect(&mut self) -> anyhow::Result<(ReplicationClient, SystemInfo)> {
         let app = self.app.clone();
         let (repl, system, created) = slot::open(&app, app.cfg.replication_url()?).await?;
-        if created {
-            if self.position != Position::default() {
-                // The slot vanished while walcast ran: a failover to a server without it, or a
-                // DROP. The new slot starts at the server's current position, which may lie
-                // behind what was handled on the old one: comparing with it would skip new
-                // transactions.
-                tracing::error!(
-                    slot = %app.cfg.slot,
-                    "the replication slot had disappeared and was created again: changes committed in between are not delivered; clients should query again rather than resume from earlier cursors"
-                );
-                self.position = Position::default();
-                self.history_lost = true;
-                app.metrics.slot_recreations.fetch_add(1, Relaxed);
-            }
+        if created && self.position != Position::default() {
+            // The slot vanished while walcast ran: a failover to a server without it, or a
+            // DROP. The new slot starts at the server's current position, which may lie
+            // behind what was handled on the old one: comparing with it would skip new
+            // transactions.
+            tracing::error!(
+                slot = %app.cfg.slot,
+                "the replication slot had disappeared and was created again: changes committed in between are not delivered; clients should query again rather than resume from earlier cursors"
+            );
+            self.position = Position::default();
+            self.history_lost = true;
+            app.metrics.slot_recreations.fetch_add(1, Relaxed);
         }
         let now = (system.system_id.clone(), system.timeline);
         if let Some((id, timeline)) = self.last_system.as_ref().filter(|s| **s != now) {
