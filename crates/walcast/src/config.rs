@@ -75,6 +75,35 @@ pub struct ConfigReferenceArgs {
     pub write: Option<PathBuf>,
 }
 
+/// A node's part in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Stands for reading the slot: publishes to the stream while it holds the slot.
+    Reader,
+    /// Serves subscribers from the stream.
+    Gateway,
+    /// Reader candidate and gateway.
+    Both,
+}
+
+impl Role {
+    pub fn reads(self) -> bool {
+        matches!(self, Role::Reader | Role::Both)
+    }
+
+    pub fn serves(self) -> bool {
+        matches!(self, Role::Gateway | Role::Both)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Gateway => "gateway",
+            Role::Both => "both",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     /// The token is in the upgrade request (`?access_token=` or `Authorization`); HTTP 401 otherwise.
@@ -341,6 +370,34 @@ pub struct ServeArgs {
         default_value_t = walcast_model::DEFAULT_PART_SIZE
     )]
     pub transaction_part: usize,
+    /// NATS server(s) with JetStream for cluster mode (`nats://host:4222`, comma-separated).
+    ///
+    /// Unset: one process reads the slot and serves subscribers, nothing but Postgres needed.
+    /// Set: the slot's changes go through a JetStream stream, one elected reader publishes them
+    /// and every gateway serves them (docs/scaling.md).
+    #[arg(long, env = "WALCAST_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// What this node does in cluster mode: `reader`, `gateway` or `both`.
+    #[arg(long, env = "WALCAST_ROLE", value_enum, default_value_t = Role::Both)]
+    pub role: Role,
+    /// Replicas of the cluster's JetStream stream (1 to 5, at most the NATS cluster's size).
+    #[arg(long, env = "WALCAST_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// How long the cluster's stream keeps events (`0`: no age limit).
+    ///
+    /// In cluster mode this is how long cursors stay valid on any gateway; a cursor older than
+    /// the stream's first event is answered with `CURSOR_EXPIRED`.
+    #[arg(long, env = "WALCAST_STREAM_MAX_AGE", default_value = "1d", value_parser = parse_duration)]
+    pub stream_max_age: Duration,
+    /// Most bytes the cluster's stream keeps (`-1`: no size limit); the oldest events leave first.
+    #[arg(long, env = "WALCAST_STREAM_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub stream_max_bytes: i64,
+    /// `wal_sender_timeout` of the replication connection in cluster mode.
+    ///
+    /// Postgres frees the slot this long after a reader stopped answering, so a standby takes
+    /// over within about this time.
+    #[arg(long, env = "WALCAST_WAL_SENDER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub wal_sender_timeout: Duration,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -823,6 +880,17 @@ impl ServeArgs {
         if self.transaction_part == 0 {
             bail!("WALCAST_TRANSACTION_PART_EVENTS (--transaction-part, transaction_part) must be at least 1, not 0");
         }
+        if self.nats_url.is_some() {
+            if !(1..=5).contains(&self.stream_replicas) {
+                bail!(
+                    "WALCAST_STREAM_REPLICAS (--stream-replicas, stream_replicas) must be 1 to 5, not {}",
+                    self.stream_replicas
+                );
+            }
+            if self.wal_sender_timeout < Duration::from_secs(1) {
+                bail!("WALCAST_WAL_SENDER_TIMEOUT (--wal-sender-timeout, wal_sender_timeout) must be at least 1s");
+            }
+        }
         for (key, name) in [
             ("WALCAST_SLOT", &self.slot),
             ("WALCAST_PUBLICATION", &self.publication),
@@ -961,6 +1029,21 @@ pub fn effective_config(args: &ServeArgs) -> String {
         format!("transaction_part = {}", args.transaction_part),
         format!("retention_max_events = {}", args.retention_max_events),
         format!("log_format = {}", quote(&args.log_format)),
+        match args.nats_url.as_deref() {
+            Some(u) => format!("nats_url = {}", quote(&mask_url(u))),
+            None => "# nats_url: not set (single node)".into(),
+        },
+        format!("role = {}", quote(args.role.name())),
+        format!("stream_replicas = {}", args.stream_replicas),
+        format!(
+            "stream_max_age = {}",
+            quote(&duration_text(args.stream_max_age))
+        ),
+        format!("stream_max_bytes = {}", args.stream_max_bytes),
+        format!(
+            "wal_sender_timeout = {}",
+            quote(&duration_text(args.wal_sender_timeout))
+        ),
     ];
     if let Some(p) = opt_path(&args.tokens_file) {
         lines.push(format!("tokens_file = {p}"));

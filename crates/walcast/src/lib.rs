@@ -21,6 +21,7 @@ pub(crate) use failpoint;
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -103,10 +103,95 @@ pub struct Metrics {
     pub relation_queries: Arc<AtomicU64>,
     /// Groups of identical subscriptions and the payloads they built and shared.
     pub payloads: Arc<walcast_graphql::PayloadGroups>,
+    /// Cluster mode only.
+    pub cluster: ClusterMetrics,
     pub decode_seconds: Histogram,
     pub match_seconds: Histogram,
     pub serialize_seconds: Histogram,
     pub send_seconds: Histogram,
+}
+
+/// What this node is in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderState {
+    /// Not a reader candidate (single node, or a gateway only).
+    None = 0,
+    /// Holds the slot and publishes to the stream.
+    Active = 1,
+    /// Waits for the slot.
+    Standby = 2,
+}
+
+/// Cluster mode's gauges and counters; rendered only when the node is in a cluster.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    /// A [`ReaderState`].
+    pub reader: AtomicU64,
+    /// 1 while this node serves subscribers from the stream.
+    pub gateway: AtomicU64,
+    /// Bytes of WAL between the server's position and the end of the last transaction whose
+    /// every event the stream acknowledged (-1: not the active reader).
+    pub reader_lag_bytes: AtomicI64,
+    /// Stream messages past the last one this gateway delivered (-1: unknown).
+    pub gateway_lag_messages: AtomicI64,
+    /// Times this node took the slot over after standing by.
+    pub failovers: AtomicU64,
+    /// Publishes the stream refused because another reader appended (this one stepped down).
+    pub fenced_publishes: AtomicU64,
+}
+
+impl ClusterMetrics {
+    pub fn set_reader(&self, state: ReaderState) {
+        self.reader.store(state as u64, Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        self.reader.load(Relaxed) != ReaderState::None as u64 || self.gateway.load(Relaxed) != 0
+    }
+
+    fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let reader = self.reader.load(Relaxed);
+        let roles = [
+            ("reader", reader == ReaderState::Active as u64),
+            ("standby", reader == ReaderState::Standby as u64),
+            ("gateway", self.gateway.load(Relaxed) != 0),
+        ];
+        let mut family = e.encode_descriptor(
+            "walcast_cluster_role",
+            "Cluster role of this node: 1 for the roles it has now.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (role, on) in roles {
+            family
+                .encode_family(&[("role", role)])?
+                .encode_gauge(&i64::from(on))?;
+        }
+        gauge(
+            e,
+            "walcast_cluster_reader_lag_bytes",
+            "WAL bytes between the server's position and the last transaction the stream acknowledged (-1: not the active reader).",
+            self.reader_lag_bytes.load(Relaxed),
+        )?;
+        gauge(
+            e,
+            "walcast_cluster_gateway_lag_messages",
+            "Stream messages past the last one this gateway delivered (-1: unknown).",
+            self.gateway_lag_messages.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "walcast_cluster_failovers",
+            "Times this node took the slot over after standing by.",
+            self.failovers.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "walcast_cluster_fenced_publishes",
+            "Publishes refused because another reader appended to the stream; the reader stepped down.",
+            self.fenced_publishes.load(Relaxed),
+        )
+    }
 }
 
 /// The exposition formats of `/metrics`.
@@ -383,7 +468,11 @@ impl Collector for Scrape {
             "walcast_send_seconds",
             "Writing a burst of messages to a socket (one flush).",
             &m.send_seconds,
-        )
+        )?;
+        if m.cluster.enabled() {
+            m.cluster.encode(&mut e)?;
+        }
+        Ok(())
     }
 }
 

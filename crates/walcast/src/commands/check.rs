@@ -86,6 +86,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for t in &catalog.tables {
         table(t, &catalog, &args, published.as_deref(), &mut r);
     }
+    if let Some(url) = args.nats_url.as_deref() {
+        nats(url, &args, &mut r).await;
+    }
     if r.problems > 0 {
         anyhow::bail!("{} problem(s) found", r.problems);
     }
@@ -398,5 +401,43 @@ fn key_and_identity(t: &Table, name: &str, column_list: bool, publication: &str,
             ),
             &format!("ALTER TABLE {name} REPLICA IDENTITY FULL;"),
         );
+    }
+}
+
+/// Cluster mode: NATS reachable, JetStream enabled, the stream usable as it is configured.
+async fn nats(url: &str, args: &ServeArgs, r: &mut Report) {
+    let js = match crate::cluster::connect(url).await {
+        Ok(js) => js,
+        Err(e) => {
+            r.fail(
+                &format!("{e:#}"),
+                "check WALCAST_NATS_URL and that the NATS server is running and reachable",
+            );
+            return;
+        }
+    };
+    r.ok(&format!("connected to NATS (WALCAST_NATS_URL {url})"));
+    if let Err(e) = js.query_account().await {
+        r.fail(
+            &format!("JetStream: {e}"),
+            "start nats-server with JetStream (-js, or jetstream {} in its configuration)",
+        );
+        return;
+    }
+    r.ok("JetStream enabled");
+    let settings = crate::cluster::settings(args);
+    let name = settings.stream_name();
+    if js.get_stream(&name).await.is_err() {
+        r.ok(&format!(
+            "stream {name} does not exist yet: walcast creates it"
+        ));
+        return;
+    }
+    match crate::cluster::open_stream(&js, args).await {
+        Ok(_) => r.ok(&format!("stream {name} has the configuration walcast needs")),
+        Err(e) => r.fail(
+            &format!("{e:#}"),
+            "change the WALCAST_STREAM_* settings to match the stream, or update the stream (nats stream edit)",
+        ),
     }
 }

@@ -15,7 +15,7 @@ use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
 use crate::permissions::Permissions;
 use crate::server::listener::{self, ConnectionLimit};
-use crate::{db, replicator, server};
+use crate::{cluster, db, replicator, server};
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn termination() {
@@ -90,6 +90,14 @@ pub async fn serve_until(
                 .context("loading the catalog")?,
         )
     };
+    // Cluster mode: the stream must be there before anything is served.
+    let stream = match args.nats_url.as_deref() {
+        Some(url) => {
+            let js = cluster::connect(url).await?;
+            Some(cluster::open_stream(&js, &args).await?)
+        }
+        None => None,
+    };
     let auth = Authenticator::from_config(&AuthConfig {
         tokens_file: args.tokens_file.clone(),
         jwt_secret: args.jwt_secret.clone(),
@@ -124,7 +132,10 @@ pub async fn serve_until(
         .await
         .with_context(|| format!("listening on {listen} (WALCAST_LISTEN)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let mut replication = tokio::spawn(replicator::run(app.clone(), shutdown_rx.clone()));
+    let mut replication = match stream {
+        Some(stream) => tokio::spawn(cluster::run(app.clone(), stream)),
+        None => tokio::spawn(replicator::run(app.clone(), shutdown_rx.clone())),
+    };
 
     // The first replication start decides whether serving makes sense at all.
     let mut first = shutdown_rx.clone();

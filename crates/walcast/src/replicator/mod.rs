@@ -200,29 +200,7 @@ impl Replicator {
 
     /// Loads the catalog, makes sure the publication covers it, and hands it on.
     async fn prepare(&mut self) -> anyhow::Result<Arc<Catalog>> {
-        let app = &self.app;
-        let catalog = load_catalog(app).await?;
-        let client = app.pool.get().await.context("connecting to the database")?;
-        let tables: Vec<(String, String)> = catalog
-            .tables
-            .iter()
-            .map(|t| (t.schema.clone(), t.name.clone()))
-            .collect();
-        if ensure_publication(&client, &app.cfg.publication, &tables)
-            .await
-            .context("setting up the publication")?
-        {
-            tracing::info!(publication = %app.cfg.publication, tables = tables.len(), "publication created");
-        }
-        for t in &catalog.tables {
-            if t.replica_identity != walcast_model::ReplicaIdentity::Full {
-                tracing::warn!(
-                    table = %t.qualified_name(),
-                    "REPLICA IDENTITY is not FULL: updates carry no previous values and no updatedFields (ALTER TABLE {} REPLICA IDENTITY FULL)",
-                    t.qualified_name()
-                );
-            }
-        }
+        let catalog = prepare_publication(&self.app).await?;
         self.pending.push_back(Change::Catalog(catalog.clone()));
         Ok(catalog)
     }
@@ -230,31 +208,19 @@ impl Replicator {
     /// Opens the replication connection and the slot (created again if it vanished).
     async fn connect(&mut self) -> anyhow::Result<(ReplicationClient, SystemInfo)> {
         let app = self.app.clone();
-        let url = app.cfg.replication_url()?;
-        let mut repl = ReplicationClient::connect(url)
-            .await
-            .context("opening the replication connection")?;
-        // `start` asks for logical messages on 14+ only; schemas offer `_logical_message` then.
-        let messages = repl.server_major_version().is_some_and(|v| v >= 14);
-        if app.logical_messages.swap(messages, Relaxed) != messages {
-            app.generation.send_modify(|g| *g += 1);
-        }
-        let system = repl.identify_system().await.context("IDENTIFY_SYSTEM")?;
-        if slot::ensure_slot(&app, &mut repl).await? {
-            tracing::info!(slot = %app.cfg.slot, "replication slot created");
-            if self.position != Position::default() {
-                // The slot vanished while walcast ran: a failover to a server without it, or a
-                // DROP. The new slot starts at the server's current position, which may lie
-                // behind what was handled on the old one: comparing with it would skip new
-                // transactions.
-                tracing::error!(
-                    slot = %app.cfg.slot,
-                    "the replication slot had disappeared and was created again: changes committed in between are not delivered; clients should query again rather than resume from earlier cursors"
-                );
-                self.position = Position::default();
-                self.history_lost = true;
-                app.metrics.slot_recreations.fetch_add(1, Relaxed);
-            }
+        let (repl, system, created) = slot::open(&app, app.cfg.replication_url()?).await?;
+        if created && self.position != Position::default() {
+            // The slot vanished while walcast ran: a failover to a server without it, or a
+            // DROP. The new slot starts at the server's current position, which may lie
+            // behind what was handled on the old one: comparing with it would skip new
+            // transactions.
+            tracing::error!(
+                slot = %app.cfg.slot,
+                "the replication slot had disappeared and was created again: changes committed in between are not delivered; clients should query again rather than resume from earlier cursors"
+            );
+            self.position = Position::default();
+            self.history_lost = true;
+            app.metrics.slot_recreations.fetch_add(1, Relaxed);
         }
         let now = (system.system_id.clone(), system.timeline);
         if let Some((id, timeline)) = self.last_system.as_ref().filter(|s| **s != now) {
@@ -422,7 +388,35 @@ impl Replicator {
     }
 }
 
-async fn load_catalog(app: &App) -> anyhow::Result<Arc<Catalog>> {
+/// Loads the catalog and makes sure the publication covers it: before a replication session
+/// starts, in single-node and in cluster mode.
+pub(crate) async fn prepare_publication(app: &App) -> anyhow::Result<Arc<Catalog>> {
+    let catalog = load_catalog(app).await?;
+    let client = app.pool.get().await.context("connecting to the database")?;
+    let tables: Vec<(String, String)> = catalog
+        .tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    if ensure_publication(&client, &app.cfg.publication, &tables)
+        .await
+        .context("setting up the publication")?
+    {
+        tracing::info!(publication = %app.cfg.publication, tables = tables.len(), "publication created");
+    }
+    for t in &catalog.tables {
+        if t.replica_identity != walcast_model::ReplicaIdentity::Full {
+            tracing::warn!(
+                table = %t.qualified_name(),
+                "REPLICA IDENTITY is not FULL: updates carry no previous values and no updatedFields (ALTER TABLE {} REPLICA IDENTITY FULL)",
+                t.qualified_name()
+            );
+        }
+    }
+    Ok(catalog)
+}
+
+pub(crate) async fn load_catalog(app: &App) -> anyhow::Result<Arc<Catalog>> {
     let client = app.pool.get().await.context("connecting to the database")?;
     let catalog = Catalog::load(&client, &app.cfg.selection())
         .await

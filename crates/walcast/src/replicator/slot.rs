@@ -13,13 +13,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use walcast_wal::{Lsn, ReplicationClient};
+use walcast_wal::{Lsn, ReplicationClient, SystemInfo};
 
 use crate::app::App;
 /// How long slot creation may take before the primary is asked for a snapshot record.
 const NUDGE_AFTER: Duration = Duration::from_millis(500);
 /// How often it is asked again while the creation still waits.
 const NUDGE_EVERY: Duration = Duration::from_secs(2);
+
+/// Opens a replication connection to `url` and the slot (true when it was created), and
+/// notes whether the server sends logical messages.
+pub(crate) async fn open(
+    app: &App,
+    url: &str,
+) -> anyhow::Result<(ReplicationClient, SystemInfo, bool)> {
+    let mut repl = ReplicationClient::connect(url)
+        .await
+        .context("opening the replication connection")?;
+    // `start` asks for logical messages on 14+ only; schemas offer `_logical_message` then.
+    let messages = repl.server_major_version().is_some_and(|v| v >= 14);
+    if app.logical_messages.swap(messages, Relaxed) != messages {
+        app.generation.send_modify(|g| *g += 1);
+    }
+    let system = repl.identify_system().await.context("IDENTIFY_SYSTEM")?;
+    let created = ensure_slot(app, &mut repl).await?;
+    if created {
+        tracing::info!(slot = %app.cfg.slot, "replication slot created");
+    }
+    Ok((repl, system, created))
+}
 
 /// Creates the slot unless it exists (true when created), asking the primary for the records a
 /// standby needs when replication reads from a server other than `DATABASE_URL`.
@@ -104,7 +126,7 @@ async fn log_standby_snapshot(app: &App) -> anyhow::Result<bool> {
 }
 
 /// The slot's confirmed position, and the server's WAL insert position now.
-pub(super) async fn positions(app: &App) -> anyhow::Result<(Lsn, Lsn)> {
+pub(crate) async fn positions(app: &App) -> anyhow::Result<(Lsn, Lsn)> {
     let client = app.pool.get().await.context("connecting to the database")?;
     let row = client
         .query_one(
