@@ -75,6 +75,16 @@ fn yaml_env_keys(text: &str) -> BTreeSet<String> {
     keys
 }
 
+/// The values a YAML file gives `key` as a mapping entry (`KEY: value`), unquoted.
+fn yaml_env_values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let (k, v) = strip_yaml_comment(line).trim().split_once(':')?;
+            (unquote(k) == key).then(|| unquote(v).to_owned())
+        })
+        .collect()
+}
+
 /// Keys of an env file (`KEY=value`), including commented-out examples (`#KEY=value`).
 fn env_file_keys(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -216,6 +226,40 @@ fn deploy_files_only_set_real_settings() {
         &k8s,
         &known,
         &["DATABASE_URL", "WALCAST_LISTEN", "WALCAST_TOKENS_FILE"],
+    );
+
+    const CLUSTER: &[&str] = &[
+        "DATABASE_URL",
+        "WALCAST_LISTEN",
+        "WALCAST_TOKENS_FILE",
+        "WALCAST_NATS_URL",
+        "WALCAST_ROLE",
+        "WALCAST_STREAM_REPLICAS",
+    ];
+    for file in [
+        "docker-compose.cluster.yml",
+        "deploy/kubernetes-cluster.yaml",
+    ] {
+        let text = read(file);
+        assert_known(file, &yaml_env_keys(&text), &known, CLUSTER);
+        // Three NATS servers, a stream replica on each.
+        assert_eq!(
+            yaml_env_values(&text, "WALCAST_STREAM_REPLICAS"),
+            ["3"],
+            "{file}: WALCAST_STREAM_REPLICAS"
+        );
+        // The NATS client takes one server address: a list would not parse.
+        for url in yaml_env_values(&text, "WALCAST_NATS_URL") {
+            assert!(
+                url.starts_with("nats://") && !url.contains(','),
+                "{file}: WALCAST_NATS_URL {url:?} is not one nats:// URL"
+            );
+        }
+    }
+
+    assert!(
+        read("deploy/kubernetes-cluster.yaml").contains("\n  replicas: 3\n"),
+        "deploy/kubernetes-cluster.yaml: the Deployment runs three pods"
     );
 
     let env_example = env_file_keys(&read("deploy/walcast.env.example"));
@@ -410,6 +454,13 @@ fn extraction_reads_each_format() {
     assert_eq!(
         keys,
         ["DATABASE_URL", "WALCAST_SLOT", "WEBSOCKETS_GRAPHQL_AUTH"]
+    );
+    assert_eq!(
+        yaml_env_values(
+            "DATABASE_URL: x # c\n  WALCAST_STREAM_REPLICAS: \"3\"\n",
+            "WALCAST_STREAM_REPLICAS"
+        ),
+        ["3"]
     );
     let env: Vec<String> = env_file_keys("A=1\nWALCAST_SLOT=x\n#WALCAST_TABLES=\n# prose\n")
         .into_iter()
