@@ -211,7 +211,9 @@ fn clients_on_every_gateway_get_every_event_once_in_order() {
     let mut c = Cluster::new();
     c.add_node(&[]);
     c.wait_role(0, "reader", READY_TIMEOUT);
-    c.add_node(&[]);
+    // The second node is given a list of servers whose first refuses connections.
+    let servers = format!("nats://127.0.0.1:1,{}", c.nats.url());
+    c.add_node(&[("WALCAST_NATS_URL", servers.as_str())]);
     c.wait_role(1, "standby", READY_TIMEOUT);
     let mut a = Counter::start(c.node(0), None);
     let mut b = Counter::start(c.node(1), None);

@@ -19,12 +19,22 @@ use crate::config::ServeArgs;
 /// How long connecting to NATS at start-up may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to NATS; unreachable is an error naming the URL.
+/// Connects to NATS; unreachable is an error naming the URL. A comma-separated list names
+/// several servers of one cluster: the client tries them in turn and learns the others.
 pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("WALCAST_NATS_URL: {s:?} is not a NATS server URL"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(CONNECT_TIMEOUT)
         .name("walcast")
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url} (WALCAST_NATS_URL)"))?;
     Ok(jetstream::new(client))
