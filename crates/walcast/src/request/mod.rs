@@ -7,13 +7,9 @@ use juniper::{DefaultScalarValue, GraphQLError, InputValue, ValidatedOperation};
 use serde_json::{json, Value};
 use walcast_graphql::{hints, Ctx, MutationRoot, QueryRoot, Schema, SubscriptionRoot};
 
-/// A GraphQL request carried by a start/subscribe message or a POST body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub query: String,
-    pub variables: Option<Value>,
-    pub operation_name: Option<String>,
-}
+mod message;
+
+pub use message::Request;
 
 /// Variables that are not a GraphQL input value.
 #[derive(Debug, thiserror::Error)]
