@@ -4,17 +4,22 @@
 //! reach the hub, the sessions and the server in-process through these modules.
 
 /// A failpoint of the `fail` crate, configured through the `FAILPOINTS` environment variable;
-/// compiled in only with the `failpoints` feature (tests), nothing otherwise.
+/// compiled in only with the `failpoints` feature (tests), nothing otherwise. The second form
+/// lets the point's `return` action leave the enclosing function with the closure's value.
 #[cfg(feature = "failpoints")]
 macro_rules! failpoint {
     ($name:literal) => {
         fail::fail_point!($name)
+    };
+    ($name:literal, $on_return:expr) => {
+        fail::fail_point!($name, $on_return)
     };
 }
 
 #[cfg(not(feature = "failpoints"))]
 macro_rules! failpoint {
     ($name:literal) => {};
+    ($name:literal, $on_return:expr) => {};
 }
 
 pub(crate) use failpoint;

@@ -104,7 +104,8 @@ impl ChangeSource for Replicator {
         };
         let lsn = self.position.handled().min(upto);
         if lsn > session.stream.acknowledged() {
-            crate::failpoint!("replicator::confirm");
+            // `return` keeps the slot where it is: delivered, never confirmed.
+            crate::failpoint!("replicator::confirm", |_| ());
             session.stream.acknowledge(lsn);
             self.app
                 .metrics
