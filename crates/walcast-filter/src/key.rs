@@ -57,48 +57,8 @@ fn float_key(f: f64) -> DatumKey {
     }
 }
 
-/// The canonical spelling of a plain decimal (`-01.50` → `-1.5`, `-0.0` → `0`) or a special
-/// value; `None` for anything else (exponents are not in Postgres' numeric output).
-fn canonical_decimal(text: &str) -> Option<String> {
-    let is = |w: &str| text.eq_ignore_ascii_case(w);
-    if is("NaN") {
-        return Some("NaN".into());
-    }
-    if is("Infinity") || is("+Infinity") || is("inf") || is("+inf") {
-        return Some("Infinity".into());
-    }
-    if is("-Infinity") || is("-inf") {
-        return Some("-Infinity".into());
-    }
-    let (negative, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, text.get(1..)?),
-        Some(b'+') => (false, text.get(1..)?),
-        _ => (false, text),
-    };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
-        return None;
-    }
-    let int = int.trim_start_matches('0');
-    let frac = frac.trim_end_matches('0');
-    if int.is_empty() && frac.is_empty() {
-        return Some("0".into());
-    }
-    let mut out = String::with_capacity(int.len() + frac.len() + 3);
-    if negative {
-        out.push('-');
-    }
-    out.push_str(if int.is_empty() { "0" } else { int });
-    if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
-    }
-    Some(out)
-}
-
 fn decimal_key(text: &str) -> Option<DatumKey> {
-    let canonical = canonical_decimal(text)?;
+    let canonical = walcast_model::value::canonical_plain_numeric(text)?;
     if canonical == "NaN" {
         // Numeric NaN never compares with a float, so sharing the float NaN key is harmless.
         return Some(DatumKey::NaN);

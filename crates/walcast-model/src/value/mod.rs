@@ -28,6 +28,7 @@ mod test_support;
 mod text;
 
 pub use input::parse_input;
+pub use numeric::canonical_plain_numeric;
 pub use temporal::civil_from_days;
 pub use text::decode_text;
 

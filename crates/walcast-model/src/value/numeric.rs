@@ -117,18 +117,38 @@ pub(super) fn canonical_numeric(text: &str) -> Result<String, NumericError> {
         let part = |r: Option<&str>| r.unwrap_or_default().to_owned();
         (part(digits.get(..at)), part(digits.get(at..)))
     };
-    let int = int.trim_start_matches('0');
-    let frac = frac.trim_end_matches('0');
-    let mut out = String::with_capacity(int.len() + frac.len() + 3);
-    if dec.negative {
-        out.push('-');
+    Ok(Decimal {
+        negative: dec.negative,
+        int: int.trim_start_matches('0'),
+        frac: frac.trim_end_matches('0'),
     }
-    out.push_str(if int.is_empty() { "0" } else { int });
-    if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
+    .spell())
+}
+
+/// The canonical spelling of a plain decimal (`-01.50` → `-1.5`, `-0.0` → `0`) or a special
+/// value; `None` for anything else, exponents included (Postgres' numeric output has none).
+pub fn canonical_plain_numeric(text: &str) -> Option<String> {
+    Some(match parse_plain_numeric(text)? {
+        NumericValue::NaN => "NaN".to_owned(),
+        NumericValue::Infinity => "Infinity".to_owned(),
+        NumericValue::NegInfinity => "-Infinity".to_owned(),
+        NumericValue::Finite(dec) => dec.spell(),
+    })
+}
+
+impl Decimal<'_> {
+    fn spell(&self) -> String {
+        let mut out = String::with_capacity(self.int.len() + self.frac.len() + 3);
+        if self.negative {
+            out.push('-');
+        }
+        out.push_str(if self.int.is_empty() { "0" } else { self.int });
+        if !self.frac.is_empty() {
+            out.push('.');
+            out.push_str(self.frac);
+        }
+        out
     }
-    Ok(out)
 }
 
 fn compare_decimal(a: &Decimal<'_>, b: &Decimal<'_>) -> Ordering {
