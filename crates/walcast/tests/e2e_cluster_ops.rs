@@ -7,6 +7,8 @@ mod cluster;
 mod support;
 
 use std::process::{Command, Output};
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
 
 use cluster::*;
 use support::*;
@@ -135,4 +137,46 @@ fn check_names_the_field_of_a_conflicting_stream() {
     assert!(text.contains("FAIL  "), "{text}");
     assert!(text.contains("max_age"), "{text}");
     assert!(text.contains("WALCAST_STREAM_"), "{text}");
+}
+
+/// Waits for a subscriber's `error` message and returns it.
+fn expect_cursor_expired(counter: &mut Counter, gateway: &str) {
+    let (line, _) = counter.client.wait_kind("error", EVENT_TIMEOUT);
+    assert!(
+        line.to_string().contains("CURSOR_EXPIRED"),
+        "{gateway}: {line}"
+    );
+}
+
+#[test]
+fn a_cursor_older_than_the_stream_is_expired_on_every_gateway() {
+    let mut c = Cluster::new();
+    // A stream of 64 KiB keeps a few hundred of the events written below.
+    let small = [("WALCAST_STREAM_MAX_BYTES", "65536")];
+    c.add_node(&small);
+    c.wait_role(0, "reader", READY_TIMEOUT);
+    let mut a = Counter::start(c.node(0), None);
+    c.node(0).wait_subscriptions(1, CONNECT_TIMEOUT);
+    let written = AtomicI64::new(0);
+    write_range(&c.pg, 1, 10, 10, Duration::ZERO, &written);
+    a.read_until(1, EVENT_TIMEOUT);
+    let early = a.cursor.clone().expect("a cursor of the first event");
+    write_range(&c.pg, 11, 3000, 10, Duration::ZERO, &written);
+    a.read_until(3000, EVENT_TIMEOUT);
+    assert_exactly(&a.numbers(), 3000, "the live subscriber");
+
+    // A gateway started now reads the stream from its first message on.
+    c.add_node(&small);
+    let mut late = Counter::start(c.node(1), Some(&early));
+    expect_cursor_expired(&mut late, "the gateway started after the removal");
+    // The gateway that held the event when it left the stream answers the same.
+    let mut again = Counter::start(c.node(0), Some(&early));
+    expect_cursor_expired(&mut again, "the gateway running through the removal");
+    // A cursor still in the stream resumes as before.
+    let recent = a.cursor.clone().expect("a recent cursor");
+    let mut resumed = Counter::start(c.node(1), Some(&recent));
+    c.node(1).wait_subscriptions(1, CONNECT_TIMEOUT);
+    write_range(&c.pg, 3001, 3010, 10, Duration::ZERO, &written);
+    resumed.read_until(10, EVENT_TIMEOUT);
+    assert_eq!(resumed.numbers(), (3001..=3010).collect::<Vec<_>>());
 }
