@@ -7,8 +7,9 @@ mod cluster;
 mod support;
 
 use std::process::{Command, Output};
-use std::sync::atomic::AtomicI64;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use cluster::*;
 use support::*;
@@ -179,4 +180,83 @@ fn a_cursor_older_than_the_stream_is_expired_on_every_gateway() {
     write_range(&c.pg, 3001, 3010, 10, Duration::ZERO, &written);
     resumed.read_until(10, EVENT_TIMEOUT);
     assert_eq!(resumed.numbers(), (3001..=3010).collect::<Vec<_>>());
+}
+
+/// The slot's `confirmed_flush_lsn`.
+fn slot_confirmed(pg: &PgCluster) -> String {
+    sql(
+        pg,
+        DB,
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'walcast'",
+    )
+    .trim()
+    .to_owned()
+}
+
+/// `walcast_cluster_reader_lag_bytes` of a node (-1 while it stands by).
+fn reader_lag(w: &Walcast) -> Option<i64> {
+    let text = w.get("/metrics").1;
+    text.lines()
+        .find_map(|l| l.strip_prefix("walcast_cluster_reader_lag_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until the writer committed `rows` more rows than it had.
+fn wait_written(written: &AtomicI64, rows: i64) {
+    let target = written.load(Ordering::SeqCst) + rows;
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while written.load(Ordering::SeqCst) < target {
+        assert!(Instant::now() < deadline, "the writer stalled");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn nats_restarted_mid_burst_loses_and_repeats_nothing() {
+    let mut c = Cluster::new();
+    c.add_node(&[]);
+    c.wait_role(0, "reader", READY_TIMEOUT);
+    c.add_node(&[]);
+    let mut a = Counter::start(c.node(0), None);
+    let mut b = Counter::start(c.node(1), None);
+    c.node(0).wait_subscriptions(1, CONNECT_TIMEOUT);
+    c.node(1).wait_subscriptions(1, CONNECT_TIMEOUT);
+    let written = AtomicI64::new(0);
+    thread::scope(|scope| {
+        let pg = &c.pg;
+        let writer =
+            scope.spawn(|| write_range(pg, 1, 1500, 5, Duration::from_millis(5), &written));
+        b.read_until(200, EVENT_TIMEOUT);
+        c.nats.kill();
+        // The reader notices it cannot publish and reports the slot's growing lag.
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while reader_lag(&c.nodes[0]).is_none_or(|lag| lag <= 0) {
+            assert!(
+                Instant::now() < deadline,
+                "no reader lag while NATS is away\n{}",
+                c.nodes[0].log_tail(30)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        wait_written(&written, 100);
+        let confirmed = slot_confirmed(pg);
+        wait_written(&written, 100);
+        assert_eq!(
+            slot_confirmed(pg),
+            confirmed,
+            "the slot advanced while nothing could be stored"
+        );
+        assert!(
+            reader_lag(&c.nodes[0]).is_some_and(|lag| lag > 0),
+            "the reader lag shows the rows written meanwhile"
+        );
+        c.nats
+            .start_again()
+            .unwrap_or_else(|e| panic!("restarting nats-server: {e}"));
+        writer.join().expect("writer thread");
+    });
+    a.read_until(1500, FAILOVER_QUIET);
+    b.read_until(1500, FAILOVER_QUIET);
+    assert_exactly(&a.numbers(), 1500, "gateway 0 across the NATS restart");
+    assert_exactly(&b.numbers(), 1500, "gateway 1 across the NATS restart");
 }

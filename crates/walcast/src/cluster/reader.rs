@@ -50,6 +50,7 @@ pub async fn run(app: Arc<App>, stream: ClusterStream) -> anyhow::Result<()> {
         if *shutdown.borrow() {
             return Ok(());
         }
+        let mut interrupted = false;
         match reader.attempt(&mut shutdown).await {
             Ok(Turn::Stopped) => return Ok(()),
             Ok(Turn::Busy) => {
@@ -66,15 +67,32 @@ pub async fn run(app: Arc<App>, stream: ClusterStream) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?STANDBY_RETRY, "reader interrupted");
                 reader.said_standby = false;
+                interrupted = true;
             }
         }
         reader.stood_by = true;
         app.metrics.cluster.set_reader(ReaderState::Standby);
-        app.metrics.cluster.reader_lag_bytes.store(-1, Relaxed);
+        let lag = if interrupted {
+            slot_lag(&app).await
+        } else {
+            -1
+        };
+        app.metrics.cluster.reader_lag_bytes.store(lag, Relaxed);
         tokio::select! {
             _ = tokio::time::sleep(STANDBY_RETRY) => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// The slot's lag while its reader cannot publish (NATS unreachable, say): the WAL written
+/// since the last position the stream acknowledged grows until publishing resumes.
+async fn slot_lag(app: &App) -> i64 {
+    match slot::positions(app).await {
+        Ok((confirmed, now)) if confirmed.0 > 0 => {
+            i64::try_from(now.0.saturating_sub(confirmed.0)).unwrap_or(i64::MAX)
+        }
+        _ => -1,
     }
 }
 
