@@ -5,12 +5,14 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use walcast_natscluster::NatsServer;
+use walcast_natscluster::{NatsCluster, NatsServer};
 
 use crate::support::*;
 
@@ -24,27 +26,52 @@ pub const FAILOVER_QUIET: Duration = Duration::from_secs(60);
 pub struct Cluster {
     pub nodes: Vec<Walcast>,
     pub nats: NatsServer,
+    /// A NATS cluster the nodes use instead of `nats`, for replicated streams.
+    pub replicated: Option<NatsCluster>,
     pub pg: PgCluster,
     pub dir: TempDir,
 }
 
+/// A database with the `seq` table the nodes stream.
+pub fn seq_db() -> PgCluster {
+    let pg = pg();
+    pg.create_database(DB)
+        .unwrap_or_else(|e| panic!("creating database {DB}: {e}"));
+    sql(
+        &pg,
+        DB,
+        "CREATE TABLE seq (n integer PRIMARY KEY, pad text); \
+         ALTER TABLE seq REPLICA IDENTITY FULL;",
+    );
+    pg
+}
+
 impl Cluster {
     pub fn new() -> Cluster {
-        let pg = pg();
-        pg.create_database(DB)
-            .unwrap_or_else(|e| panic!("creating database {DB}: {e}"));
-        sql(
-            &pg,
-            DB,
-            "CREATE TABLE seq (n integer PRIMARY KEY, pad text); \
-             ALTER TABLE seq REPLICA IDENTITY FULL;",
-        );
         let nats = NatsServer::start().unwrap_or_else(|e| panic!("starting nats-server: {e}"));
         Cluster {
             nodes: Vec::new(),
             nats,
-            pg,
+            replicated: None,
+            pg: seq_db(),
             dir: TempDir::new("cluster"),
+        }
+    }
+
+    /// Nodes on a NATS cluster of `size` servers (`nats` stays unused).
+    pub fn replicated(size: usize) -> Cluster {
+        let mut c = Cluster::new();
+        c.replicated = Some(
+            NatsCluster::start(size).unwrap_or_else(|e| panic!("starting a NATS cluster: {e}")),
+        );
+        c
+    }
+
+    /// What the nodes are given as `WALCAST_NATS_URL`.
+    pub fn nats_url(&self) -> String {
+        match &self.replicated {
+            Some(cluster) => cluster.urls(),
+            None => self.nats.url(),
         }
     }
 
@@ -53,7 +80,7 @@ impl Cluster {
     pub fn add_node(&mut self, extra_env: &[(&str, &str)]) -> usize {
         let tokens = tokens_file(&self.dir, &[(TOKEN, "admin")]);
         let tokens = tokens.to_str().expect("temp path is UTF-8").to_owned();
-        let nats = self.nats.url();
+        let nats = self.nats_url();
         let mut env = vec![
             ("WALCAST_NATS_URL", nats.as_str()),
             ("WALCAST_TABLES", "seq"),
@@ -204,4 +231,32 @@ pub fn assert_exactly(seen: &[i64], n: i64, what: &str) {
         seen.windows(2).all(|w| w[0] < w[1]),
         "{what}: events out of commit order"
     );
+}
+
+/// The server name of stream `WALCAST_walcast`'s leader, asked of the NATS server on `port`
+/// with the plain NATS protocol.
+pub fn stream_leader(port: u16) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.write_all(
+        b"CONNECT {\"verbose\":false}\r\nSUB info.reply 1\r\n\
+          PUB $JS.API.STREAM.INFO.WALCAST_walcast info.reply 0\r\n\r\n",
+    )
+    .ok()?;
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line.starts_with("MSG ") {
+            break;
+        }
+    }
+    let len: usize = line.split_whitespace().last()?.parse().ok()?;
+    let mut payload = vec![0; len];
+    reader.read_exact(&mut payload).ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    info["cluster"]["leader"].as_str().map(str::to_owned)
 }
