@@ -376,3 +376,34 @@ async fn note_logical_messages(app: &App) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use walcast_cluster::{MessageKind, Position};
+
+    use super::*;
+
+    fn meta(kind: MessageKind, index: u32, tx: bool) -> Meta {
+        Meta {
+            seq: 7,
+            kind,
+            position: Position {
+                lsn: Lsn(100),
+                index,
+            },
+            tx: tx.then_some(walcast_cluster::encode::TxHeader {
+                xid: 1,
+                commit_time: 0,
+            }),
+            tx_end: None,
+        }
+    }
+
+    #[test]
+    fn the_floor_skips_a_transaction_whose_start_was_removed() {
+        assert_eq!(whole_floor(&meta(MessageKind::Change, 0, true)), Lsn(100));
+        assert_eq!(whole_floor(&meta(MessageKind::Change, 3, true)), Lsn(101));
+        // A non-transactional message stands alone.
+        assert_eq!(whole_floor(&meta(MessageKind::Message, 3, false)), Lsn(100));
+    }
+}
