@@ -35,12 +35,23 @@ pub struct NatsServer {
     /// `(cluster name, route urls of every member)` for cluster members.
     routes: Option<(String, Vec<String>)>,
     child: Option<Child>,
+    /// Started with `-js` (every node but [`NatsServer::start_without_jetstream`]'s).
+    jetstream: bool,
 }
 
 impl NatsServer {
     /// Starts a single node on free ports with a fresh store.
     pub fn start() -> Result<NatsServer, NatsError> {
         let mut server = NatsServer::prepare("walcast-nats".into(), None)?;
+        server.launch()?;
+        server.wait_healthy()?;
+        Ok(server)
+    }
+
+    /// Starts a single node without JetStream, for what clients do on a plain NATS server.
+    pub fn start_without_jetstream() -> Result<NatsServer, NatsError> {
+        let mut server = NatsServer::prepare("walcast-nats-core".into(), None)?;
+        server.jetstream = false;
         server.launch()?;
         server.wait_healthy()?;
         Ok(server)
@@ -63,6 +74,7 @@ impl NatsServer {
             },
             routes: None,
             child: None,
+            jetstream: true,
         })
     }
 
@@ -118,8 +130,10 @@ impl NatsServer {
 
     fn launch(&mut self) -> Result<(), NatsError> {
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("-js")
-            .args(["-a", HOST])
+        if self.jetstream {
+            cmd.arg("-js");
+        }
+        cmd.args(["-a", HOST])
             .args(["-p", &self.ports.client.to_string()])
             .args(["-m", &self.ports.monitor.to_string()])
             .args(["-n", &self.name])

@@ -130,7 +130,8 @@ pub struct ClusterMetrics {
     /// 1 while this node serves subscribers from the stream.
     pub gateway: AtomicU64,
     /// Bytes of WAL between the server's position and the end of the last transaction whose
-    /// every event the stream acknowledged (-1: not the active reader).
+    /// every event the stream acknowledged (-1: standing by; a reader that cannot publish
+    /// reports the slot's lag).
     pub reader_lag_bytes: AtomicI64,
     /// Stream messages past the last one this gateway delivered (-1: unknown).
     pub gateway_lag_messages: AtomicI64,
@@ -170,7 +171,7 @@ impl ClusterMetrics {
         gauge(
             e,
             "walcast_cluster_reader_lag_bytes",
-            "WAL bytes between the server's position and the last transaction the stream acknowledged (-1: not the active reader).",
+            "WAL bytes between the server's position and the last transaction the stream acknowledged (-1: standing by).",
             self.reader_lag_bytes.load(Relaxed),
         )?;
         gauge(

@@ -31,6 +31,9 @@ pub enum Change {
     /// The source (re)starts at `from`, the earliest position a resume can go back to. With
     /// `history_lost`, its positions say nothing about earlier ones (a new slot).
     Resumed { from: Lsn, history_lost: bool },
+    /// The source no longer holds anything before this position (a cluster stream removed
+    /// it): cursors before it are expired on every node alike, whatever the hub retains.
+    Floor(Lsn),
     /// The source caught up with its upstream (true) or lost it (false): readiness.
     Live(bool),
     /// Nothing new for now: a moment for housekeeping and for confirming.
@@ -79,6 +82,7 @@ async fn apply(app: &App, change: Change) {
             }
             app.hub.set_floor(from);
         }
+        Change::Floor(lsn) => app.hub.raise_floor(lsn),
         Change::Live(live) => {
             if app.ready.swap(live, Relaxed) != live && live {
                 tracing::info!("replication live");

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use tokio::sync::watch;
-use walcast_cluster::{sequence_for_lsn, ClusterStream, Consumer, Delivery, ErrorKind};
+use walcast_cluster::{sequence_for_lsn, ClusterStream, Consumer, Delivery, ErrorKind, Meta};
 use walcast_model::{Catalog, ChangeDecoder};
 use walcast_wal::{Lsn, PG_EPOCH_OFFSET_MICROS};
 
@@ -38,6 +38,8 @@ pub struct Gateway {
     history_until: u64,
     /// The last sequence delivered.
     delivered: u64,
+    /// The stream's first sequence when the hub's floor was last set from it.
+    head: u64,
     /// What was handed to the hub: a reopened consumer re-reads the open transaction.
     position: Position,
     /// The sequence whose table was not in the catalog: reloaded once for it.
@@ -98,6 +100,7 @@ impl Gateway {
             resume: None,
             history_until: 0,
             delivered: 0,
+            head: 0,
             position: Position::default(),
             stale_at: None,
             publish: None,
@@ -142,6 +145,7 @@ impl Gateway {
             None => {
                 let (start, floor) = window_start(&app, &self.stream, first, last).await?;
                 self.history_until = last;
+                self.head = first;
                 self.pending.push_back(Change::Resumed {
                     from: floor,
                     history_lost: std::mem::take(&mut self.history_lost),
@@ -272,7 +276,10 @@ impl Gateway {
     async fn housekeeping(&mut self) {
         self.pending.push_back(Change::Idle);
         let lag = match self.stream.bounds().await {
-            Ok((_, last)) => i64::try_from(last.saturating_sub(self.delivered)).unwrap_or(i64::MAX),
+            Ok((first, last)) => {
+                self.follow_head(first, last).await;
+                i64::try_from(last.saturating_sub(self.delivered)).unwrap_or(i64::MAX)
+            }
             Err(_) => -1,
         };
         self.app
@@ -280,6 +287,32 @@ impl Gateway {
             .cluster
             .gateway_lag_messages
             .store(lag, Relaxed);
+    }
+
+    /// Retention removed the stream's oldest messages: cursors before its new first whole
+    /// transaction expire here too, as on a gateway started now, though the hub still
+    /// retains their events.
+    async fn follow_head(&mut self, first: u64, last: u64) {
+        if first <= self.head || first > last {
+            return;
+        }
+        match self.stream.meta_at(first).await {
+            Ok(meta) => {
+                self.head = first;
+                self.pending.push_back(Change::Floor(whole_floor(&meta)));
+            }
+            Err(e) => tracing::debug!(error = %e, first, "reading the stream's first message"),
+        }
+    }
+}
+
+/// Where cursors stop being expired given the stream's first kept message: its transaction's
+/// commit LSN, or past it when retention removed that transaction's start.
+fn whole_floor(meta: &Meta) -> Lsn {
+    if meta.tx.is_some() && meta.position.index > 0 {
+        Lsn(meta.position.lsn.0 + 1)
+    } else {
+        meta.position.lsn
     }
 }
 
@@ -319,9 +352,11 @@ async fn window_start(
         let meta = stream.meta_at(last).await?;
         return Ok((last + 1, Lsn(meta.position.lsn.0 + 1)));
     }
-    let lsn = stream.meta_at(lo).await?.position.lsn;
-    let start = sequence_for_lsn(stream, lsn).await?;
-    Ok((start, lsn))
+    // The first message may be inside a transaction whose start retention removed: the
+    // window then starts at the next whole one.
+    let floor = whole_floor(&stream.meta_at(lo).await?);
+    let start = sequence_for_lsn(stream, floor).await?;
+    Ok((start, floor))
 }
 
 /// Whether the server sends logical messages (Postgres 14+): only then do schemas offer
@@ -340,4 +375,35 @@ async fn note_logical_messages(app: &App) -> anyhow::Result<()> {
         app.generation.send_modify(|g| *g += 1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use walcast_cluster::{MessageKind, Position};
+
+    use super::*;
+
+    fn meta(kind: MessageKind, index: u32, tx: bool) -> Meta {
+        Meta {
+            seq: 7,
+            kind,
+            position: Position {
+                lsn: Lsn(100),
+                index,
+            },
+            tx: tx.then_some(walcast_cluster::encode::TxHeader {
+                xid: 1,
+                commit_time: 0,
+            }),
+            tx_end: None,
+        }
+    }
+
+    #[test]
+    fn the_floor_skips_a_transaction_whose_start_was_removed() {
+        assert_eq!(whole_floor(&meta(MessageKind::Change, 0, true)), Lsn(100));
+        assert_eq!(whole_floor(&meta(MessageKind::Change, 3, true)), Lsn(101));
+        // A non-transactional message stands alone.
+        assert_eq!(whole_floor(&meta(MessageKind::Message, 3, false)), Lsn(100));
+    }
 }

@@ -7,6 +7,7 @@
 //! fences (another took over while it was paused) closes its replication connection and
 //! stands by again.
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::replicator::{self, slot};
 const STANDBY_RETRY: Duration = Duration::from_millis(500);
 /// How often acks are collected and the slot confirmed while no keepalive comes.
 const CONFIRM_EVERY: Duration = Duration::from_millis(200);
+/// How long a publish may wait on the stream before the lag is read from Postgres instead.
+const STALL_REPORT: Duration = Duration::from_secs(1);
 /// SQLSTATE `object_in_use`: "replication slot ... is active for PID ...".
 const SLOT_ACTIVE: &str = "55006";
 
@@ -50,6 +53,7 @@ pub async fn run(app: Arc<App>, stream: ClusterStream) -> anyhow::Result<()> {
         if *shutdown.borrow() {
             return Ok(());
         }
+        let mut interrupted = false;
         match reader.attempt(&mut shutdown).await {
             Ok(Turn::Stopped) => return Ok(()),
             Ok(Turn::Busy) => {
@@ -66,15 +70,32 @@ pub async fn run(app: Arc<App>, stream: ClusterStream) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?STANDBY_RETRY, "reader interrupted");
                 reader.said_standby = false;
+                interrupted = true;
             }
         }
         reader.stood_by = true;
         app.metrics.cluster.set_reader(ReaderState::Standby);
-        app.metrics.cluster.reader_lag_bytes.store(-1, Relaxed);
+        let lag = if interrupted {
+            slot_lag(&app).await
+        } else {
+            -1
+        };
+        app.metrics.cluster.reader_lag_bytes.store(lag, Relaxed);
         tokio::select! {
             _ = tokio::time::sleep(STANDBY_RETRY) => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// The slot's lag while its reader cannot publish (NATS unreachable, say): the WAL written
+/// since the last position the stream acknowledged grows until publishing resumes.
+async fn slot_lag(app: &App) -> i64 {
+    match slot::positions(app).await {
+        Ok((confirmed, now)) if confirmed.0 > 0 => {
+            i64::try_from(now.0.saturating_sub(confirmed.0)).unwrap_or(i64::MAX)
+        }
+        _ => -1,
     }
 }
 
@@ -157,7 +178,7 @@ impl Reader {
                                 PgOutput::Commit { .. } => confirm.in_transaction = false,
                                 _ => {}
                             }
-                            publisher.feed(message).await?;
+                            stalled(&app, wal.acknowledged(), publisher.feed(message)).await?;
                             if commit {
                                 confirm.stored(&app, wal, &publisher);
                             }
@@ -165,20 +186,43 @@ impl Reader {
                         Some(ReplicationEvent::Keepalive { wal_end, .. }) => {
                             confirm.wal_end = confirm.wal_end.max(wal_end);
                             confirm.idle_end = confirm.idle_end.max(wal_end);
-                            publisher.flush().await?;
+                            stalled(&app, wal.acknowledged(), publisher.flush()).await?;
                             confirm.stored(&app, wal, &publisher);
                             confirm.idle(&app, wal);
                         }
                     }
                 }
                 _ = tick.tick() => {
-                    publisher.flush().await?;
+                    stalled(&app, wal.acknowledged(), publisher.flush()).await?;
                     confirm.stored(&app, wal, &publisher);
                 }
                 _ = shutdown.changed() => {
                     publisher.flush().await.ok();
                     confirm.stored(&app, wal, &publisher);
                     return Ok(Turn::Stopped);
+                }
+            }
+        }
+    }
+}
+
+/// Awaits a publisher call. While it waits on the stream's acks longer than [`STALL_REPORT`]
+/// (NATS away, say), the loop that reads the server's position is stuck: the lag is then
+/// taken from Postgres, so that it grows while nothing can be stored.
+async fn stalled<T>(app: &App, confirmed: Lsn, call: impl Future<Output = T>) -> T {
+    let mut call = std::pin::pin!(call);
+    let start = tokio::time::Instant::now() + STALL_REPORT;
+    let mut tick = tokio::time::interval_at(start, STALL_REPORT);
+    loop {
+        tokio::select! {
+            out = &mut call => return out,
+            _ = tick.tick() => {
+                if let Ok((_, now)) = slot::positions(app).await {
+                    let lag = now.0.saturating_sub(confirmed.0);
+                    app.metrics
+                        .cluster
+                        .reader_lag_bytes
+                        .store(i64::try_from(lag).unwrap_or(i64::MAX), Relaxed);
                 }
             }
         }

@@ -131,6 +131,14 @@ impl Hub {
         }
     }
 
+    /// Expires every cursor before `lsn` (never lowers the floor). Events retained before it
+    /// stay until they age out, but no resume reaches them.
+    pub fn raise_floor(&self, lsn: Lsn) {
+        let mut st = self.lock();
+        st.floor = st.floor.max(Cursor { lsn, seq: 0 });
+        st.position = st.position.max(st.floor);
+    }
+
     fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
         if let Some(sub) = st.subs.remove(&id) {
             st.index.remove(sub.oid, &id);
