@@ -49,6 +49,8 @@ pub struct Round {
     pub gap: Duration,
     /// From the kill until the killed node was back as the standby.
     pub restart: Duration,
+    /// The last id committed when the kill was sent.
+    pub boundary: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -322,7 +324,7 @@ async fn kills(
     node(&nodes, 1)?.wait_role("standby", WAIT).await?;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut follower = follow(1, node(&nodes, 1)?.ws_url(), None, seen.clone()).await?;
+    let mut follower = Some(follow(1, node(&nodes, 1)?.ws_url(), None, seen.clone()).await?);
     Bench::wait_subscriptions(node(&nodes, 1)?, 1, WAIT).await?;
 
     let first = bench.db.next_id().await?;
@@ -351,7 +353,9 @@ async fn kills(
     let last = written.load(SeqCst);
     // Everything written reaches the client, or nothing arrives for a while.
     let drained = arrival_after(&seen, last - 1).await;
-    follower.close().await;
+    if let Some(f) = follower {
+        f.close().await;
+    }
     for n in nodes.into_iter().flatten() {
         n.stop().await?;
     }
@@ -366,7 +370,7 @@ async fn run_rounds(
     cfg: &FailoverConfig,
     opts: &[WalcastOptions; 2],
     nodes: &mut [Option<Walcast>; 2],
-    follower: &mut Follower,
+    follower: &mut Option<Follower>,
     seen: &Arc<Mutex<Seen>>,
     written: &AtomicI64,
     result: &mut FailoverResult,
@@ -377,10 +381,18 @@ async fn run_rounds(
     for round in 0..cfg.kills {
         let reader = find_reader(nodes).await?;
         let survivor = 1 - reader;
-        if follower.node != survivor {
-            let cursor = seen.lock().map_err(|_| anyhow!("poisoned"))?.cursor.clone();
-            let old = std::mem::replace(
-                follower,
+        if follower.as_ref().map(|f| f.node) != Some(survivor) {
+            // The old subscription ends before the cursor is read: a row it received after
+            // that would come again from the new one.
+            if let Some(old) = follower.take() {
+                old.close().await;
+            }
+            let cursor = seen
+                .lock()
+                .map_err(|_| anyhow!("client state poisoned"))?
+                .cursor
+                .clone();
+            *follower = Some(
                 follow(
                     survivor,
                     node(nodes, survivor)?.ws_url(),
@@ -389,7 +401,6 @@ async fn run_rounds(
                 )
                 .await?,
             );
-            old.close().await;
             Bench::wait_subscriptions(node(nodes, survivor)?, 1, WAIT).await?;
         }
         // Steady state: the client is live on the survivor.
@@ -425,6 +436,7 @@ async fn run_rounds(
             killed: reader,
             gap,
             restart: killed_at.elapsed(),
+            boundary,
         });
     }
     Ok(())
@@ -446,6 +458,22 @@ fn count(
     result.received = s.rows.len() as u64;
     result.missing = (first..=last).filter(|i| !times.contains_key(i)).count() as u64;
     result.duplicated = times.values().map(|n| n - 1).sum();
+    let missing: Vec<i64> = (first..=last)
+        .filter(|i| !times.contains_key(i))
+        .take(10)
+        .collect();
+    let repeated: Vec<i64> = times
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .take(10)
+        .collect();
+    if !missing.is_empty() || !repeated.is_empty() {
+        result.errors.push(format!(
+            "ids missing (first 10): {missing:?}; ids repeated (first 10): {repeated:?}; kills after ids {:?}",
+            result.rounds.iter().map(|r| r.boundary).collect::<Vec<_>>()
+        ));
+    }
     Ok(())
 }
 
@@ -462,6 +490,7 @@ mod tests {
                 killed: 0,
                 gap: Duration::from_millis(ms),
                 restart: Duration::ZERO,
+                boundary: 0,
             });
         }
         let (p50, p99, max) = r.summary().expect("gaps");
