@@ -33,6 +33,9 @@ const TICKS_PER_SEC: u64 = 100;
 const WAIT: Duration = Duration::from_secs(60);
 /// Steady writing and delivery before each kill, so a kill never lands on a node still starting.
 const SETTLE: Duration = Duration::from_secs(2);
+/// A standby retries the slot every half second: a kill at a fixed time after the restart
+/// would always meet the same phase of that retry, so up to this much is added at random.
+const JITTER_US: i64 = 500_000;
 const QUERY: &str = "subscription($after: String) { bench_mutated(event: \"create\", after: $after) { cursor data { id sent_at } } }";
 
 #[derive(Debug, Clone)]
@@ -71,9 +74,11 @@ impl FailoverResult {
              The active reader (its `walcast_cluster_role` gauge) is killed with SIGKILL; the gap is \
              from the kill to the client's first row committed after it. The killed node is then \
              started again and becomes the standby, and the client moves to it with its last \
-             cursor (`after:`) so the next kill spares it; {} s of steady writing before each of the {} kills.\n\n",
+             cursor (`after:`) so the next kill spares it; {} s and a random part of {} ms (the standby's \
+             retry period) of steady writing before each of the {} kills.\n\n",
             thousands(cfg.rate),
             SETTLE.as_secs(),
+            JITTER_US / 1000,
             cfg.kills
         );
         out.push_str(
@@ -404,7 +409,8 @@ async fn run_rounds(
             Bench::wait_subscriptions(node(nodes, survivor)?, 1, WAIT).await?;
         }
         // Steady state: the client is live on the survivor.
-        tokio::time::sleep(SETTLE).await;
+        let jitter = client::now_micros().rem_euclid(JITTER_US) as u64;
+        tokio::time::sleep(SETTLE + Duration::from_micros(jitter)).await;
         arrival_after(seen, written.load(SeqCst))
             .await
             .with_context(|| format!("before kill {}", round + 1))?;
