@@ -10,16 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use futures::{SinkExt, StreamExt};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
-use tokio_tungstenite::tungstenite::Message;
 use walcast_natscluster::NatsServer;
 
 use crate::bench::Bench;
-use crate::client::{self, LoadSpec};
+use crate::client;
 use crate::db::Database;
+use crate::follower::{arrival_after, follow, Follower, Seen};
 use crate::scenarios::cluster_latency::cluster_env;
 use crate::stats::{ms, thousands};
 use crate::walcast::{Walcast, WalcastOptions};
@@ -36,7 +34,6 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// A standby retries the slot every half second: a kill at a fixed time after the restart
 /// would always meet the same phase of that retry, so up to this much is added at random.
 const JITTER_US: i64 = 500_000;
-const QUERY: &str = "subscription($after: String) { bench_mutated(event: \"create\", after: $after) { cursor data { id sent_at } } }";
 
 #[derive(Debug, Clone)]
 pub struct FailoverConfig {
@@ -144,118 +141,6 @@ pub async fn run(bench: &mut Bench, nats: &NatsServer, cfg: &FailoverConfig) -> 
     result
 }
 
-/// Every row the client received (id, arrival) and its last cursor.
-#[derive(Default)]
-struct Seen {
-    rows: Vec<(i64, Instant)>,
-    cursor: Option<String>,
-    ended: Option<String>,
-}
-
-/// A client following `bench_mutated` on one node.
-struct Follower {
-    node: usize,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-fn num(v: &serde_json::Value) -> Option<i64> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_i64())
-}
-
-/// Subscribes on `node` after `cursor` (live from now without one) and records every row.
-async fn follow(
-    node: usize,
-    url: String,
-    cursor: Option<String>,
-    seen: Arc<Mutex<Seen>>,
-) -> anyhow::Result<Follower> {
-    let ws = client::open(&LoadSpec::new(url.clone(), QUERY))
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let (mut sink, mut stream) = ws.split();
-    let subscribe = serde_json::json!({
-        "id": "1",
-        "type": "subscribe",
-        "payload": { "query": QUERY, "variables": { "after": cursor } },
-    });
-    sink.send(Message::text(subscribe.to_string()))
-        .await
-        .context("subscribing")?;
-    let (stop, mut stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let ended = loop {
-            let frame = tokio::select! {
-                frame = stream.next() => frame,
-                _ = &mut stopped => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
-                }
-            };
-            let text = match frame {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(_))) | None => break "closed by the server".to_owned(),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => break format!("connection error: {e}"),
-            };
-            let arrived = Instant::now();
-            match client::message_type(&text).as_deref() {
-                Some("next") => {}
-                Some("ping") => {
-                    let _ = sink.send(Message::text(r#"{"type":"pong"}"#)).await;
-                    continue;
-                }
-                Some(_) | None => break format!("unexpected message: {text}"),
-            }
-            let value: serde_json::Value = match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(e) => break format!("bad JSON ({e}): {text}"),
-            };
-            let event = &value["payload"]["data"]["bench_mutated"];
-            let Some(id) = num(&event["data"]["id"]) else {
-                break format!("no id in {text}");
-            };
-            if let Ok(mut s) = seen.lock() {
-                s.rows.push((id, arrived));
-                s.cursor = event["cursor"].as_str().map(str::to_owned);
-            }
-        };
-        if let Ok(mut s) = seen.lock() {
-            s.ended = Some(ended);
-        }
-    });
-    Ok(Follower { node, stop, task })
-}
-
-impl Follower {
-    async fn close(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
-}
-
-/// Waits until the client holds a row with an id above `id`; returns when it arrived.
-async fn arrival_after(seen: &Mutex<Seen>, id: i64) -> anyhow::Result<Instant> {
-    let start = Instant::now();
-    loop {
-        {
-            let s = seen.lock().map_err(|_| anyhow!("client state poisoned"))?;
-            if let Some((_, at)) = s.rows.iter().find(|(n, _)| *n > id) {
-                return Ok(*at);
-            }
-            if let Some(why) = &s.ended {
-                bail!("the client's subscription ended: {why}");
-            }
-        }
-        if start.elapsed() > WAIT {
-            bail!("no row after id {id} reached the client within {WAIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Writes rows at `rate` from `first` until `stop`; `written` follows the last committed id.
 fn spawn_writer(
     client: tokio_postgres::Client,
@@ -357,7 +242,7 @@ async fn kills(
     writer.await.context("the writer task")??;
     let last = written.load(SeqCst);
     // Everything written reaches the client, or nothing arrives for a while.
-    let drained = arrival_after(&seen, last - 1).await;
+    let drained = arrival_after(&seen, last - 1, WAIT).await;
     if let Some(f) = follower {
         f.close().await;
     }
@@ -380,7 +265,7 @@ async fn run_rounds(
     written: &AtomicI64,
     result: &mut FailoverResult,
 ) -> anyhow::Result<()> {
-    arrival_after(seen, written.load(SeqCst))
+    arrival_after(seen, written.load(SeqCst), WAIT)
         .await
         .context("the first rows")?;
     for round in 0..cfg.kills {
@@ -411,7 +296,7 @@ async fn run_rounds(
         // Steady state: the client is live on the survivor.
         let jitter = client::now_micros().rem_euclid(JITTER_US) as u64;
         tokio::time::sleep(SETTLE + Duration::from_micros(jitter)).await;
-        arrival_after(seen, written.load(SeqCst))
+        arrival_after(seen, written.load(SeqCst), WAIT)
             .await
             .with_context(|| format!("before kill {}", round + 1))?;
         let victim = nodes[reader]
@@ -421,7 +306,7 @@ async fn run_rounds(
         victim.kill();
         // Rows committed after this read were committed after the kill.
         let boundary = written.load(SeqCst);
-        let arrived = arrival_after(seen, boundary)
+        let arrived = arrival_after(seen, boundary, WAIT)
             .await
             .with_context(|| format!("after kill {}", round + 1))?;
         let gap = arrived.duration_since(killed_at);
