@@ -68,6 +68,7 @@ impl Bench {
             max_connections: None,
             client_queue: None,
             retention: None,
+            env: Vec::new(),
             log_file: self
                 .work
                 .path()

@@ -348,14 +348,14 @@ struct Envelope<'a> {
     ty: std::borrow::Cow<'a, str>,
 }
 
-fn message_type(text: &str) -> Option<String> {
+pub(crate) fn message_type(text: &str) -> Option<String> {
     serde_json::from_str::<Envelope>(text)
         .ok()
         .map(|e| e.ty.into_owned())
 }
 
 /// Connects, sends `connection_init`, waits for `connection_ack`.
-async fn open(spec: &LoadSpec) -> anyhow::Result<Ws> {
+pub(crate) async fn open(spec: &LoadSpec) -> anyhow::Result<Ws> {
     let mut request = spec
         .url
         .as_str()

@@ -1,12 +1,13 @@
 //! walcast-bench: benchmarks of walcast against the Postgres walsender, and a
 //! graphql-transport-ws load generator usable against any server.
 //!
-//! The binary's scenarios (`ingest`, `latency`, `fanout`, `matching`) are described in
+//! The binary's scenarios (`ingest`, `latency`, `fanout`, `matching`, `cluster`) are described in
 //! `docs/benchmarks.md`; the load generator is [`client::Load`].
 
 pub mod bench;
 pub mod client;
 pub mod db;
+pub mod follower;
 pub mod http;
 pub mod perf;
 pub mod proxy;

@@ -10,7 +10,9 @@ use walcast_bench::bench::{default_walcast_bin, raise_nofile_limit, Bench};
 use walcast_bench::client::{Load, LoadSpec};
 use walcast_bench::db::CLUSTER_SETTINGS;
 use walcast_bench::report;
-use walcast_bench::scenarios::{cluster, fanout, ingest, latency, matching};
+use walcast_bench::scenarios::{
+    cluster, cluster_latency, failover, fanout, ingest, latency, matching,
+};
 
 #[derive(Parser)]
 #[command(
@@ -39,7 +41,10 @@ enum Cmd {
     /// The in-process matching bench of walcast-filter.
     Matching(RunArgs),
     /// Cluster mode: the slot published to a JetStream stream by walcast's reader and read back
-    /// by a gateway, against pg_recvlogical on the same backlog (needs nats-server; not in `all`).
+    /// by a gateway, against pg_recvlogical on the same backlog; commit → client latency through
+    /// a reader node and a gateway node against a single node (the first of --rates and
+    /// --subscribers [default: 1000 rows/s, 1000 subscribers; quick: 100], 1% each); failover
+    /// gaps over --kills kills of the reader (needs nats-server; not in `all`).
     Cluster(RunArgs),
     /// Load generator against any graphql-transport-ws server.
     Load(LoadArgs),
@@ -93,6 +98,12 @@ struct RunArgs {
     /// Publishes in flight in the cluster scenario's reader [default: walcast-cluster's].
     #[arg(long)]
     in_flight: Option<usize>,
+    /// Kills of the active reader in the cluster scenario's failover part [default: 5; quick: 2].
+    #[arg(long)]
+    kills: Option<usize>,
+    /// Rows per second written during the failover part.
+    #[arg(long, default_value_t = 100)]
+    failover_rate: u64,
     /// Update this markdown file (e.g. docs/benchmarks.md) with the results.
     #[arg(long)]
     write: Option<PathBuf>,
@@ -257,11 +268,32 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
                 in_flight: args
                     .in_flight
                     .unwrap_or(walcast_cluster::DEFAULT_MAX_IN_FLIGHT),
+                latency: cluster_latency::CompareConfig {
+                    rate: args.rates.first().copied().unwrap_or(1000),
+                    subscribers: args.subscribers.first().copied().unwrap_or(if args.quick {
+                        100
+                    } else {
+                        1000
+                    }),
+                    duration: sizes.latency.duration,
+                },
+                failover: failover::FailoverConfig {
+                    kills: args.kills.unwrap_or(if args.quick { 2 } else { 5 }),
+                    rate: args.failover_rate,
+                },
             };
-            let r = cluster::run(&bench, &cfg).await;
+            let r = cluster::run(&mut bench, &cfg).await;
             let command = format!(
-                "`cargo run --release -p walcast-bench -- cluster --rows {} --rows-per-tx {} --in-flight {}`",
-                cfg.rows, cfg.rows_per_tx, cfg.in_flight
+                "`cargo run --release -p walcast-bench -- cluster --rows {} --rows-per-tx {} --in-flight {} \
+                 --rates {} --subscribers {} --duration {} --kills {} --failover-rate {}`",
+                cfg.rows,
+                cfg.rows_per_tx,
+                cfg.in_flight,
+                cfg.latency.rate,
+                cfg.latency.subscribers,
+                cfg.latency.duration.as_secs(),
+                cfg.failover.kills,
+                cfg.failover.rate
             );
             parts.push((
                 "cluster",
@@ -285,7 +317,15 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         if !own_cluster {
             bench
                 .db
-                .cleanup(&[ingest::SLOT, latency::SLOT, fanout::SLOT, cluster::SLOT])
+                .cleanup(&[
+                    ingest::SLOT,
+                    latency::SLOT,
+                    fanout::SLOT,
+                    cluster::SLOT,
+                    cluster_latency::SINGLE_SLOT,
+                    cluster_latency::CLUSTER_SLOT,
+                    failover::SLOT,
+                ])
                 .await?;
         }
     }

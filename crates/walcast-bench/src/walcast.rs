@@ -27,6 +27,8 @@ pub struct WalcastOptions {
     pub max_connections: Option<usize>,
     pub client_queue: Option<usize>,
     pub retention: Option<String>,
+    /// Further variables (cluster mode: `WALCAST_NATS_URL`, `WALCAST_ROLE`).
+    pub env: Vec<(String, String)>,
     /// Server log (stdout and stderr).
     pub log_file: PathBuf,
 }
@@ -100,6 +102,7 @@ impl Walcast {
         if let Some(r) = &opts.retention {
             cmd.env("WALCAST_RETENTION", r);
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -245,6 +248,47 @@ impl Walcast {
                 bail!("{name} is still {v} after {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The cluster role this node reports (`walcast_cluster_role{role="…"} 1`): `reader`,
+    /// `standby`, or `None` (no reader role, or single-node mode).
+    pub async fn cluster_role(&self) -> anyhow::Result<Option<&'static str>> {
+        let metrics = self.metrics().await?;
+        Ok(["reader", "standby"].into_iter().find(|role| {
+            metrics
+                .get(&format!("walcast_cluster_role{{role=\"{role}\"}}"))
+                .is_some_and(|v| *v >= 1.0)
+        }))
+    }
+
+    /// Polls the role gauge until the node reports `role`.
+    pub async fn wait_role(&self, role: &str, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(why) = self.exited_now() {
+                bail!(why);
+            }
+            if let Ok(Some(now)) = self.cluster_role().await {
+                if now == role {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "walcast not {role} within {timeout:?}; log tail:\n{}",
+                    log_tail(&self.log_file, 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL (nothing runs on the way out), then reaps the process.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGKILL);
+            let _ = child.wait();
         }
     }
 

@@ -1,7 +1,10 @@
 //! Cluster mode's reader and gateway against the walsender: the same backlog of N rows read by
 //! pg_recvlogical, then by walcast-wal's replication client feeding `walcast_cluster::Publisher`
 //! into a JetStream stream (one replica, file storage) on a throw-away nats-server; then read
-//! back by a gateway's ordered consumer and `ChangeDecoder`.
+//! back by a gateway's ordered consumer and `ChangeDecoder`. Then, on the same nats-server,
+//! real walcast nodes: commit → client latency against a single node
+//! ([`cluster_latency`](crate::scenarios::cluster_latency)) and failover gaps
+//! ([`failover`](crate::scenarios::failover)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +17,8 @@ use walcast_wal::{Lsn, PgOutput, ReplicationClient, ReplicationEvent};
 
 use crate::bench::Bench;
 use crate::db::PUBLICATION;
+use crate::scenarios::cluster_latency::{self, CompareConfig, CompareResult};
+use crate::scenarios::failover::{self, FailoverConfig, FailoverResult};
 use crate::scenarios::ingest::{self, IngestConfig};
 use crate::stats::{rate, thousands};
 
@@ -29,6 +34,8 @@ pub struct ClusterConfig {
     pub rows_per_tx: u64,
     /// The publisher's pipeline depth.
     pub in_flight: usize,
+    pub latency: CompareConfig,
+    pub failover: FailoverConfig,
 }
 
 impl ClusterConfig {
@@ -62,6 +69,8 @@ pub struct ClusterResult {
     /// Stream messages and bytes after the run.
     pub stream_messages: u64,
     pub stream_bytes: u64,
+    pub latency: Option<(CompareConfig, CompareResult)>,
+    pub failover: Option<(FailoverConfig, FailoverResult)>,
     pub errors: Vec<String>,
 }
 
@@ -127,11 +136,19 @@ impl ClusterResult {
         for e in &self.errors {
             out.push_str(&format!("\nError: {e}\n"));
         }
+        if let Some((cfg, r)) = &self.latency {
+            out.push('\n');
+            out.push_str(&r.markdown(cfg));
+        }
+        if let Some((cfg, r)) = &self.failover {
+            out.push('\n');
+            out.push_str(&r.markdown(cfg));
+        }
         out
     }
 }
 
-pub async fn run(bench: &Bench, cfg: &ClusterConfig) -> ClusterResult {
+pub async fn run(bench: &mut Bench, cfg: &ClusterConfig) -> ClusterResult {
     let mut result = ClusterResult {
         rows: cfg.rows,
         rows_per_tx: cfg.rows_per_tx,
@@ -161,6 +178,11 @@ pub async fn run(bench: &Bench, cfg: &ClusterConfig) -> ClusterResult {
     if let Err(e) = bench.db.drop_slot(SLOT).await {
         result.errors.push(format!("dropping slot {SLOT}: {e:#}"));
     }
+    let latency = cluster_latency::run(bench, &server, &cfg.latency).await;
+    result.latency = Some((cfg.latency.clone(), latency));
+    eprintln!("cluster: failover, {} kills", cfg.failover.kills);
+    let failover = failover::run(bench, &server, &cfg.failover).await;
+    result.failover = Some((cfg.failover.clone(), failover));
     result
 }
 

@@ -8,7 +8,7 @@ use crate::bench::{Bench, QUERY_ALL, QUERY_BUCKET};
 use crate::client::{Load, LoadSpec};
 use crate::db::Database;
 use crate::stats::{ms, rate, thousands, Histogram};
-use crate::walcast::CpuMeter;
+use crate::walcast::{CpuMeter, Walcast};
 
 pub const SLOT: &str = "walcast_bench_latency";
 /// Transactions per second of the writer: rows per transaction = rate / this.
@@ -226,7 +226,7 @@ async fn run_cells(
                     "latency: {rate} rows/s, {subscribers} subscribers, matching {}",
                     matching.label()
                 );
-                let cell = run_cell(bench, &walcast, cfg, rate, subscribers, matching).await?;
+                let cell = run_cell(bench, &walcast, &[], cfg, rate, subscribers, matching).await?;
                 eprintln!(
                     "latency:   p50 {} p99 {} max {} ms, delivered {} of {}",
                     ms(cell.latency.quantile(0.5)),
@@ -244,9 +244,12 @@ async fn run_cells(
     Ok(())
 }
 
-async fn run_cell(
+/// One cell: `subscribers` connections to `walcast` while rows are written at `rate`. CPU is
+/// that of `walcast` and of the `others` (the other nodes of a cluster) together.
+pub(crate) async fn run_cell(
     bench: &Bench,
-    walcast: &crate::walcast::Walcast,
+    walcast: &Walcast,
+    others: &[&Walcast],
     cfg: &LatencyConfig,
     rate: u64,
     subscribers: usize,
@@ -277,12 +280,16 @@ async fn run_cell(
     }
     Bench::wait_subscriptions(walcast, load.subscriptions(), Duration::from_secs(60)).await?;
     let first = bench.db.next_id().await?;
-    let walcast_cpu = walcast.pid().and_then(CpuMeter::start);
+    let walcast_cpu: Option<Vec<CpuMeter>> = std::iter::once(walcast)
+        .chain(others.iter().copied())
+        .map(|w| w.pid().and_then(CpuMeter::start))
+        .collect();
     let client_cpu = CpuMeter::start(std::process::id());
     let (first, last, achieved) = write_steady(&bench.db, first, rate, cfg.duration).await?;
     let want = expected(matching, load.connected(), first, last);
     let drained = load.wait_for(want, Duration::from_secs(5)).await;
-    let walcast_cpu = walcast_cpu.and_then(|m| m.cores());
+    let walcast_cpu =
+        walcast_cpu.and_then(|meters| meters.iter().map(CpuMeter::cores).sum::<Option<f64>>());
     let client_cpu = client_cpu.and_then(|m| m.cores());
     if drained.is_none() {
         notes.push(format!(
