@@ -511,9 +511,9 @@ async fn last_stored(
 
 /// Appends `window + 1` epoch messages after sequence `after`, one at a time, each expecting
 /// the stream to end at the one before: the sequence of the last, or `None` once one is
-/// refused (something else landed; nothing of this publisher follows it). Their position and
-/// transaction are those of the next event, so positions and commit times stay ordered
-/// along the stream for searches.
+/// refused (something else landed; nothing of this publisher follows it). Their position is
+/// the resume point and their transaction that of the message before them, so positions and
+/// commit times stay ordered along the stream for searches.
 async fn append_epoch(
     stream: &ClusterStream,
     after: u64,

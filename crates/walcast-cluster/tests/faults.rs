@@ -467,6 +467,18 @@ async fn a_restarted_stream_leader_rejoins_while_publishing_goes_on() {
         expected_transactions(count)
     );
 
+    // It stored what it replicated: no write error from applying a message (as the last
+    // message id check caused: the catch-up does not update it).
+    let log_path = lock(&cluster).nodes()[victim].log_path();
+    let log = std::fs::read_to_string(&log_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", log_path.display()));
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("write error"))
+        .take(3)
+        .collect();
+    assert!(errors.is_empty(), "the restarted node: {errors:#?}");
+
     // The rejoined node is a full member: with the current leader killed, it and the third
     // node elect a leader and the reader carries on.
     let new_leader = leader(&stream, None).await;
