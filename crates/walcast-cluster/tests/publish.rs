@@ -86,23 +86,13 @@ async fn a_stale_publisher_is_fenced_and_nothing_lands_out_of_place() {
     assert_eq!(second.flush().await.expect("flush"), Some(Lsn(0x208)));
 
     // The first comes back from a pause and publishes what it read meanwhile.
-    let mut fenced = None;
-    for msg in transaction(0x200, 2)
-        .into_iter()
-        .chain(transaction(0x300, 2))
-    {
-        if let Err(e) = first.feed(msg).await {
-            fenced = Some(e);
-            break;
-        }
-    }
-    let err = match fenced {
-        Some(e) => e,
-        None => first
-            .flush()
-            .await
-            .expect_err("the stale publisher is refused"),
-    };
+    let err = refusal(
+        &mut first,
+        transaction(0x200, 2)
+            .into_iter()
+            .chain(transaction(0x300, 2)),
+    )
+    .await;
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert!(err.to_string().contains("another publisher"), "{err}");
 
@@ -130,22 +120,10 @@ async fn no_message_of_a_stale_publishers_pipeline_lands_behind_a_refused_one() 
     }
     next.flush().await.expect("stored");
 
-    let mut fenced = None;
-    'feeding: for lsn in (0x200..0x2000).step_by(0x100) {
-        for msg in transaction(lsn, 4) {
-            if let Err(e) = stale.feed(msg).await {
-                fenced = Some(e);
-                break 'feeding;
-            }
-        }
-    }
-    let err = match fenced {
-        Some(e) => e,
-        None => stale
-            .flush()
-            .await
-            .expect_err("the stale publisher is refused"),
-    };
+    let messages = (0x200..0x2000)
+        .step_by(0x100)
+        .flat_map(|lsn| transaction(lsn, 4));
+    let err = refusal(&mut stale, messages).await;
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert_eq!(
         event_positions(&stream).await,
