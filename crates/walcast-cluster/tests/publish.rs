@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use walcast_cluster::{
-    sequence_for_lsn, ClusterStream, Consumer, ErrorKind, Position, StreamSettings,
+    sequence_for_lsn, ClusterStream, Consumer, ErrorKind, Position, Publisher, StreamSettings,
 };
 use walcast_model::{Catalog, ChangeDecoder, TableSelection};
 use walcast_wal::Lsn;
@@ -86,29 +86,48 @@ async fn a_stale_publisher_is_fenced_and_nothing_lands_out_of_place() {
     assert_eq!(second.flush().await.expect("flush"), Some(Lsn(0x208)));
 
     // The first comes back from a pause and publishes what it read meanwhile.
-    let mut fenced = None;
-    for msg in transaction(0x200, 2)
-        .into_iter()
-        .chain(transaction(0x300, 2))
-    {
-        if let Err(e) = first.feed(msg).await {
-            fenced = Some(e);
-            break;
-        }
-    }
-    let err = match fenced {
-        Some(e) => e,
-        None => first
-            .flush()
-            .await
-            .expect_err("the stale publisher is refused"),
-    };
+    let err = refusal(
+        &mut first,
+        transaction(0x200, 2)
+            .into_iter()
+            .chain(transaction(0x300, 2)),
+    )
+    .await;
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert!(err.to_string().contains("another publisher"), "{err}");
 
     assert_eq!(
         event_positions(&stream).await,
         positions(&[(0x100, 2), (0x200, 2)]),
+        "each event once, in order"
+    );
+}
+
+#[tokio::test]
+async fn no_message_of_a_stale_publishers_pipeline_lands_behind_a_refused_one() {
+    let server = nats();
+    let stream = open_stream(&server.url(), &settings("s_pipeline")).await;
+    // A deep pipeline: its messages expect sequences far beyond where it was refused.
+    let mut stale = Publisher::open(&stream, 64).await.expect("open");
+    feed_all(&mut stale, transaction(0x100, 2)).await;
+    stale.flush().await.expect("stored");
+
+    // The next publisher appends past every sequence the stale one can expect, even with
+    // a shallower pipeline of its own.
+    let mut next = Publisher::open(&stream, 4).await.expect("open");
+    for lsn in [0x200, 0x300, 0x400] {
+        feed_all(&mut next, transaction(lsn, 8)).await;
+    }
+    next.flush().await.expect("stored");
+
+    let messages = (0x200..0x2000)
+        .step_by(0x100)
+        .flat_map(|lsn| transaction(lsn, 4));
+    let err = refusal(&mut stale, messages).await;
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert_eq!(
+        event_positions(&stream).await,
+        positions(&[(0x100, 2), (0x200, 8), (0x300, 8), (0x400, 8)]),
         "each event once, in order"
     );
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use walcast_cluster::{ClusterStream, Publisher, StorageType, StreamSettings};
+use walcast_cluster::{ClusterError, ClusterStream, Publisher, StorageType, StreamSettings};
 use walcast_model::{Catalog, Column, Kind, PgType, ReplicaIdentity, Table};
 use walcast_natscluster::NatsServer;
 use walcast_wal::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
@@ -121,6 +121,22 @@ pub async fn feed_all(publisher: &mut Publisher, messages: Vec<PgOutput>) {
             .await
             .unwrap_or_else(|e| panic!("publishing: {e}"));
     }
+}
+
+/// Feeds `messages` until the publisher fails, else flushes, which must fail: the error.
+pub async fn refusal(
+    publisher: &mut Publisher,
+    messages: impl IntoIterator<Item = PgOutput>,
+) -> ClusterError {
+    for msg in messages {
+        if let Err(e) = publisher.feed(msg).await {
+            return e;
+        }
+    }
+    publisher
+        .flush()
+        .await
+        .expect_err("the stale publisher is refused")
 }
 
 /// Every message kept: `(seq, kind, lsn, index, tx end)`.
