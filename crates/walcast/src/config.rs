@@ -356,8 +356,9 @@ pub struct ServeArgs {
     /// Events buffered per subscription before the connection counts as a slow consumer (at
     /// least 1).
     ///
-    /// A connection whose backlog is still this long a second after new events arrived is
-    /// closed with 4429 `slow consumer`.
+    /// A connection whose backlog is this long and drained nothing for a second after new
+    /// events arrived (or still is after ten seconds of slow draining) is closed with 4429
+    /// `slow consumer`.
     #[arg(long, env = "WALCAST_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
     /// Events per part of a large transaction (at least 1).

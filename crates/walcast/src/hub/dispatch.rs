@@ -13,8 +13,13 @@ use super::relations::answer_relations;
 use super::retention::now_micros;
 use super::{Hub, State};
 
-/// How long a backlogged subscriber may take to drain before it counts as a slow consumer.
+/// How long a backlogged subscriber may go without draining before it counts as a slow
+/// consumer.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
+/// The longest wait on backlogs that keep draining: a reading client on a busy machine may need
+/// more than a second for a queue's worth, but one that drains too slowly must not hold
+/// delivery up for everybody.
+const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
 
 /// Each subscriber's events of one transaction, in statement order.
 type Chunks = Vec<(u64, Vec<Arc<Event>>)>;
@@ -110,19 +115,36 @@ impl Hub {
         (chunks, backlogged)
     }
 
-    /// Backlogs get a short grace before they count as slow consumers: when walcast itself is
-    /// behind (a catch-up, a burst), delivery catches up and decoding waits; a client that does
-    /// not read stays over the limit and is closed.
+    /// Backlogs get a grace before they count as slow consumers: when walcast itself is behind
+    /// (a catch-up, a burst) or the machine is busy, delivery catches up and decoding waits. The
+    /// wait goes on while some backlog over the limit drained in the last
+    /// [`SLOW_CONSUMER_GRACE`], up to [`SLOW_CONSUMER_MAX_GRACE`]; a client that does not read
+    /// drains nothing, stays over the limit and is closed.
     async fn grace(&self, backlogged: &[Arc<Inbox>]) {
         if backlogged.is_empty() {
             return;
         }
-        let deadline = Instant::now() + SLOW_CONSUMER_GRACE;
-        while Instant::now() < deadline
-            && backlogged
-                .iter()
-                .any(|p| p.pending.load(Relaxed) >= self.queue)
-        {
+        let pending =
+            || -> Vec<usize> { backlogged.iter().map(|p| p.pending.load(Relaxed)).collect() };
+        let started = Instant::now();
+        let mut checkpoint = started + SLOW_CONSUMER_GRACE;
+        let mut before = pending();
+        loop {
+            let now = pending();
+            if now.iter().all(|&n| n < self.queue) {
+                return;
+            }
+            if Instant::now() >= checkpoint {
+                let draining = now
+                    .iter()
+                    .zip(&before)
+                    .any(|(&n, &was)| n >= self.queue && n < was);
+                if !draining || started.elapsed() >= SLOW_CONSUMER_MAX_GRACE {
+                    return;
+                }
+                before = now;
+                checkpoint += SLOW_CONSUMER_GRACE;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
