@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Sink, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use ws_stream::tungstenite::{Error as WsError, Message};
 
@@ -22,7 +22,7 @@ use crate::ws::expiry::expiry;
 use crate::ws::frames::Incoming;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::ServerMsg;
-use crate::ws::writer::{self, OUT_QUEUE};
+use crate::ws::writer::{self, Goodbye, OUT_QUEUE};
 
 /// Go on, or end the connection (with a close frame, or without when the client is gone).
 type Flow = ControlFlow<Option<Close>>;
@@ -51,13 +51,30 @@ pub async fn serve<S, R>(
         routes: routes.clone(),
         paused: paused.clone(),
     };
-    let writer = tokio::spawn(writer::run(sink, out_rx, outgoing, app.metrics.clone()));
+    let (goodbye, goodbye_rx) = oneshot::channel::<Goodbye>();
+    let writer = tokio::spawn(writer::run(
+        sink,
+        out_rx,
+        goodbye_rx,
+        outgoing,
+        app.metrics.clone(),
+    ));
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
     let mut s = Session::new(app.clone(), identity, routes, paused, out_tx, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     s.finish();
-    if let Some((code, reason)) = close {
-        let _ = s.out.send(Out::Close(code, reason)).await;
+    match close {
+        // Shutting down: the close goes ahead of what is queued, within the writer's grace.
+        Some(close) if close.0 == close::GOING_AWAY && *app.shutdown.borrow() => {
+            let _ = goodbye.send(Goodbye {
+                msgs: Vec::new(),
+                close,
+            });
+        }
+        Some((code, reason)) => {
+            let _ = s.out.send(Out::Close(code, reason)).await;
+        }
+        None => {}
     }
     drop(s);
     let _ = writer.await;
