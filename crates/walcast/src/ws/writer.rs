@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Sink, SinkExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use ws_stream::tungstenite::protocol::frame::coding::CloseCode;
 use ws_stream::tungstenite::protocol::CloseFrame;
@@ -56,6 +57,30 @@ enum Step {
     Gone,
 }
 
+/// A connection's writer task and the two ways to it.
+pub struct Writer<S> {
+    pub queue: mpsc::Sender<Out>,
+    /// Taken by the session's end: dropped unused, the writer just drains the queue.
+    pub goodbye: oneshot::Sender<Goodbye>,
+    pub task: JoinHandle<Option<S>>,
+}
+
+/// Starts the writer of `sink` (see [`run`]).
+pub fn spawn<S, E>(sink: S, encoder: E, metrics: Arc<Metrics>) -> Writer<S>
+where
+    S: Sink<Message> + Unpin + Send + 'static,
+    E: Encoder,
+{
+    let (queue, queued) = mpsc::channel::<Out>(OUT_QUEUE);
+    let (goodbye, last) = oneshot::channel::<Goodbye>();
+    let task = tokio::spawn(run(sink, queued, last, encoder, metrics));
+    Writer {
+        queue,
+        goodbye,
+        task,
+    }
+}
+
 /// How a burst of queued messages ended.
 enum Burst {
     Flushed,
@@ -69,7 +94,7 @@ enum Burst {
 /// after a close. Messages already queued go out in one write: one flush (system call) per
 /// burst, not per message. The goodbye is polled first and cuts short a burst held up by a
 /// full socket.
-pub async fn run<S, E>(
+async fn run<S, E>(
     mut sink: S,
     mut queue: mpsc::Receiver<Out>,
     goodbye: oneshot::Receiver<Goodbye>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Sink, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use ws_stream::tungstenite::{Error as WsError, Message};
 
 use super::events::Flow;
@@ -20,7 +20,7 @@ use crate::ws::expiry::expiry;
 use crate::ws::frames::Incoming;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::{Protocol, ServerMsg};
-use crate::ws::writer::{self, Goodbye, OUT_QUEUE};
+use crate::ws::writer::{self, Goodbye, Writer, OUT_QUEUE};
 
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -44,17 +44,13 @@ pub async fn serve<S, R, L, F>(
 {
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[protocol.name()], 1);
-    let (out_tx, out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
-    let (goodbye, goodbye_rx) = oneshot::channel::<Goodbye>();
-    let writer = tokio::spawn(writer::run(
-        sink,
-        out_rx,
-        goodbye_rx,
-        protocol,
-        app.metrics.clone(),
-    ));
+    let Writer {
+        queue,
+        goodbye,
+        task: writer,
+    } = writer::spawn(sink, protocol, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), protocol, identity, header_token, out_tx, op_tx);
+    let mut s = Session::new(app.clone(), protocol, identity, header_token, queue, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     let farewell = s.farewell.take();
     s.finish();

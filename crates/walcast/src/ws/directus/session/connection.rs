@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Sink, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use ws_stream::tungstenite::{Error as WsError, Message};
 
@@ -22,7 +22,7 @@ use crate::ws::expiry::expiry;
 use crate::ws::frames::Incoming;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::ServerMsg;
-use crate::ws::writer::{self, Goodbye, OUT_QUEUE};
+use crate::ws::writer::{self, Goodbye, Writer, OUT_QUEUE};
 
 /// Go on, or end the connection (with a close frame, or without when the client is gone).
 type Flow = ControlFlow<Option<Close>>;
@@ -44,23 +44,19 @@ pub async fn serve<S, R>(
 {
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[PROTOCOL], 1);
-    let (out_tx, out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
     let paused = Arc::new(AtomicBool::new(false));
     let outgoing = Outgoing {
         routes: routes.clone(),
         paused: paused.clone(),
     };
-    let (goodbye, goodbye_rx) = oneshot::channel::<Goodbye>();
-    let writer = tokio::spawn(writer::run(
-        sink,
-        out_rx,
-        goodbye_rx,
-        outgoing,
-        app.metrics.clone(),
-    ));
+    let Writer {
+        queue,
+        goodbye,
+        task: writer,
+    } = writer::spawn(sink, outgoing, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), identity, routes, paused, out_tx, op_tx);
+    let mut s = Session::new(app.clone(), identity, routes, paused, queue, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     s.finish();
     match close {
