@@ -157,7 +157,7 @@ impl FanoutResult {
         }
         if let Some(sd) = &self.shutdown {
             out.push_str(&format!(
-                "\nSIGTERM with the {} connections open: exited in {:.2} s ({}); {} / {} \
+                "\nSIGTERM with the {} connections open: {:.2} s to the exit ({}); {} / {} \
                  connections got a `complete` for each subscription and a 1001 close; `complete` \
                  {} / {}, 1001 closes {} / {}.\n",
                 thousands(sd.connections as u64),
@@ -306,10 +306,13 @@ async fn measure(
     let report = load.finish().await;
     result.shutdown = Some(Shutdown {
         secs: took.as_secs_f64(),
-        exit: status
-            .code()
-            .map(|c| format!("exit code {c}"))
-            .unwrap_or_else(|| status.to_string()),
+        exit: match status {
+            Some(s) => s
+                .code()
+                .map(|c| format!("exit code {c}"))
+                .unwrap_or_else(|| s.to_string()),
+            None => "still running, killed".into(),
+        },
         connections,
         subscriptions,
         completed_and_going_away: report.completed_and_going_away,

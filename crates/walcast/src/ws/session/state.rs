@@ -104,17 +104,16 @@ impl Session {
         }
     }
 
-    /// Stops every operation and keeps a `complete` for each, for the goodbye: it goes out
-    /// ahead of anything queued, which is dropped, so an aborted operation's late `next`
-    /// cannot follow its `complete`. Nothing is awaited: a full queue cannot hold it.
+    /// Keeps a `complete` for every operation, for the goodbye: it goes out ahead of anything
+    /// queued, which is dropped, so an operation's late `next` cannot follow its `complete`.
+    /// Nothing is awaited, so a full queue cannot hold it. The operations are left to the
+    /// runtime's bounded shutdown rather than aborted: tearing down each subscription (hub,
+    /// payload group) would compete with every other connection's goodbye for the cores.
     pub(super) fn complete_operations(&mut self) {
         let completes = self
             .ops
             .drain()
-            .map(|(id, op)| {
-                op.abort();
-                ServerMsg::Complete { id, result: None }
-            })
+            .map(|(id, _)| ServerMsg::Complete { id, result: None })
             .collect();
         self.farewell = Some(completes);
     }
