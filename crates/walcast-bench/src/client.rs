@@ -118,6 +118,10 @@ struct ConnOutcome {
     received: u64,
     errors: Vec<String>,
     close: Option<String>,
+    /// Ids the server sent `complete` for (a shutdown completes every subscription).
+    completed: std::collections::HashSet<String>,
+    /// The close code of the server's close frame.
+    close_code: Option<u16>,
 }
 
 /// What a run of the load generator saw.
@@ -136,6 +140,12 @@ pub struct LoadReport {
     /// Connections the server closed, by close code and reason.
     pub closes: BTreeMap<String, u64>,
     pub connect_errors: BTreeMap<String, u64>,
+    /// Connections closed with 1001 (going away) that had a `complete` for every subscription.
+    pub completed_and_going_away: u64,
+    /// Connections the server closed with 1001.
+    pub going_away: u64,
+    /// `complete` messages on connections closed with 1001.
+    pub completes: u64,
 }
 
 impl LoadReport {
@@ -331,6 +341,19 @@ impl Load {
             for e in outcome.errors {
                 *report.errors.entry(e).or_default() += 1;
             }
+            // A `complete` is expected only as the server goes away; otherwise it is an error.
+            if outcome.close_code == Some(1001) {
+                report.going_away += 1;
+                report.completes += outcome.completed.len() as u64;
+                if outcome.completed.len() >= self.spec.subscriptions_per_connection {
+                    report.completed_and_going_away += 1;
+                }
+            } else if !outcome.completed.is_empty() {
+                *report
+                    .errors
+                    .entry("server completed a subscription".into())
+                    .or_default() += outcome.completed.len() as u64;
+            }
             if let Some(c) = outcome.close {
                 *report.closes.entry(c).or_default() += 1;
             }
@@ -340,6 +363,16 @@ impl Load {
         }
         report
     }
+}
+
+#[derive(Deserialize)]
+struct WithId {
+    id: Option<String>,
+}
+
+/// The `id` of a message (parsed only for the rare ones that need it).
+fn message_id(text: &str) -> Option<String> {
+    serde_json::from_str::<WithId>(text).ok()?.id
 }
 
 #[derive(Deserialize)]
@@ -496,12 +529,16 @@ async fn run_connection(
                             }
                         }
                         Some("error") => out.errors.push(format!("GraphQL error: {}", abbreviate(&text))),
-                        Some("complete") => out.errors.push("server completed a subscription".into()),
+                        Some("complete") => {
+                            let id = message_id(&text).unwrap_or_default();
+                            out.completed.insert(id);
+                        }
                         Some(_) => {}
                         None => out.errors.push(format!("not a graphql-transport-ws message: {}", abbreviate(&text))),
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
+                    out.close_code = frame.as_ref().map(|f| u16::from(f.code));
                     if !*stop.borrow() {
                         out.close = Some(describe_close(frame));
                     }

@@ -74,7 +74,9 @@ Method:
 - **Fan-out scale.** C connections are opened (then C x 10 subscriptions to every row), idle;
   walcast's RSS (`VmRSS`) is read before connecting, after connecting and after subscribing. The
   bench raises its open-files limit to the hard limit; walcast inherits it. Then one row per
-  second; the latency of every delivery and, per row, to its last subscriber.
+  second; the latency of every delivery and, per row, to its last subscriber. Last, SIGTERM with
+  every connection still open: the time to the exit, its code, and the connections that got a
+  `complete` for each subscription and a 1001 close.
 - **Matching.** The in-process bench of `walcast-filter`, as it prints.
 
 `--perf-dir DIR` records `perf record --call-graph dwarf` profiles of walcast (and the walsender)

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -298,6 +298,29 @@ impl Walcast {
             .pid()
             .ok_or_else(|| anyhow!("walcast is not running"))?;
         rss_of(pid)
+    }
+
+    /// SIGTERM, then waits for the exit: the time it took and the exit status, `None` when it
+    /// still ran 30 s later (then it is killed).
+    pub async fn terminate(mut self) -> anyhow::Result<(Duration, Option<ExitStatus>)> {
+        let Some(mut child) = self.child.take() else {
+            bail!("walcast is not running");
+        };
+        signal(child.id(), libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok((start.elapsed(), Some(status))),
+                Ok(None) if start.elapsed() > Duration::from_secs(30) => {
+                    let took = start.elapsed();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok((took, None));
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(e) => return Err(e).context("waiting for walcast to exit"),
+            }
+        }
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after 20 s).

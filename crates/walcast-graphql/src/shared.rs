@@ -119,11 +119,14 @@ struct GroupState {
     memo: HashMap<usize, (Arc<Entry>, usize)>,
     /// Sweep when the memo grows past this.
     sweep_at: usize,
+    /// Sweeps done, for tests: leaving must not walk the group.
+    sweeps: u64,
 }
 
 impl GroupState {
     /// Drops the entries every member has moved past, then the oldest beyond the cap.
     fn sweep(&mut self) {
+        self.sweeps += 1;
         let passed = self.members.values().flatten().min().copied();
         if self.members.values().all(Option::is_some) {
             if let Some(passed) = passed {
@@ -161,7 +164,12 @@ impl Drop for Membership {
         let empty = {
             let mut st = lock(&self.group.state);
             st.members.remove(&self.id);
-            st.sweep();
+            // No sweep here: it walks every member, and a group of n members leaving at once
+            // (a shutdown, a mass disconnect) would cost n² under this lock. What this member
+            // held back goes at the next sweep `payload` triggers; alone, nothing is shared.
+            if st.members.len() < 2 {
+                st.memo.clear();
+            }
             st.members.is_empty()
         };
         if empty {
@@ -385,5 +393,30 @@ mod tests {
         // A reload changes `one`'s access: it joins b's group.
         take(&one, &event(4), &b, &calls).await;
         assert_eq!(groups.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn leaving_a_large_group_does_not_walk_it() {
+        const MEMBERS: usize = 100_000;
+        let groups = Arc::new(PayloadGroups::default());
+        let access: Arc<str> = "a".into();
+        let members: Vec<Member> = (0..MEMBERS)
+            .map(|_| Member::new(groups.clone(), "op".into()))
+            .collect();
+        let calls = AtomicUsize::new(0);
+        let ev = event(1);
+        for m in &members {
+            take(m, &ev, &access, &calls).await;
+        }
+        let group = lock(&groups.groups)
+            .values()
+            .find_map(Weak::upgrade)
+            .expect("the group");
+        let before = lock(&group.state).sweeps;
+        drop(members);
+        assert!(groups.is_empty());
+        let st = lock(&group.state);
+        assert!(st.members.is_empty() && st.memo.is_empty());
+        assert_eq!(st.sweeps, before, "leaving swept the group");
     }
 }

@@ -57,6 +57,9 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Longest the runtime waits for its remaining tasks once the command returned.
+const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Reads the configuration, starts the runtime and runs the chosen command.
 pub fn cli_main() -> std::process::ExitCode {
     // Test builds: the failpoints named in FAILPOINTS, for the whole run.
@@ -96,6 +99,9 @@ pub fn cli_main() -> std::process::ExitCode {
             Some(Command::ConfigReference(args)) => config::config_reference(&args),
         }
     });
+    // Tasks still running past the command's own stop (sockets past their deadline, operations
+    // being dropped) must not hold the exit: an implicit drop would wait for all of them.
+    runtime.shutdown_timeout(RUNTIME_STOP);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

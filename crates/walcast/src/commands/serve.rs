@@ -194,21 +194,46 @@ pub async fn serve_until(
     );
     tracing::info!(%addr, path = %app.cfg.graphql_path, "serving GraphQL over HTTP and WebSocket");
     on_ready(addr);
-    server.await;
-    // Sockets are upgraded connections the HTTP server no longer tracks: they close themselves
-    // on the shutdown signal; give them a moment to say goodbye.
-    for _ in 0..100 {
-        if metrics.connections.load(Relaxed) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut server = std::pin::pin!(server);
+    let mut signalled = shutdown_rx.clone();
+    // The listener returns only once the signal came; it may already have drained.
+    let drained = tokio::select! {
+        _ = &mut server => true,
+        _ = signalled.wait_for(|stopping| *stopping) => false,
+    };
+    // One deadline for the whole stop, its parts waited on together: in-flight HTTP requests,
+    // the sockets (upgraded connections the HTTP server no longer tracks close themselves on the
+    // signal, each within the writer's close grace) and replication (which confirms the slot).
+    let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+    let (_, sockets, replicated) = tokio::join!(
+        tokio::time::timeout_at(deadline, async {
+            if !drained {
+                server.await;
+            }
+        }),
+        tokio::time::timeout_at(deadline, sockets_closed(&metrics)),
+        tokio::time::timeout_at(deadline, replication),
+    );
+    if sockets.is_err() {
+        let open = metrics.connections.load(Relaxed);
+        tracing::warn!(open, "sockets still open at the stop deadline");
     }
-    match tokio::time::timeout(Duration::from_secs(5), replication).await {
+    match replicated {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(anyhow::anyhow!("replication task failed: {e}")),
         Err(_) => {
-            tracing::warn!("replication did not stop within 5 s");
+            tracing::warn!(deadline = ?STOP_DEADLINE, "replication did not stop in time");
             Ok(())
         }
+    }
+}
+
+/// How long the stop may take after the signal, past the sockets' close grace
+/// ([`crate::ws::writer::CLOSE_GRACE`]) so that a slow client still gets its close.
+const STOP_DEADLINE: Duration = Duration::from_secs(3);
+
+async fn sockets_closed(metrics: &Metrics) {
+    while metrics.connections.load(Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

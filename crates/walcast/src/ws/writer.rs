@@ -3,10 +3,12 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{Sink, SinkExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
 use ws_stream::tungstenite::protocol::frame::coding::CloseCode;
 use ws_stream::tungstenite::protocol::CloseFrame;
 use ws_stream::tungstenite::Message;
@@ -20,6 +22,16 @@ use crate::metrics::Metrics;
 pub const OUT_QUEUE: usize = 256;
 /// Most messages written before a flush.
 const WRITE_BATCH: usize = 64;
+/// Longest a close frame (with a goodbye's last messages) may take to write: a client that does
+/// not read cannot hold its connection, nor the server's shutdown, open.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A connection's last messages and close frame, written ahead of anything queued (which is
+/// dropped): what a session says when the server shuts down.
+pub struct Goodbye {
+    pub msgs: Vec<ServerMsg>,
+    pub close: (u16, String),
+}
 
 /// How a protocol turns a connection's messages into text frames.
 pub trait Encoder: Send + 'static {
@@ -45,11 +57,47 @@ enum Step {
     Gone,
 }
 
-/// Writes until the queue closes or a close is sent; returns the sink after a close. Messages
-/// already queued go out in one write: one flush (system call) per burst, not per message.
-pub async fn run<S, E>(
+/// A connection's writer task and the two ways to it.
+pub struct Writer<S> {
+    pub queue: mpsc::Sender<Out>,
+    /// Taken by the session's end: dropped unused, the writer just drains the queue.
+    pub goodbye: oneshot::Sender<Goodbye>,
+    pub task: JoinHandle<Option<S>>,
+}
+
+/// Starts the writer of `sink` (see [`run`]).
+pub fn spawn<S, E>(sink: S, encoder: E, metrics: Arc<Metrics>) -> Writer<S>
+where
+    S: Sink<Message> + Unpin + Send + 'static,
+    E: Encoder,
+{
+    let (queue, queued) = mpsc::channel::<Out>(OUT_QUEUE);
+    let (goodbye, last) = oneshot::channel::<Goodbye>();
+    let task = tokio::spawn(run(sink, queued, last, encoder, metrics));
+    Writer {
+        queue,
+        goodbye,
+        task,
+    }
+}
+
+/// How a burst of queued messages ended.
+enum Burst {
+    Flushed,
+    /// The queue closed, or the socket failed.
+    Ended,
+    Closed,
+    Gone,
+}
+
+/// Writes until the queue closes, a close is sent or a [`Goodbye`] arrives; returns the sink
+/// after a close. Messages already queued go out in one write: one flush (system call) per
+/// burst, not per message. The goodbye is polled first and cuts short a burst held up by a
+/// full socket.
+async fn run<S, E>(
     mut sink: S,
     mut queue: mpsc::Receiver<Out>,
+    goodbye: oneshot::Receiver<Goodbye>,
     mut encoder: E,
     metrics: Arc<Metrics>,
 ) -> Option<S>
@@ -57,30 +105,105 @@ where
     S: Sink<Message> + Unpin,
     E: Encoder,
 {
-    while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        let mut fed = 0usize;
-        let started = Instant::now();
-        while let Some(out) = next.take() {
-            match write(&mut sink, out, &mut encoder, &metrics).await {
-                Step::Fed => fed += 1,
-                Step::Skipped => {}
-                Step::Closed => return Some(sink),
-                Step::Gone => {
-                    let _ = sink.close().await;
-                    return None;
-                }
-            }
-            if fed < WRITE_BATCH {
-                next = queue.try_recv().ok();
+    // None once the session ended without a goodbye.
+    let mut goodbye = Some(goodbye);
+    loop {
+        let burst = burst(&mut sink, &mut queue, &mut encoder, &metrics);
+        let ended = match goodbye.as_mut() {
+            Some(last) => tokio::select! {
+                biased;
+                last = last => match last {
+                    Ok(last) => return say_goodbye(sink, last, &mut encoder, &metrics).await,
+                    Err(_) => {
+                        goodbye = None;
+                        continue;
+                    }
+                },
+                ended = burst => ended,
+            },
+            None => burst.await,
+        };
+        match ended {
+            Burst::Flushed => {}
+            Burst::Ended => return None,
+            Burst::Closed => return Some(sink),
+            Burst::Gone => {
+                let _ = timeout(CLOSE_GRACE, sink.close()).await;
+                return None;
             }
         }
-        if sink.flush().await.is_err() {
-            return None;
-        }
-        metrics.send_seconds.observe(started.elapsed());
     }
-    None
+}
+
+/// Writes what is queued (waiting for the first message), then flushes.
+async fn burst<S, E>(
+    sink: &mut S,
+    queue: &mut mpsc::Receiver<Out>,
+    encoder: &mut E,
+    metrics: &Metrics,
+) -> Burst
+where
+    S: Sink<Message> + Unpin,
+    E: Encoder,
+{
+    let Some(first) = queue.recv().await else {
+        return Burst::Ended;
+    };
+    let mut next = Some(first);
+    let mut fed = 0usize;
+    let started = Instant::now();
+    while let Some(out) = next.take() {
+        match write(sink, out, encoder, metrics).await {
+            Step::Fed => fed += 1,
+            Step::Skipped => {}
+            Step::Closed => return Burst::Closed,
+            Step::Gone => return Burst::Gone,
+        }
+        if fed < WRITE_BATCH {
+            next = queue.try_recv().ok();
+        }
+    }
+    if sink.flush().await.is_err() {
+        return Burst::Ended;
+    }
+    metrics.send_seconds.observe(started.elapsed());
+    Burst::Flushed
+}
+
+/// Writes a goodbye's messages and close frame within [`CLOSE_GRACE`]; what was queued is
+/// dropped, so no operation's message follows its last one. The sink is returned when the
+/// close went out.
+async fn say_goodbye<S, E>(
+    mut sink: S,
+    goodbye: Goodbye,
+    encoder: &mut E,
+    metrics: &Metrics,
+) -> Option<S>
+where
+    S: Sink<Message> + Unpin,
+    E: Encoder,
+{
+    let written = timeout(CLOSE_GRACE, async {
+        for msg in goodbye.msgs {
+            let Some(text) = encoder.text(msg) else {
+                continue;
+            };
+            metrics.messages_sent.fetch_add(1, Relaxed);
+            metrics.bytes_sent.fetch_add(text.len() as u64, Relaxed);
+            sink.feed(Message::text(text)).await?;
+        }
+        let (code, reason) = goodbye.close;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        sink.send(Message::Close(Some(frame))).await
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Some(sink),
+        _ => None,
+    }
 }
 
 async fn write<S, E>(sink: &mut S, out: Out, encoder: &mut E, metrics: &Metrics) -> Step
@@ -113,8 +236,13 @@ where
                 code: CloseCode::from(code),
                 reason: reason.into(),
             };
-            if sink.send(Message::Close(Some(frame))).await.is_err() {
-                let _ = sink.close().await;
+            // Bounded: a client that does not read would hold the session forever.
+            let failed = matches!(
+                timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await,
+                Ok(Err(_))
+            );
+            if failed {
+                let _ = timeout(CLOSE_GRACE, sink.close()).await;
             }
             Step::Closed
         }

@@ -20,7 +20,7 @@ use crate::ws::expiry::expiry;
 use crate::ws::frames::Incoming;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::{Protocol, ServerMsg};
-use crate::ws::writer::{self, OUT_QUEUE};
+use crate::ws::writer::{self, Goodbye, Writer, OUT_QUEUE};
 
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -44,15 +44,25 @@ pub async fn serve<S, R, L, F>(
 {
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[protocol.name()], 1);
-    let (out_tx, out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
-    let writer = tokio::spawn(writer::run(sink, out_rx, protocol, app.metrics.clone()));
+    let Writer {
+        queue,
+        goodbye,
+        task: writer,
+    } = writer::spawn(sink, protocol, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), protocol, identity, header_token, out_tx, op_tx);
+    let mut s = Session::new(app.clone(), protocol, identity, header_token, queue, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
+    let farewell = s.farewell.take();
     s.finish();
     let too_big = matches!(close, Some((close::TOO_BIG, _)));
-    if let Some((code, reason)) = close {
-        let _ = s.out.send(Out::Close(code, reason)).await;
+    match (close, farewell) {
+        (Some(close), Some(msgs)) => {
+            let _ = goodbye.send(Goodbye { msgs, close });
+        }
+        (Some((code, reason)), None) => {
+            let _ = s.out.send(Out::Close(code, reason)).await;
+        }
+        (None, _) => {}
     }
     drop(s);
     if let (Ok(Some(sink)), true) = (writer.await, too_big) {
@@ -74,7 +84,12 @@ where
     let app = s.app.clone();
     let auth_deadline = tokio::time::sleep(Duration::from_millis(app.cfg.auth_timeout_ms));
     tokio::pin!(auth_deadline);
-    let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
+    // The init's answer carries the first `ka`: an interval ticking at once would send a
+    // second right behind it.
+    let mut keep_alive = tokio::time::interval_at(
+        tokio::time::Instant::now() + LEGACY_KEEP_ALIVE,
+        LEGACY_KEEP_ALIVE,
+    );
     let mut shutdown = app.shutdown.clone();
     let mut generation = app.generation.subscribe();
     let mut heartbeat = Heartbeat::new(app.cfg.ws_ping_interval, app.cfg.ws_pong_timeout);
@@ -110,7 +125,7 @@ where
                 app.metrics.slow_consumer_closes.fetch_add(1, Relaxed);
                 ControlFlow::Break(Some((close::TOO_MANY, "slow consumer".into())))
             }
-            _ = shutdown.changed() => s.on_shutdown().await,
+            _ = shutdown.changed() => s.on_shutdown(),
         };
         if let ControlFlow::Break(close) = flow {
             return close;

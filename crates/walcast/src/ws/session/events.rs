@@ -74,8 +74,8 @@ impl Session {
         close_with(close::FORBIDDEN, "access token expired")
     }
 
-    pub(super) async fn on_shutdown(&mut self) -> Flow {
-        self.complete_operations().await;
+    pub(super) fn on_shutdown(&mut self) -> Flow {
+        self.complete_operations();
         close_with(close::GOING_AWAY, "server shutting down")
     }
 }

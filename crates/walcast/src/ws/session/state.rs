@@ -36,6 +36,8 @@ pub(super) struct Session {
     /// Operations' starts and ends; their other messages go to `out` directly.
     pub(super) op_tx: mpsc::Sender<OpEvent>,
     pub(super) slow: Arc<Notify>,
+    /// Set at shutdown: the `complete`s the goodbye carries ahead of the close.
+    pub(super) farewell: Option<Vec<ServerMsg>>,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
             out,
             op_tx,
             slow: Arc::new(Notify::new()),
+            farewell: None,
         };
         if s.identity.is_some() {
             s.refresh_view();
@@ -101,15 +104,18 @@ impl Session {
         }
     }
 
-    /// Stops every operation with a `complete` each (the server is going away).
-    pub(super) async fn complete_operations(&mut self) {
-        for (id, op) in self.ops.drain().collect::<Vec<_>>() {
-            op.abort();
-            let _ = self
-                .out
-                .send(Out::Msg(ServerMsg::Complete { id, result: None }))
-                .await;
-        }
+    /// Keeps a `complete` for every operation, for the goodbye: it goes out ahead of anything
+    /// queued, which is dropped, so an operation's late `next` cannot follow its `complete`.
+    /// Nothing is awaited, so a full queue cannot hold it. The operations are left to the
+    /// runtime's bounded shutdown rather than aborted: tearing down each subscription (hub,
+    /// payload group) would compete with every other connection's goodbye for the cores.
+    pub(super) fn complete_operations(&mut self) {
+        let completes = self
+            .ops
+            .drain()
+            .map(|(id, _)| ServerMsg::Complete { id, result: None })
+            .collect();
+        self.farewell = Some(completes);
     }
 
     /// The session is over: its operations stop and its streams are no longer counted.

@@ -22,7 +22,7 @@ use crate::ws::expiry::expiry;
 use crate::ws::frames::Incoming;
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::ServerMsg;
-use crate::ws::writer::{self, OUT_QUEUE};
+use crate::ws::writer::{self, Goodbye, Writer, OUT_QUEUE};
 
 /// Go on, or end the connection (with a close frame, or without when the client is gone).
 type Flow = ControlFlow<Option<Close>>;
@@ -44,20 +44,33 @@ pub async fn serve<S, R>(
 {
     app.metrics.connections.fetch_add(1, Relaxed);
     app.metrics.connections_by.add(&[PROTOCOL], 1);
-    let (out_tx, out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
     let paused = Arc::new(AtomicBool::new(false));
     let outgoing = Outgoing {
         routes: routes.clone(),
         paused: paused.clone(),
     };
-    let writer = tokio::spawn(writer::run(sink, out_rx, outgoing, app.metrics.clone()));
+    let Writer {
+        queue,
+        goodbye,
+        task: writer,
+    } = writer::spawn(sink, outgoing, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), identity, routes, paused, out_tx, op_tx);
+    let mut s = Session::new(app.clone(), identity, routes, paused, queue, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     s.finish();
-    if let Some((code, reason)) = close {
-        let _ = s.out.send(Out::Close(code, reason)).await;
+    match close {
+        // Shutting down: the close goes ahead of what is queued, within the writer's grace.
+        Some(close) if close.0 == close::GOING_AWAY && *app.shutdown.borrow() => {
+            let _ = goodbye.send(Goodbye {
+                msgs: Vec::new(),
+                close,
+            });
+        }
+        Some((code, reason)) => {
+            let _ = s.out.send(Out::Close(code, reason)).await;
+        }
+        None => {}
     }
     drop(s);
     let _ = writer.await;
