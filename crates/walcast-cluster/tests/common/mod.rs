@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use walcast_cluster::{ClusterError, ClusterStream, Publisher, StorageType, StreamSettings};
+use walcast_cluster::{
+    ClusterError, ClusterStream, MessageKind, Publisher, StorageType, StreamSettings,
+};
 use walcast_model::{Catalog, Column, Kind, PgType, ReplicaIdentity, Table};
 use walcast_natscluster::NatsServer;
 use walcast_wal::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
@@ -139,12 +141,16 @@ pub async fn refusal(
         .expect_err("the stale publisher is refused")
 }
 
-/// Every message kept: `(seq, kind, lsn, index, tx end)`.
+/// Every event and notice kept (not the publishers' epoch messages): `(seq, kind, lsn, index,
+/// tx end)`.
 pub async fn contents(stream: &ClusterStream) -> Vec<(u64, String, Lsn, u32, Option<Lsn>)> {
     let (first, last) = stream.bounds().await.expect("bounds");
     let mut out = Vec::new();
     for seq in first..=last {
         let meta = stream.meta_at(seq).await.expect("message");
+        if meta.kind == MessageKind::Epoch {
+            continue;
+        }
         out.push((
             seq,
             meta.kind.as_str().to_owned(),
