@@ -496,6 +496,13 @@ async fn a_restarted_stream_leader_rejoins_while_publishing_goes_on() {
 }
 
 #[tokio::test]
+async fn a_stale_pipeline_racing_the_next_publishers_epoch_leaves_no_gap_on_r3() {
+    let cluster = cluster();
+    let stream = open_stream(&cluster.urls(), &replicated("s_race")).await;
+    race_stale_pipelines(&stream).await;
+}
+
+#[tokio::test]
 async fn while_nats_is_away_nothing_more_is_stored_and_the_reader_retries() {
     let mut server = nats();
     let settings = settings("s_away");

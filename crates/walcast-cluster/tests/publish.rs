@@ -6,17 +6,10 @@ use std::time::Duration;
 
 use common::*;
 use walcast_cluster::{
-    sequence_for_lsn, ClusterError, ClusterStream, Consumer, ErrorKind, Position, Publisher,
-    StreamSettings,
+    sequence_for_lsn, ClusterStream, Consumer, ErrorKind, Position, Publisher, StreamSettings,
 };
 use walcast_model::{Catalog, ChangeDecoder, TableSelection};
-use walcast_wal::{Lsn, PgOutput};
-
-fn positions(txs: &[(u64, u32)]) -> Vec<(u64, u32)> {
-    txs.iter()
-        .flat_map(|&(lsn, n)| (0..n).map(move |i| (lsn, i)))
-        .collect()
-}
+use walcast_wal::Lsn;
 
 #[tokio::test]
 async fn events_carry_positions_ids_and_the_transaction_end() {
@@ -133,77 +126,11 @@ async fn no_message_of_a_stale_publishers_pipeline_lands_behind_a_refused_one() 
     );
 }
 
-/// Feeds `messages` and flushes; the first error.
-async fn try_feed_all(
-    publisher: &mut Publisher,
-    messages: Vec<PgOutput>,
-) -> Result<(), ClusterError> {
-    for msg in messages {
-        publisher.feed(msg).await?;
-    }
-    publisher.flush().await.map(|_| ())
-}
-
 #[tokio::test]
 async fn a_stale_pipeline_racing_the_next_publishers_epoch_leaves_no_gap() {
     let server = nats();
     let stream = open_stream(&server.url(), &settings("s_race")).await;
-    let mut first = publisher(&stream).await;
-    feed_all(&mut first, transaction(0x100, 1)).await;
-    first.flush().await.expect("stored");
-    let mut expected = positions(&[(0x100, 1)]);
-    let mut fenced = 0;
-    for round in 0..8u64 {
-        // 16 transactions of 4 rows and a notice: one message more than the pipeline holds,
-        // all sent before the first ack is awaited.
-        let txs: Vec<(u64, u32)> = (0..16)
-            .map(|k| (0x1000 * (round + 1) + 0x10 * k, 4))
-            .collect();
-        let messages: Vec<PgOutput> = txs
-            .iter()
-            .flat_map(|&(lsn, rows)| transaction(lsn, rows as usize))
-            .collect();
-        let mut stale = Publisher::open(&stream, 64).await.expect("open");
-        let stale_end = stale.last_sequence();
-        // The stale pipeline goes out while the next publisher opens: in even rounds as soon
-        // as the stream grows under it (into the epoch, were it appended piecemeal), in odd
-        // rounds after as many round trips as the round's half (into the next publisher's
-        // reads and batch).
-        let burst = async {
-            if round % 2 == 0 {
-                tokio::time::timeout(WAIT, async {
-                    while stream.bounds().await.expect("bounds").1 == stale_end {
-                        tokio::task::yield_now().await;
-                    }
-                })
-                .await
-                .expect("the next publisher appends");
-            } else {
-                for _ in 0..round / 2 {
-                    stream.bounds().await.expect("bounds");
-                }
-            }
-            try_feed_all(&mut stale, messages.clone()).await
-        };
-        let (outcome, next) = tokio::join!(burst, Publisher::open(&stream, 4));
-        match outcome {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Fenced => fenced += 1,
-            Err(e) => panic!("the stale publisher: {e}"),
-        }
-        // The next publisher replays the same transactions: it resumes after whatever of the
-        // stale pipeline landed, and that was a gapless prefix.
-        let mut next = next.unwrap_or_else(|e| panic!("the next publisher opens: {e}"));
-        feed_all(&mut next, messages).await;
-        next.flush().await.expect("stored");
-        expected.extend(positions(&txs));
-        assert_eq!(
-            event_positions(&stream).await,
-            expected,
-            "round {round}: each event once, in order"
-        );
-    }
-    assert!(fenced > 0, "no stale pipeline was refused");
+    race_stale_pipelines(&stream).await;
 }
 
 #[tokio::test]
