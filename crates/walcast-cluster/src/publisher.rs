@@ -57,9 +57,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Attempts to append the epoch while a stale publisher's last messages still land.
 const OPEN_ATTEMPTS: usize = 10;
 
-/// The deepest pipeline: the epoch outgrowing it (one message more) must fit in one atomic
-/// batch, at most 1,000 messages.
-const MAX_WINDOW: usize = 999;
+/// The deepest pipeline [`Publisher::open`] accepts: the epoch outgrowing it (one message more)
+/// must fit in one atomic batch, at most 1,000 messages.
+pub const MAX_IN_FLIGHT: usize = 999;
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
 
@@ -107,12 +107,19 @@ pub struct Publisher {
 impl Publisher {
     /// Takes over the stream: reads its last message to learn where to resume, then appends
     /// the epoch messages that fence every earlier publisher (none on an empty stream).
-    /// `max_in_flight` is at most 999.
+    /// A `max_in_flight` above [`MAX_IN_FLIGHT`] is lowered to it.
     pub async fn open(
         stream: &ClusterStream,
         max_in_flight: usize,
     ) -> Result<Publisher, ClusterError> {
-        let max_in_flight = max_in_flight.clamp(1, MAX_WINDOW);
+        if max_in_flight > MAX_IN_FLIGHT {
+            tracing::warn!(
+                stream = %stream.name,
+                max_in_flight,
+                "pipeline lowered to {MAX_IN_FLIGHT}: the epoch must fit in one atomic batch"
+            );
+        }
+        let max_in_flight = max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let own = u64::try_from(max_in_flight).unwrap_or(u64::MAX);
         let mut attempts = 0;
         loop {
@@ -128,8 +135,8 @@ impl Publisher {
                 None if last > 0 => (Position::default(), None, DEFAULT_MAX_IN_FLIGHT as u64),
                 None => (Position::default(), None, 0),
             };
-            // No publisher writes a larger window than MAX_WINDOW.
-            let window = own.max(before).min(MAX_WINDOW as u64);
+            // No publisher writes a larger window than MAX_IN_FLIGHT.
+            let window = own.max(before).min(MAX_IN_FLIGHT as u64);
             let last_seq = if last == 0 {
                 0
             } else {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use walcast_cluster::{
     sequence_for_lsn, ClusterStream, Consumer, ErrorKind, Position, Publisher, StreamSettings,
+    MAX_IN_FLIGHT,
 };
 use walcast_model::{Catalog, ChangeDecoder, TableSelection};
 use walcast_wal::Lsn;
@@ -131,6 +132,30 @@ async fn a_stale_pipeline_racing_the_next_publishers_epoch_leaves_no_gap() {
     let server = nats();
     let stream = open_stream(&server.url(), &settings("s_race")).await;
     race_stale_pipelines(&stream).await;
+}
+
+#[tokio::test]
+async fn a_pipeline_deeper_than_a_batch_is_lowered_to_fit_the_epoch() {
+    let server = nats();
+    let stream = open_stream(&server.url(), &settings("s_deep")).await;
+    let mut first = publisher(&stream).await;
+    feed_all(&mut first, transaction(0x100, 2)).await;
+    first.flush().await.expect("stored");
+    let before = stream.bounds().await.expect("bounds").1;
+
+    // Its epoch, one more than its window, is the largest batch the server takes (1,000).
+    let mut deep = Publisher::open(&stream, 5_000).await.expect("open");
+    assert_eq!(deep.last_sequence(), before + MAX_IN_FLIGHT as u64 + 1);
+    feed_all(&mut deep, transaction(0x200, 2)).await;
+    deep.flush().await.expect("stored");
+    // The next one outgrows the window the deep one left in its messages.
+    let before = stream.bounds().await.expect("bounds").1;
+    let next = Publisher::open(&stream, 4).await.expect("open");
+    assert_eq!(next.last_sequence(), before + MAX_IN_FLIGHT as u64 + 1);
+    assert_eq!(
+        event_positions(&stream).await,
+        positions(&[(0x100, 2), (0x200, 2)])
+    );
 }
 
 #[tokio::test]
