@@ -208,9 +208,21 @@ pub fn positions(txs: &[(u64, u32)]) -> Vec<(u64, u32)> {
 /// Rounds of a stale 64-deep pipeline sent while the next publisher opens (takes over), on a
 /// stream without events yet: each event stored once, in order, whatever landed first.
 pub async fn race_stale_pipelines(stream: &ClusterStream) {
-    let mut first = publisher(stream).await;
-    feed_all(&mut first, transaction(0x100, 1)).await;
-    first.flush().await.expect("stored");
+    // Stored as a reader would: again while a new replicated stream has no leader yet.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stored = async {
+            let mut first = Publisher::open(stream, 16).await?;
+            try_feed_all(&mut first, transaction(0x100, 1)).await
+        };
+        match stored.await {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::Nats && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("storing the first transaction: {e}"),
+        }
+    }
     let mut expected = positions(&[(0x100, 1)]);
     let mut fenced = 0;
     for round in 0..8u64 {
