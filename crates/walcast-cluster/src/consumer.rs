@@ -14,6 +14,7 @@ use walcast_model::{Catalog, ChangeDecoder, LogicalMessage, Step, Transaction};
 use walcast_wal::{Lsn, PgOutput, Relation};
 
 use crate::decode::{self, Body, Meta};
+use crate::encode::MessageKind;
 use crate::error::ClusterError;
 use crate::stream::ClusterStream;
 
@@ -161,6 +162,10 @@ impl Consumer {
             }
             self.next_seq = seq + 1;
             let meta = decode::meta(seq, message.headers.as_ref())?;
+            if meta.kind == MessageKind::Epoch {
+                // A publisher's fence between events: no event, and no transaction start.
+                continue;
+            }
             let body = decode::body(seq, meta.kind, &message.payload)?;
             self.accept(meta, body, live)?;
         }
@@ -188,6 +193,7 @@ impl Consumer {
         self.started = true;
         let mut messages = VecDeque::new();
         match body {
+            Body::Epoch => return Ok(()),
             Body::Schema(relation) => {
                 self.ready
                     .push_back(Delivery::SchemaChange { relation, seq });

@@ -30,6 +30,8 @@ pub enum Body {
     /// A pgoutput Message.
     Message(PgOutput),
     Schema(Relation),
+    /// A publisher's fence: nothing for a gateway.
+    Epoch,
 }
 
 /// Reads the walcast headers of stream message `seq`.
@@ -119,6 +121,7 @@ pub fn body(seq: u64, kind: MessageKind, payload: &Bytes) -> Result<Body, Cluste
             PgOutput::Relation(rel) => Ok(Body::Schema(rel)),
             other => Err(unexpected(seq, "a Relation", &other)),
         },
+        MessageKind::Epoch => Ok(Body::Epoch),
     }
 }
 

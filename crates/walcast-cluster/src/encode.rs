@@ -17,7 +17,10 @@ pub const HEADER_TX_END: &str = "Walcast-Tx-End";
 pub const HEADER_XID: &str = "Walcast-Xid";
 /// Header: the commit time, Postgres microseconds since 2000-01-01.
 pub const HEADER_COMMIT_TIME: &str = "Walcast-Commit-Time";
-/// Header: `change`, `message` or `schema`.
+/// Header: the largest pipeline (messages in flight) of any publisher so far, which the next
+/// publisher's fence must outgrow (see [`crate::Publisher`]).
+pub const HEADER_WINDOW: &str = "Walcast-Window";
+/// Header: `change`, `message`, `schema` or `epoch`.
 pub const HEADER_KIND: &str = "Walcast-Kind";
 
 /// What a stream message holds.
@@ -29,6 +32,10 @@ pub enum MessageKind {
     Message,
     /// A table's shape as first seen or changed: body = the Relation message.
     Schema,
+    /// A publisher's fence (see [`crate::Publisher`]): empty body, skipped by gateways. Its
+    /// position is where the publisher's next event goes: every event before it is stored
+    /// before it.
+    Epoch,
 }
 
 impl MessageKind {
@@ -37,6 +44,7 @@ impl MessageKind {
             MessageKind::Change => "change",
             MessageKind::Message => "message",
             MessageKind::Schema => "schema",
+            MessageKind::Epoch => "epoch",
         }
     }
 
@@ -45,6 +53,7 @@ impl MessageKind {
             "change" => Some(MessageKind::Change),
             "message" => Some(MessageKind::Message),
             "schema" => Some(MessageKind::Schema),
+            "epoch" => Some(MessageKind::Epoch),
             _ => None,
         }
     }
@@ -75,7 +84,7 @@ pub struct Outgoing {
     pub tx: Option<TxHeader>,
     /// Set on the last event of a transaction.
     pub tx_end: Option<Lsn>,
-    /// Distinguishes schema notices from the event at the same position.
+    /// Distinguishes schema notices and epochs from the event at the same position.
     pub id_suffix: Option<String>,
     pub body: Bytes,
 }
@@ -137,6 +146,11 @@ impl Subjects {
     /// `walcast.<slot>.$message`: logical messages (`$` cannot start an escaped schema name).
     pub fn message(&self) -> String {
         format!("{}.$message", self.prefix)
+    }
+
+    /// `walcast.<slot>.$epoch`: the publishers' fence messages.
+    pub fn epoch(&self) -> String {
+        format!("{}.$epoch", self.prefix)
     }
 
     /// `walcast.<slot>.$schema.<schema>.<table>`.

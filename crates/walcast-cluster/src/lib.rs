@@ -23,5 +23,5 @@ pub use consumer::{sequence_for_lsn, Consumer, Delivery};
 pub use decode::Meta;
 pub use encode::{MessageKind, Position, Subjects};
 pub use error::{ClusterError, ErrorKind};
-pub use publisher::{Publisher, DEFAULT_MAX_IN_FLIGHT};
+pub use publisher::{Publisher, DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT};
 pub use stream::{ClusterStream, StreamSettings};

@@ -76,6 +76,8 @@ impl StreamSettings {
             deny_delete: true,
             deny_purge: true,
             allow_direct: true,
+            // The publisher's epoch is one atomic batch (nats-server 2.12+).
+            allow_atomic_publish: true,
             ..Default::default()
         }
     }
@@ -93,7 +95,8 @@ pub struct ClusterStream {
 
 impl ClusterStream {
     /// Creates the stream, or checks an existing one: a field that differs from `settings`
-    /// in a way walcast depends on is an error naming the field.
+    /// in a way walcast depends on is an error naming the field. Atomic batches (off on a
+    /// stream an earlier walcast created) are switched on.
     pub async fn open(
         context: &Context,
         settings: &StreamSettings,
@@ -116,8 +119,28 @@ impl ClusterStream {
         let info = stream
             .info()
             .await
-            .map_err(|e| ClusterError::nats(format!("reading stream {name}'s info"), e))?;
+            .map_err(|e| ClusterError::nats(format!("reading stream {name}'s info"), e))?
+            .clone();
         check_config(&name, &wanted, &info.config)?;
+        if !info.config.allow_atomic_publish {
+            // Created by an earlier walcast: atomic batches can be switched on in place. A
+            // server before 2.12 does not know the field, so it stays off: an error naming it.
+            let config = Config {
+                allow_atomic_publish: true,
+                ..info.config.clone()
+            };
+            let updated = context.update_stream(config).await.map_err(|e| {
+                ClusterError::nats(format!("allowing atomic batches on stream {name}"), e)
+            })?;
+            if !updated.config.allow_atomic_publish {
+                return Err(ClusterError::StreamConfig {
+                    stream: name,
+                    field: "allow_atomic",
+                    expected: "true (nats-server 2.12 or later)".into(),
+                    found: "false".into(),
+                });
+            }
+        }
         let epoch = u64::try_from(info.created.unix_timestamp_nanos()).unwrap_or_default();
         Ok(ClusterStream {
             context: context.clone(),

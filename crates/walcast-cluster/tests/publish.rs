@@ -7,15 +7,10 @@ use std::time::Duration;
 use common::*;
 use walcast_cluster::{
     sequence_for_lsn, ClusterStream, Consumer, ErrorKind, Position, Publisher, StreamSettings,
+    MAX_IN_FLIGHT,
 };
 use walcast_model::{Catalog, ChangeDecoder, TableSelection};
 use walcast_wal::Lsn;
-
-fn positions(txs: &[(u64, u32)]) -> Vec<(u64, u32)> {
-    txs.iter()
-        .flat_map(|&(lsn, n)| (0..n).map(move |i| (lsn, i)))
-        .collect()
-}
 
 #[tokio::test]
 async fn events_carry_positions_ids_and_the_transaction_end() {
@@ -129,6 +124,37 @@ async fn no_message_of_a_stale_publishers_pipeline_lands_behind_a_refused_one() 
         event_positions(&stream).await,
         positions(&[(0x100, 2), (0x200, 8), (0x300, 8), (0x400, 8)]),
         "each event once, in order"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_pipeline_racing_the_next_publishers_epoch_leaves_no_gap() {
+    let server = nats();
+    let stream = open_stream(&server.url(), &settings("s_race")).await;
+    race_stale_pipelines(&stream).await;
+}
+
+#[tokio::test]
+async fn a_pipeline_deeper_than_a_batch_is_lowered_to_fit_the_epoch() {
+    let server = nats();
+    let stream = open_stream(&server.url(), &settings("s_deep")).await;
+    let mut first = publisher(&stream).await;
+    feed_all(&mut first, transaction(0x100, 2)).await;
+    first.flush().await.expect("stored");
+    let before = stream.bounds().await.expect("bounds").1;
+
+    // Its epoch, one more than its window, is the largest batch the server takes (1,000).
+    let mut deep = Publisher::open(&stream, 5_000).await.expect("open");
+    assert_eq!(deep.last_sequence(), before + MAX_IN_FLIGHT as u64 + 1);
+    feed_all(&mut deep, transaction(0x200, 2)).await;
+    deep.flush().await.expect("stored");
+    // The next one outgrows the window the deep one left in its messages.
+    let before = stream.bounds().await.expect("bounds").1;
+    let next = Publisher::open(&stream, 4).await.expect("open");
+    assert_eq!(next.last_sequence(), before + MAX_IN_FLIGHT as u64 + 1);
+    assert_eq!(
+        event_positions(&stream).await,
+        positions(&[(0x100, 2), (0x200, 2)])
     );
 }
 
@@ -251,6 +277,30 @@ async fn an_incompatible_existing_stream_is_an_error_naming_the_field() {
         .await
         .expect_err("deletes allowed");
     assert!(err.to_string().contains("deny_delete"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_without_atomic_batches_is_switched_to_them() {
+    let server = nats();
+    let js = jetstream(&server.url()).await;
+    // As an earlier walcast created it.
+    let mut older = settings("s_older").config();
+    older.allow_atomic_publish = false;
+    js.create_stream(older).await.expect("created");
+    let stream = open_stream(&server.url(), &settings("s_older")).await;
+    let mut info = js.get_stream("WALCAST_s_older").await.expect("stream");
+    assert!(info.info().await.expect("info").config.allow_atomic_publish);
+
+    let mut first = publisher(&stream).await;
+    feed_all(&mut first, transaction(0x100, 2)).await;
+    first.flush().await.expect("stored");
+    let mut second = publisher(&stream).await;
+    feed_all(&mut second, transaction(0x200, 2)).await;
+    second.flush().await.expect("stored");
+    assert_eq!(
+        event_positions(&stream).await,
+        positions(&[(0x100, 2), (0x200, 2)])
+    );
 }
 
 #[tokio::test]

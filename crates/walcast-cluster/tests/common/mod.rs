@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use walcast_cluster::{ClusterError, ClusterStream, Publisher, StorageType, StreamSettings};
+use walcast_cluster::{
+    ClusterError, ClusterStream, ErrorKind, MessageKind, Publisher, StorageType, StreamSettings,
+};
 use walcast_model::{Catalog, Column, Kind, PgType, ReplicaIdentity, Table};
 use walcast_natscluster::NatsServer;
 use walcast_wal::{Lsn, PgOutput, Relation, RelationColumn, TupleValue};
@@ -123,28 +125,43 @@ pub async fn feed_all(publisher: &mut Publisher, messages: Vec<PgOutput>) {
     }
 }
 
+/// Feeds `messages` and flushes: the first error.
+pub async fn try_feed_all(
+    publisher: &mut Publisher,
+    messages: impl IntoIterator<Item = PgOutput>,
+) -> Result<(), ClusterError> {
+    for msg in messages {
+        publisher.feed(msg).await?;
+    }
+    publisher.flush().await.map(|_| ())
+}
+
 /// Feeds `messages` until the publisher fails, else flushes, which must fail: the error.
 pub async fn refusal(
     publisher: &mut Publisher,
     messages: impl IntoIterator<Item = PgOutput>,
 ) -> ClusterError {
-    for msg in messages {
-        if let Err(e) = publisher.feed(msg).await {
-            return e;
-        }
-    }
-    publisher
-        .flush()
+    try_feed_all(publisher, messages)
         .await
         .expect_err("the stale publisher is refused")
 }
 
-/// Every message kept: `(seq, kind, lsn, index, tx end)`.
+/// Every event and notice kept (not the publishers' epoch messages): `(seq, kind, lsn, index,
+/// tx end)`.
 pub async fn contents(stream: &ClusterStream) -> Vec<(u64, String, Lsn, u32, Option<Lsn>)> {
-    let (first, last) = stream.bounds().await.expect("bounds");
+    try_contents(stream).await.expect("reading the stream")
+}
+
+async fn try_contents(
+    stream: &ClusterStream,
+) -> Result<Vec<(u64, String, Lsn, u32, Option<Lsn>)>, ClusterError> {
+    let (first, last) = stream.bounds().await?;
     let mut out = Vec::new();
     for seq in first..=last {
-        let meta = stream.meta_at(seq).await.expect("message");
+        let meta = stream.meta_at(seq).await?;
+        if meta.kind == MessageKind::Epoch {
+            continue;
+        }
         out.push((
             seq,
             meta.kind.as_str().to_owned(),
@@ -153,15 +170,110 @@ pub async fn contents(stream: &ClusterStream) -> Vec<(u64, String, Lsn, u32, Opt
             meta.tx_end,
         ));
     }
-    out
+    Ok(out)
 }
 
 /// `(lsn, index)` of the events kept, in stream order.
 pub async fn event_positions(stream: &ClusterStream) -> Vec<(u64, u32)> {
-    contents(stream)
-        .await
-        .into_iter()
+    events_of(contents(stream).await)
+}
+
+/// [`event_positions`] where a replica may not have the latest messages yet (a direct get goes
+/// to any): read again until every message is found.
+pub async fn replicated_event_positions(stream: &ClusterStream) -> Vec<(u64, u32)> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match try_contents(stream).await {
+            Ok(kept) => return events_of(kept),
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("reading the stream: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn events_of(kept: Vec<(u64, String, Lsn, u32, Option<Lsn>)>) -> Vec<(u64, u32)> {
+    kept.into_iter()
         .filter(|(_, kind, ..)| kind != "schema")
         .map(|(_, _, lsn, index, _)| (lsn.0, index))
         .collect()
+}
+
+/// `(lsn, index)` of every event of transactions `(lsn, rows)`.
+pub fn positions(txs: &[(u64, u32)]) -> Vec<(u64, u32)> {
+    txs.iter()
+        .flat_map(|&(lsn, n)| (0..n).map(move |i| (lsn, i)))
+        .collect()
+}
+
+/// Rounds of a stale 64-deep pipeline sent while the next publisher opens (takes over), on a
+/// stream without events yet: each event stored once, in order, whatever landed first.
+pub async fn race_stale_pipelines(stream: &ClusterStream) {
+    // Stored as a reader would: again while a new replicated stream has no leader yet.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stored = async {
+            let mut first = Publisher::open(stream, 16).await?;
+            try_feed_all(&mut first, transaction(0x100, 1)).await
+        };
+        match stored.await {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::Nats && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("storing the first transaction: {e}"),
+        }
+    }
+    let mut expected = positions(&[(0x100, 1)]);
+    let mut fenced = 0;
+    for round in 0..8u64 {
+        // 16 transactions of 4 rows and a notice: one message more than the pipeline holds,
+        // all sent before the first ack is awaited.
+        let txs: Vec<(u64, u32)> = (0..16)
+            .map(|k| (0x1000 * (round + 1) + 0x10 * k, 4))
+            .collect();
+        let messages: Vec<PgOutput> = txs
+            .iter()
+            .flat_map(|&(lsn, rows)| transaction(lsn, rows as usize))
+            .collect();
+        let mut stale = Publisher::open(stream, 64).await.expect("open");
+        let stale_end = stale.last_sequence();
+        // The stale pipeline goes out while the next publisher opens: in even rounds as soon
+        // as the stream grows under it (into the epoch, were it appended piecemeal), in odd
+        // rounds after as many round trips as the round's half (into the next publisher's
+        // reads and batch).
+        let burst = async {
+            if round % 2 == 0 {
+                tokio::time::timeout(WAIT, async {
+                    while stream.bounds().await.expect("bounds").1 == stale_end {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("the next publisher appends");
+            } else {
+                for _ in 0..round / 2 {
+                    stream.bounds().await.expect("bounds");
+                }
+            }
+            try_feed_all(&mut stale, messages.clone()).await
+        };
+        let (outcome, next) = tokio::join!(burst, Publisher::open(stream, 4));
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Fenced => fenced += 1,
+            Err(e) => panic!("the stale publisher: {e}"),
+        }
+        // The next publisher replays the same transactions: it resumes after whatever of the
+        // stale pipeline landed, and that was a gapless prefix.
+        let mut next = next.unwrap_or_else(|e| panic!("the next publisher opens: {e}"));
+        feed_all(&mut next, messages).await;
+        next.flush().await.expect("stored");
+        expected.extend(positions(&txs));
+        assert_eq!(
+            replicated_event_positions(stream).await,
+            expected,
+            "round {round}: each event once, in order"
+        );
+    }
+    assert!(fenced > 0, "no stale pipeline was refused");
 }
