@@ -123,6 +123,11 @@ impl Consumer {
         self.decoder.catalog()
     }
 
+    /// The stream sequence this consumer reads next: everything before it was read.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The next delivery; waits for new messages when caught up. `None` once the server
     /// closed the consumer.
     pub async fn next(&mut self) -> Result<Option<Delivery>, ClusterError> {

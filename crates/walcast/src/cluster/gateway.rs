@@ -25,6 +25,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the hub does its housekeeping and the lag gauge is updated.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// A consumer that reads nothing this long while the stream holds more is reopened: an ordered
+/// consumer whose NATS server went away can stay silent instead of failing.
+const STALL_AFTER: Duration = Duration::from_secs(10);
 
 pub struct Gateway {
     app: Arc<App>,
@@ -53,6 +56,8 @@ pub struct Gateway {
     backoff: Duration,
     retry: Option<Duration>,
     tick: tokio::time::Interval,
+    /// The consumer's read position, since when it has not moved, and when that was checked.
+    progress: (u64, tokio::time::Instant, tokio::time::Instant),
     pending: VecDeque<Change>,
 }
 
@@ -111,6 +116,7 @@ impl Gateway {
             backoff: BACKOFF_MIN,
             retry: None,
             tick: tokio::time::interval(HOUSEKEEPING_EVERY),
+            progress: (0, tokio::time::Instant::now(), tokio::time::Instant::now()),
             pending: VecDeque::new(),
         }
     }
@@ -191,8 +197,10 @@ impl Gateway {
         let delivery = tokio::select! {
             delivery = consumer.next() => delivery?,
             _ = self.tick.tick() => {
-                self.housekeeping().await;
-                return Ok(());
+                return match self.housekeeping().await {
+                    Some(last) => self.check_progress(last),
+                    None => Ok(()),
+                };
             }
             _ = self.shutdown.changed() => {
                 self.stopped = true;
@@ -272,21 +280,51 @@ impl Gateway {
         Ok(())
     }
 
-    /// Hub housekeeping, and how far behind the stream's end this gateway is.
-    async fn housekeeping(&mut self) {
+    /// Hub housekeeping, and how far behind the stream's end this gateway is. Returns the
+    /// stream's last sequence when it could be read.
+    async fn housekeeping(&mut self) -> Option<u64> {
         self.pending.push_back(Change::Idle);
-        let lag = match self.stream.bounds().await {
+        let (lag, last) = match self.stream.bounds().await {
             Ok((first, last)) => {
                 self.follow_head(first, last).await;
-                i64::try_from(last.saturating_sub(self.delivered)).unwrap_or(i64::MAX)
+                let lag = i64::try_from(last.saturating_sub(self.delivered)).unwrap_or(i64::MAX);
+                (lag, Some(last))
             }
-            Err(_) => -1,
+            Err(_) => (-1, None),
         };
         self.app
             .metrics
             .cluster
             .gateway_lag_messages
             .store(lag, Relaxed);
+        last
+    }
+
+    /// An error (so the consumer is reopened after what was handed on) when the consumer has
+    /// read nothing for [`STALL_AFTER`] although the stream holds messages after its position.
+    fn check_progress(&mut self, last: u64) -> anyhow::Result<()> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
+        let read = consumer.next_sequence();
+        let now = tokio::time::Instant::now();
+        let (seen, since, checked) = self.progress;
+        // A gap between checks means this gateway was busy elsewhere (the hub), not waiting on
+        // the consumer: the wait starts again.
+        let waiting = now.duration_since(checked) <= HOUSEKEEPING_EVERY * 3;
+        if read != seen || read > last || !waiting {
+            self.progress = (read, now, now);
+            return Ok(());
+        }
+        self.progress = (seen, since, now);
+        if now.duration_since(since) < STALL_AFTER {
+            return Ok(());
+        }
+        self.progress = (0, now, now);
+        Err(anyhow!(
+            "the stream consumer read nothing for {STALL_AFTER:?} though the stream holds \
+             sequences {read} to {last}"
+        ))
     }
 
     /// Retention removed the stream's oldest messages: cursors before its new first whole

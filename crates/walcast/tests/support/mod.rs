@@ -169,7 +169,8 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if thread::panicking() {
+        // WALCAST_TEST_KEEP keeps them after a pass too, to read a walcast log.
+        if thread::panicking() || std::env::var_os("WALCAST_TEST_KEEP").is_some() {
             eprintln!("kept {} for inspection", self.path.display());
             return;
         }
