@@ -284,17 +284,6 @@ fn a_replicated_stream_loses_nothing_when_a_follower_nats_node_dies() {
     assert_exactly(&b.numbers(), 1500, "across a follower's death");
 }
 
-/// Kilobytes of a /proc/<pid>/status field (VmHWM: the peak resident set).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 #[test]
 fn a_huge_transaction_crosses_the_cluster_with_bounded_memory() {
     const ROWS: i64 = 100_000;
@@ -308,7 +297,7 @@ fn a_huge_transaction_crosses_the_cluster_with_bounded_memory() {
     let mut g = Counter::start(c.node(1), None);
     c.node(1).wait_subscriptions(1, CONNECT_TIMEOUT);
     let pids = [0, 1].map(|i| c.node(i).pid().expect("walcast runs"));
-    let before = pids.map(|pid| status_kib(pid, "VmHWM"));
+    let before = pids.map(|pid| proc_kib(pid, "VmHWM"));
     // Over 100 MB as events if either process held the transaction whole.
     c.pg.psql(
         DB,
@@ -320,7 +309,7 @@ fn a_huge_transaction_crosses_the_cluster_with_bounded_memory() {
     g.read_until(ROWS as usize, Duration::from_secs(180));
     assert_exactly(&g.numbers(), ROWS, "one 100,000-row transaction");
     for (i, role) in ["reader", "gateway"].iter().enumerate() {
-        let peak = status_kib(pids[i], "VmHWM");
+        let peak = proc_kib(pids[i], "VmHWM");
         let grown_mib = peak.saturating_sub(before[i]) / 1024;
         eprintln!(
             "{role} peak RSS {} kB before, {peak} kB after ({grown_mib} MiB more)",

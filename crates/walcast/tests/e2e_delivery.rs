@@ -698,17 +698,6 @@ fn a_large_transaction_streams_whole_to_a_reading_client() {
     c.assert_exactly(30000, "one 30,000-row transaction");
 }
 
-/// Kilobytes of a /proc/<pid>/status field (VmRSS, VmHWM).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 #[test]
 fn a_huge_transaction_is_delivered_in_parts_with_bounded_memory() {
     const ROWS: i64 = 100_000;

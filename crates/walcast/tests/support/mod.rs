@@ -1067,3 +1067,14 @@ pub fn upgrade_status(err: &tungstenite::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+/// Kilobytes of a /proc/<pid>/status field (VmRSS, VmHWM: the peak resident set).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
