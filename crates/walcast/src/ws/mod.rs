@@ -5,6 +5,7 @@ pub mod directus;
 pub mod expiry;
 pub mod frames;
 pub mod operation;
+pub mod operations;
 pub mod outgoing;
 pub mod protocol;
 pub mod session;

@@ -13,6 +13,7 @@ use ws_stream::tungstenite::protocol::frame::coding::CloseCode;
 use ws_stream::tungstenite::protocol::CloseFrame;
 use ws_stream::tungstenite::Message;
 
+use super::operations::{self, Runner, Running};
 use super::outgoing::Out;
 use super::protocol::{Protocol, ServerMsg};
 use crate::metrics::Metrics;
@@ -57,15 +58,17 @@ enum Step {
     Gone,
 }
 
-/// A connection's writer task and the two ways to it.
+/// A connection's writer task and the ways to it.
 pub struct Writer<S> {
     pub queue: mpsc::Sender<Out>,
     /// Taken by the session's end: dropped unused, the writer just drains the queue.
     pub goodbye: oneshot::Sender<Goodbye>,
+    /// Runs the connection's operations in the writer task (see [`operations`]).
+    pub ops: Runner,
     pub task: JoinHandle<Option<S>>,
 }
 
-/// Starts the writer of `sink` (see [`run`]).
+/// Starts the writer of `sink` (see [`run`]), with the connection's operations beside it.
 pub fn spawn<S, E>(sink: S, encoder: E, metrics: Arc<Metrics>) -> Writer<S>
 where
     S: Sink<Message> + Unpin + Send + 'static,
@@ -73,12 +76,40 @@ where
 {
     let (queue, queued) = mpsc::channel::<Out>(OUT_QUEUE);
     let (goodbye, last) = oneshot::channel::<Goodbye>();
-    let task = tokio::spawn(run(sink, queued, last, encoder, metrics));
+    let (ops, running) = operations::channel();
+    let task = tokio::spawn(pump(sink, queued, last, encoder, metrics, running));
     Writer {
         queue,
         goodbye,
+        ops,
         task,
     }
+}
+
+/// The writer task: the operations are polled first, so what a batch of events makes them
+/// queue goes out in the same burst. When the writing ends the operations are dropped, or after
+/// a goodbye left to the runtime's shutdown.
+async fn pump<S, E>(
+    sink: S,
+    queue: mpsc::Receiver<Out>,
+    goodbye: oneshot::Receiver<Goodbye>,
+    encoder: E,
+    metrics: Arc<Metrics>,
+    mut running: Running,
+) -> Option<S>
+where
+    S: Sink<Message> + Unpin,
+    E: Encoder,
+{
+    let (sink, said_goodbye) = tokio::select! {
+        biased;
+        never = running.drive() => match never {},
+        ended = run(sink, queue, goodbye, encoder, metrics) => ended,
+    };
+    if said_goodbye {
+        running.park();
+    }
+    sink
 }
 
 /// How a burst of queued messages ended.
@@ -93,14 +124,14 @@ enum Burst {
 /// Writes until the queue closes, a close is sent or a [`Goodbye`] arrives; returns the sink
 /// after a close. Messages already queued go out in one write: one flush (system call) per
 /// burst, not per message. The goodbye is polled first and cuts short a burst held up by a
-/// full socket.
+/// full socket. Also says whether a goodbye ended it.
 async fn run<S, E>(
     mut sink: S,
     mut queue: mpsc::Receiver<Out>,
     goodbye: oneshot::Receiver<Goodbye>,
     mut encoder: E,
     metrics: Arc<Metrics>,
-) -> Option<S>
+) -> (Option<S>, bool)
 where
     S: Sink<Message> + Unpin,
     E: Encoder,
@@ -113,7 +144,9 @@ where
             Some(last) => tokio::select! {
                 biased;
                 last = last => match last {
-                    Ok(last) => return say_goodbye(sink, last, &mut encoder, &metrics).await,
+                    Ok(last) => {
+                        return (say_goodbye(sink, last, &mut encoder, &metrics).await, true)
+                    }
                     Err(_) => {
                         goodbye = None;
                         continue;
@@ -125,11 +158,11 @@ where
         };
         match ended {
             Burst::Flushed => {}
-            Burst::Ended => return None,
-            Burst::Closed => return Some(sink),
+            Burst::Ended => return (None, false),
+            Burst::Closed => return (Some(sink), false),
             Burst::Gone => {
                 let _ = timeout(CLOSE_GRACE, sink.close()).await;
-                return None;
+                return (None, false);
             }
         }
     }

@@ -47,10 +47,19 @@ pub async fn serve<S, R, L, F>(
     let Writer {
         queue,
         goodbye,
+        ops,
         task: writer,
     } = writer::spawn(sink, protocol, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), protocol, identity, header_token, queue, op_tx);
+    let mut s = Session::new(
+        app.clone(),
+        protocol,
+        identity,
+        header_token,
+        queue,
+        ops,
+        op_tx,
+    );
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     let farewell = s.farewell.take();
     s.finish();

@@ -73,7 +73,7 @@ impl Session {
         None
     }
 
-    /// Runs the operation as its own task.
+    /// Runs the operation in the connection's writer task.
     fn spawn(&mut self, id: String, request: Request) {
         let schema = self.app.schemas.load().for_view(&self.access.load());
         let slow = self.slow.clone();
@@ -87,7 +87,7 @@ impl Session {
             events: self.op_tx.clone(),
         };
         let groups = self.app.payloads.clone();
-        let task = tokio::spawn(operation::run(
+        let op = self.runner.run(operation::run(
             schema,
             ctx,
             groups,
@@ -95,7 +95,7 @@ impl Session {
             request,
             outlet,
         ));
-        self.ops.insert(id, task);
+        self.ops.insert(id, op);
     }
 
     async fn stop(&mut self, id: String) {

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
 use walcast_graphql::{Access, SharedAccess};
 
 use crate::app::App;
 use crate::auth::{Identity, Origin};
+use crate::ws::operations::{OpHandle, Runner};
 use crate::ws::outgoing::{OpEvent, Out};
 use crate::ws::protocol::{Protocol, ServerMsg};
 
@@ -29,7 +29,9 @@ pub(super) struct Session {
     /// What the identity may read and write; recomputed when permissions or the catalog change.
     pub(super) access: SharedAccess,
     pub(super) acked: bool,
-    pub(super) ops: HashMap<String, JoinHandle<()>>,
+    pub(super) ops: HashMap<String, OpHandle>,
+    /// Runs operations in the connection's writer task.
+    pub(super) runner: Runner,
     /// Operations streaming events, with the role they count under.
     streams: HashMap<String, String>,
     pub(super) out: mpsc::Sender<Out>,
@@ -49,6 +51,7 @@ impl Session {
         identity: Option<(Identity, String)>,
         header_token: Option<String>,
         out: mpsc::Sender<Out>,
+        runner: Runner,
         op_tx: mpsc::Sender<OpEvent>,
     ) -> Session {
         let (identity, token) = identity.unzip();
@@ -62,6 +65,7 @@ impl Session {
             access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
             acked: false,
             ops: HashMap::new(),
+            runner,
             streams: HashMap::new(),
             out,
             op_tx,

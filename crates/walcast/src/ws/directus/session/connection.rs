@@ -53,10 +53,11 @@ pub async fn serve<S, R>(
     let Writer {
         queue,
         goodbye,
+        ops,
         task: writer,
     } = writer::spawn(sink, outgoing, app.metrics.clone());
     let (op_tx, op_rx) = mpsc::channel::<OpEvent>(OUT_QUEUE);
-    let mut s = Session::new(app.clone(), identity, routes, paused, queue, op_tx);
+    let mut s = Session::new(app.clone(), identity, routes, paused, queue, ops, op_tx);
     let close = event_loop(&mut s, &mut stream, op_rx).await;
     s.finish();
     match close {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
 use walcast_graphql::{Access, ConnectionHandle, SharedAccess};
 
 use crate::app::App;
@@ -15,6 +14,7 @@ use crate::config::AuthMode;
 use crate::ws::directus::codec::{self, code};
 use crate::ws::directus::requests::Refusal;
 use crate::ws::directus::routes::{raw, Route, Routes, Shape};
+use crate::ws::operations::{OpHandle, Runner};
 use crate::ws::outgoing::{OpEvent, Out};
 
 /// The protocol's name in metrics.
@@ -37,7 +37,9 @@ pub(super) struct Session {
     /// What the identity may read and write; recomputed when permissions or the catalog change.
     pub(super) access: SharedAccess,
     /// Subscriptions by the client's uid (JSON text): their operation id and task.
-    pub(super) subs: HashMap<String, (String, JoinHandle<()>)>,
+    pub(super) subs: HashMap<String, (String, OpHandle)>,
+    /// Runs subscriptions in the connection's writer task.
+    pub(super) runner: Runner,
     pub(super) next_op: u64,
     pub(super) routes: Routes,
     pub(super) paused: Arc<AtomicBool>,
@@ -61,6 +63,7 @@ impl Session {
         routes: Routes,
         paused: Arc<AtomicBool>,
         out: mpsc::Sender<Out>,
+        runner: Runner,
         op_tx: mpsc::Sender<OpEvent>,
     ) -> Session {
         let (identity, token) = identity.unzip();
@@ -78,6 +81,7 @@ impl Session {
             token,
             access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
             subs: HashMap::new(),
+            runner,
             next_op: 1,
             routes,
             paused,

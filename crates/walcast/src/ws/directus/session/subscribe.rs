@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use walcast_graphql::{Ctx, PayloadGroups, Schema, TableInfo};
 
 use super::state::{uid_key, Session};
@@ -15,6 +14,7 @@ use crate::ws::directus::fields::{self, Selection};
 use crate::ws::directus::requests::{self, Refusal};
 use crate::ws::directus::routes::{raw, Shape};
 use crate::ws::operation::{self, Outlet};
+use crate::ws::operations::OpHandle;
 use crate::ws::outgoing::Out;
 
 /// A collection subscription's task: the items now, then every change after the position
@@ -120,7 +120,7 @@ impl Session {
     }
 
     /// A GraphQL document, run as it is.
-    fn document(&self, op: &str, sub: Subscribe) -> JoinHandle<()> {
+    fn document(&self, op: &str, sub: Subscribe) -> OpHandle {
         let (schema, ctx) = self.schema_and_ctx(true);
         self.route(op, sub.uid, Shape::Document);
         let request = Request {
@@ -129,7 +129,7 @@ impl Session {
             operation_name: None,
         };
         let groups = self.app.payloads.clone();
-        tokio::spawn(operation::run(
+        self.runner.run(operation::run(
             schema,
             ctx,
             groups,
@@ -139,7 +139,7 @@ impl Session {
         ))
     }
 
-    fn collection(&self, op: &str, sub: Subscribe) -> Result<JoinHandle<()>, Refusal> {
+    fn collection(&self, op: &str, sub: Subscribe) -> Result<OpHandle, Refusal> {
         let (schema, ctx) = self.schema_and_ctx(true);
         let table = requests::table(&schema, &sub.collection)?;
         let sel = requests::selection(&table, &sub.query)?;
@@ -166,7 +166,7 @@ impl Session {
             outlet: self.outlet(),
             op: op.to_owned(),
         };
-        Ok(tokio::spawn(task.run()))
+        Ok(self.runner.run(task.run()))
     }
 
     pub(super) fn items(&self, msg: Items) {
