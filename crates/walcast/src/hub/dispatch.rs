@@ -1,10 +1,10 @@
 //! Fan-out of one committed transaction to the matching subscriptions' queues.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use walcast_model::{Event, Transaction};
 
 use super::inbox::Inbox;
@@ -86,7 +86,8 @@ impl Hub {
     fn chunks(&self, deliveries: Vec<Delivery>) -> (Chunks, Vec<Arc<Inbox>>) {
         let st = self.lock();
         let mut chunks: Chunks = Vec::new();
-        let mut chunk_of: HashMap<u64, usize> = HashMap::new();
+        // Keyed by the hub's own subscription ids: see `State::subs`.
+        let mut chunk_of: FxHashMap<u64, usize> = FxHashMap::default();
         for Delivery { id, event: ev, .. } in deliveries {
             let Some(sub) = st.subs.get(&id) else {
                 continue;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use walcast_filter::{EventFilter, SubscriptionIndex};
 use walcast_graphql::{ConnectionHandle, SharedAccess};
 use walcast_model::{Cursor, Table};
@@ -54,8 +55,10 @@ struct Subscriber {
 
 #[derive(Default)]
 struct State {
-    /// Live subscriptions by id.
-    subs: HashMap<u64, Subscriber>,
+    /// Live subscriptions by id. The ids are the hub's own counter, never chosen by a client,
+    /// so a fast hash does and a DoS-resistant one is not needed: this map is read once or
+    /// more per delivery.
+    subs: FxHashMap<u64, Subscriber>,
     /// Subscriptions by table, event kind and the equalities their filters require, so an
     /// event visits only those that may match.
     index: SubscriptionIndex<u64>,
