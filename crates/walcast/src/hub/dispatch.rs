@@ -1,5 +1,6 @@
 //! Fan-out of one committed transaction to the matching subscriptions' queues.
 
+use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +22,12 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 /// delivery up for everybody.
 const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
 
-/// Each subscriber's events of one transaction, in statement order.
-type Chunks = Vec<(u64, Vec<Arc<Event>>)>;
+/// A subscriber's events of one transaction, in statement order, and the inbox they go to.
+pub(super) struct Outgoing {
+    id: u64,
+    inbox: Arc<Inbox>,
+    events: Vec<Arc<Event>>,
+}
 
 impl Hub {
     /// Retains a committed transaction and, when `live`, hands it to every matching
@@ -33,29 +38,38 @@ impl Hub {
     /// condition for the whole transaction, never one per subscriber.
     pub async fn dispatch(&self, tx: &Transaction, live: bool, pool: &deadpool_postgres::Pool) {
         let started = Instant::now();
-        let deliveries = if live {
+        let outgoing = if live {
             self.find(tx, pool).await
         } else {
             Vec::new()
         };
         self.metrics.match_seconds.observe(started.elapsed());
         crate::failpoint!("hub::dispatch");
-        let (chunks, backlogged) = self.chunks(deliveries);
+        let backlogged: Vec<Arc<Inbox>> = outgoing
+            .iter()
+            .filter(|o| o.inbox.pending.load(Relaxed) >= self.queue)
+            .map(|o| o.inbox.clone())
+            .collect();
         self.grace(&backlogged).await;
         let mut st = self.lock();
-        let matched = self.send_locked(&mut st, chunks);
+        let matched = self.send_locked(&mut st, outgoing);
         Self::retain_locked(&mut st, tx);
         self.evict_locked(&mut st, now_micros());
         self.metrics.events_matched.fetch_add(matched, Relaxed);
     }
 
-    /// Who receives which event of `tx`, in statement order; relation conditions answered.
-    async fn find(&self, tx: &Transaction, pool: &deadpool_postgres::Pool) -> Vec<Delivery> {
+    /// Who receives which events of `tx`, in statement order; relation conditions answered.
+    /// The chunks are built under the lock that saw every receiver registered: the matching
+    /// one, or the one after the database answered.
+    async fn find(&self, tx: &Transaction, pool: &deadpool_postgres::Pool) -> Vec<Outgoing> {
         let mut found = Found::default();
         {
             let mut st = self.lock();
             for (i, ev) in tx.events.iter().enumerate() {
                 Self::match_event(&self.metrics, &mut st, i, tx.events.len(), ev, &mut found);
+            }
+            if found.pending.is_empty() {
+                return chunks(std::mem::take(&mut found.deliveries));
             }
         }
         let Found {
@@ -63,11 +77,10 @@ impl Hub {
             pending,
             mut batch,
         } = found;
-        if pending.is_empty() {
-            return deliveries;
-        }
         answer_relations(&mut batch, pool, &self.metrics).await;
         let st = self.lock();
+        // Subscribers may have left while the database answered.
+        deliveries.retain(|d| st.subs.contains_key(&d.id));
         for d in pending {
             let Some(sub) = st.subs.get(&d.id) else {
                 continue;
@@ -77,43 +90,7 @@ impl Hub {
             }
         }
         deliveries.sort_by_key(|d| d.index);
-        deliveries
-    }
-
-    /// Each subscriber's events of this transaction, in its table's shape, as one chunk: a
-    /// large transaction takes one queue slot, and a backlog (not a big transaction) makes a
-    /// slow consumer. Also the inboxes already full.
-    fn chunks(&self, deliveries: Vec<Delivery>) -> (Chunks, Vec<Arc<Inbox>>) {
-        let st = self.lock();
-        let mut chunks: Chunks = Vec::new();
-        // Keyed by the hub's own subscription ids: see `State::subs`.
-        let mut chunk_of: FxHashMap<u64, usize> = FxHashMap::default();
-        for Delivery { id, event: ev, .. } in deliveries {
-            let Some(sub) = st.subs.get(&id) else {
-                continue;
-            };
-            let ev = if Arc::ptr_eq(&sub.table, &ev.table)
-                || Event::same_layout(&sub.table, &ev.table)
-            {
-                ev
-            } else {
-                Arc::new(ev.in_layout(&sub.table))
-            };
-            match chunk_of.get(&id) {
-                Some(&c) => chunks[c].1.push(ev),
-                None => {
-                    chunk_of.insert(id, chunks.len());
-                    chunks.push((id, vec![ev]));
-                }
-            }
-        }
-        let backlogged: Vec<Arc<Inbox>> = chunks
-            .iter()
-            .filter_map(|(id, _)| st.subs.get(id))
-            .filter(|sub| sub.tx.pending() >= self.queue)
-            .map(|sub| sub.tx.0.clone())
-            .collect();
-        (chunks, backlogged)
+        chunks(deliveries)
     }
 
     /// Backlogs get a grace before they count as slow consumers: when walcast itself is behind
@@ -152,14 +129,15 @@ impl Hub {
 
     /// Queues the chunks; a subscriber still over its limit is closed as a slow consumer.
     /// Returns how many events were queued.
-    fn send_locked(&self, st: &mut State, chunks: Chunks) -> u64 {
+    fn send_locked(&self, st: &mut State, outgoing: Vec<Outgoing>) -> u64 {
         let mut matched = 0u64;
         let mut dead: Vec<u64> = Vec::new();
-        for (id, events) in chunks {
+        for Outgoing { id, inbox, events } in outgoing {
+            // The one look-up: revoked or closed since matching, it receives nothing.
             let Some(sub) = st.subs.get(&id) else {
                 continue;
             };
-            if sub.tx.pending() >= self.queue {
+            if inbox.pending.load(Relaxed) >= self.queue {
                 if let Some(conn) = &sub.connection {
                     (conn.on_overflow)();
                 }
@@ -167,7 +145,7 @@ impl Hub {
                 continue;
             }
             let n = events.len();
-            if sub.tx.send(events).is_err() {
+            if inbox.send(events).is_err() {
                 dead.push(id);
             } else {
                 matched += n as u64;
@@ -178,4 +156,40 @@ impl Hub {
         }
         matched
     }
+}
+
+/// Each subscriber's events of one transaction, in its table's shape, as one chunk: a large
+/// transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
+/// consumer.
+fn chunks(deliveries: Vec<Delivery>) -> Vec<Outgoing> {
+    let mut outgoing: Vec<Outgoing> = Vec::with_capacity(deliveries.len());
+    // Keyed by the hub's own subscription ids: see `State::subs`.
+    let mut chunk_of: FxHashMap<u64, usize> =
+        FxHashMap::with_capacity_and_hasher(deliveries.len(), Default::default());
+    for Delivery {
+        id,
+        event,
+        inbox,
+        table,
+        ..
+    } in deliveries
+    {
+        let ev = if Arc::ptr_eq(&table, &event.table) || Event::same_layout(&table, &event.table) {
+            event
+        } else {
+            Arc::new(event.in_layout(&table))
+        };
+        match chunk_of.entry(id) {
+            Entry::Occupied(c) => outgoing[*c.get()].events.push(ev),
+            Entry::Vacant(v) => {
+                v.insert(outgoing.len());
+                outgoing.push(Outgoing {
+                    id,
+                    inbox,
+                    events: vec![ev],
+                });
+            }
+        }
+    }
+    outgoing
 }

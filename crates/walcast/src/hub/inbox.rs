@@ -35,24 +35,15 @@ impl Inbox {
         // Each update under the lock is a single push, pop or flag: consistent after a panic.
         walcast_model::sync::lock(&self.state)
     }
-}
-
-/// The hub's end of an inbox; dropping it ends the subscription's stream.
-pub(super) struct InboxSender(pub(super) Arc<Inbox>);
-
-impl InboxSender {
-    pub(super) fn pending(&self) -> usize {
-        self.0.pending.load(Relaxed)
-    }
 
     /// Queues a chunk; `Err` when the subscription's stream is gone.
     pub(super) fn send(&self, events: Vec<Arc<Event>>) -> Result<(), ()> {
         let waker = {
-            let mut st = self.0.lock();
+            let mut st = self.lock();
             if st.receiver_gone {
                 return Err(());
             }
-            self.0.pending.fetch_add(events.len(), Relaxed);
+            self.pending.fetch_add(events.len(), Relaxed);
             st.chunks.push_back(events);
             st.waker.take()
         };
@@ -62,6 +53,9 @@ impl InboxSender {
         Ok(())
     }
 }
+
+/// The hub's end of an inbox; dropping it ends the subscription's stream.
+pub(super) struct InboxSender(pub(super) Arc<Inbox>);
 
 impl Drop for InboxSender {
     fn drop(&mut self) {
