@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
+use smallvec::smallvec;
 use walcast_model::{Event, Transaction};
 
-use super::inbox::Inbox;
+use super::inbox::{Chunk, Inbox};
 use super::matching::{Delivery, Found};
 use super::relations::answer_relations;
 use super::retention::now_micros;
@@ -26,7 +27,7 @@ const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
 pub(super) struct Outgoing {
     id: u64,
     inbox: Arc<Inbox>,
-    events: Vec<Arc<Event>>,
+    events: Chunk,
 }
 
 impl Hub {
@@ -186,7 +187,7 @@ fn chunks(deliveries: Vec<Delivery>) -> Vec<Outgoing> {
                 outgoing.push(Outgoing {
                     id,
                     inbox,
-                    events: vec![ev],
+                    events: smallvec![ev],
                 });
             }
         }

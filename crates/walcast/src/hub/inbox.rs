@@ -5,9 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
+use smallvec::SmallVec;
 use walcast_model::Event;
 
 use super::registration::Registration;
+
+/// A transaction's matching events for one subscription. Most transactions bring a subscriber
+/// one event, held inline: no allocation per subscriber.
+pub(super) type Chunk = SmallVec<[Arc<Event>; 1]>;
 
 /// A subscription's queue: the hub pushes a transaction's matching events as one chunk, the
 /// subscription's stream takes them one at a time. A mutex and a waker rather than a tokio
@@ -22,7 +27,7 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    chunks: VecDeque<Vec<Arc<Event>>>,
+    chunks: VecDeque<Chunk>,
     waker: Option<std::task::Waker>,
     /// The hub dropped the subscriber (removed, revoked, slow): the stream ends once drained.
     sender_gone: bool,
@@ -37,7 +42,7 @@ impl Inbox {
     }
 
     /// Queues a chunk; `Err` when the subscription's stream is gone.
-    pub(super) fn send(&self, events: Vec<Arc<Event>>) -> Result<(), ()> {
+    pub(super) fn send(&self, events: Chunk) -> Result<(), ()> {
         let waker = {
             let mut st = self.lock();
             if st.receiver_gone {
@@ -74,7 +79,7 @@ impl Drop for InboxSender {
 /// subscription from the hub.
 pub(super) struct InboxStream {
     pub(super) replay: std::vec::IntoIter<Arc<Event>>,
-    pub(super) chunk: std::vec::IntoIter<Arc<Event>>,
+    pub(super) chunk: smallvec::IntoIter<[Arc<Event>; 1]>,
     pub(super) inbox: Arc<Inbox>,
     pub(super) _registered: Registration,
 }
