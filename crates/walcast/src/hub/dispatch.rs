@@ -3,6 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -13,7 +14,7 @@ use super::inbox::{Chunk, Inbox};
 use super::matching::{Delivery, Found};
 use super::relations::answer_relations;
 use super::retention::now_micros;
-use super::{Hub, State};
+use super::{Hub, State, Subscriber};
 
 /// How long a backlogged subscriber may go without draining before it counts as a slow
 /// consumer.
@@ -28,6 +29,16 @@ pub(super) struct Outgoing {
     id: u64,
     inbox: Arc<Inbox>,
     events: Chunk,
+}
+
+/// What queueing a transaction left for after the hub lock: streams to wake, subscribers to
+/// drop (which wakes their streams to end).
+#[derive(Default)]
+struct Queued {
+    /// Events queued.
+    matched: u64,
+    wakers: Vec<Waker>,
+    removed: Vec<Subscriber>,
 }
 
 impl Hub {
@@ -52,17 +63,27 @@ impl Hub {
             .map(|o| o.inbox.clone())
             .collect();
         self.grace(&backlogged).await;
-        let mut st = self.lock();
-        let matched = self.send_locked(&mut st, outgoing);
-        Self::retain_locked(&mut st, tx);
-        self.evict_locked(&mut st, now_micros());
-        self.metrics.events_matched.fetch_add(matched, Relaxed);
+        let queued = {
+            let mut st = self.lock();
+            let queued = self.send_locked(&mut st, outgoing);
+            Self::retain_locked(&mut st, tx);
+            self.evict_locked(&mut st, now_micros());
+            queued
+        };
+        self.metrics
+            .events_matched
+            .fetch_add(queued.matched, Relaxed);
+        // With the hub lock released: a woken stream may run at once on another thread, and
+        // one that ends unregisters itself.
+        queued.wakers.into_iter().for_each(Waker::wake);
+        drop(queued.removed);
     }
 
     /// Who receives which events of `tx`, in statement order; relation conditions answered.
     /// The chunks are built under the lock that saw every receiver registered: the matching
     /// one, or the one after the database answered.
     async fn find(&self, tx: &Transaction, pool: &deadpool_postgres::Pool) -> Vec<Outgoing> {
+        // Declared before the guard, so subscribers revoked while matching are dropped after it.
         let mut found = Found::default();
         {
             let mut st = self.lock();
@@ -77,7 +98,9 @@ impl Hub {
             mut deliveries,
             pending,
             mut batch,
+            removed,
         } = found;
+        drop(removed);
         answer_relations(&mut batch, pool, &self.metrics).await;
         let st = self.lock();
         // Subscribers may have left while the database answered.
@@ -129,9 +152,8 @@ impl Hub {
     }
 
     /// Queues the chunks; a subscriber still over its limit is closed as a slow consumer.
-    /// Returns how many events were queued.
-    fn send_locked(&self, st: &mut State, outgoing: Vec<Outgoing>) -> u64 {
-        let mut matched = 0u64;
+    fn send_locked(&self, st: &mut State, outgoing: Vec<Outgoing>) -> Queued {
+        let mut queued = Queued::default();
         let mut dead: Vec<u64> = Vec::new();
         for Outgoing { id, inbox, events } in outgoing {
             // The one look-up: revoked or closed since matching, it receives nothing.
@@ -146,16 +168,19 @@ impl Hub {
                 continue;
             }
             let n = events.len();
-            if inbox.send(events).is_err() {
-                dead.push(id);
-            } else {
-                matched += n as u64;
+            match inbox.send(events) {
+                Ok(waker) => {
+                    queued.matched += n as u64;
+                    queued.wakers.extend(waker);
+                }
+                Err(()) => dead.push(id),
             }
         }
         for id in dead {
-            Self::remove_locked(st, &self.metrics, id);
+            let removed = Self::remove_locked(st, &self.metrics, id);
+            queued.removed.extend(removed);
         }
-        matched
+        queued
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use futures::Stream;
 use smallvec::SmallVec;
@@ -28,7 +29,7 @@ pub(super) struct Inbox {
 #[derive(Default)]
 struct InboxState {
     chunks: VecDeque<Chunk>,
-    waker: Option<std::task::Waker>,
+    waker: Option<Waker>,
     /// The hub dropped the subscriber (removed, revoked, slow): the stream ends once drained.
     sender_gone: bool,
     /// The stream is gone: nothing more is queued.
@@ -41,21 +42,17 @@ impl Inbox {
         walcast_model::sync::lock(&self.state)
     }
 
-    /// Queues a chunk; `Err` when the subscription's stream is gone.
-    pub(super) fn send(&self, events: Chunk) -> Result<(), ()> {
-        let waker = {
-            let mut st = self.lock();
-            if st.receiver_gone {
-                return Err(());
-            }
-            self.pending.fetch_add(events.len(), Relaxed);
-            st.chunks.push_back(events);
-            st.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+    /// Queues a chunk; `Err` when the subscription's stream is gone. Returns the stream's
+    /// waker instead of waking it: the hub wakes once its own lock is released, so a woken
+    /// stream never runs into it.
+    pub(super) fn send(&self, events: Chunk) -> Result<Option<Waker>, ()> {
+        let mut st = self.lock();
+        if st.receiver_gone {
+            return Err(());
         }
-        Ok(())
+        self.pending.fetch_add(events.len(), Relaxed);
+        st.chunks.push_back(events);
+        Ok(st.waker.take())
     }
 }
 

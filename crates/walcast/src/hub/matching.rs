@@ -32,6 +32,8 @@ pub(super) struct Found {
     /// Matches if the database says their relation conditions hold.
     pub(super) pending: Vec<Delivery>,
     pub(super) batch: RelationBatch,
+    /// Subscriptions revoked while matching, dropped once the hub lock is released.
+    pub(super) removed: Vec<Subscriber>,
 }
 
 impl Found {
@@ -139,7 +141,7 @@ impl Hub {
             }
         }
         for id in revoked {
-            Self::remove_locked(st, metrics, id);
+            found.removed.extend(Self::remove_locked(st, metrics, id));
         }
     }
 

@@ -142,26 +142,32 @@ impl Hub {
         st.position = st.position.max(st.floor);
     }
 
-    fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
-        if let Some(sub) = st.subs.remove(&id) {
-            st.index.remove(sub.oid, &id);
-            if sub.filtered {
-                if let Some(n) = st.filtered.get_mut(&sub.oid) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            if let Some(stale) = st.stale.get_mut(&sub.oid) {
-                stale.retain(|s| *s != id);
-            }
-            metrics.subscriptions.fetch_sub(1, Relaxed);
-            if sub.filter.list_items() >= crate::memory::LARGE_FILTER_ITEMS {
-                crate::memory::trim_soon();
+    /// Unregisters subscription `id`. The caller drops what is returned once the hub lock is
+    /// released: dropping it wakes the stream to end.
+    fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) -> Option<Subscriber> {
+        let sub = st.subs.remove(&id)?;
+        st.index.remove(sub.oid, &id);
+        if sub.filtered {
+            if let Some(n) = st.filtered.get_mut(&sub.oid) {
+                *n = n.saturating_sub(1);
             }
         }
+        if let Some(stale) = st.stale.get_mut(&sub.oid) {
+            stale.retain(|s| *s != id);
+        }
+        metrics.subscriptions.fetch_sub(1, Relaxed);
+        if sub.filter.list_items() >= crate::memory::LARGE_FILTER_ITEMS {
+            crate::memory::trim_soon();
+        }
+        Some(sub)
     }
 
     fn remove(&self, id: u64) {
-        let mut st = self.lock();
-        Self::remove_locked(&mut st, &self.metrics, id);
+        let removed = {
+            let mut st = self.lock();
+            Self::remove_locked(&mut st, &self.metrics, id)
+        };
+        // Its stream is woken to end with the hub lock released.
+        drop(removed);
     }
 }
