@@ -69,6 +69,9 @@ struct State {
     stale: HashMap<u32, Vec<u64>>,
     /// Transactions inside the retention window, oldest first.
     retained: VecDeque<Retained>,
+    /// Events in `retained`, kept up to date as transactions come and leave rather than
+    /// counted per transaction.
+    held: usize,
     /// Resuming after a position before this one would skip transactions no longer retained.
     floor: Cursor,
     /// The position of the last transaction handled.
@@ -119,6 +122,7 @@ impl Hub {
     pub fn forget_history(&self) {
         let mut st = self.lock();
         st.retained.clear();
+        st.held = 0;
         st.floor = Cursor::default();
         st.position = Cursor::default();
     }

@@ -403,6 +403,10 @@ async fn the_slot_is_confirmed_behind_the_retention_window_and_history_is_not_de
     );
     // The source stopped: not ready any more.
     assert!(!app.is_ready());
+    // The running count of retained events is the window's.
+    let st = hub.lock();
+    assert_eq!(st.held, st.retained.iter().map(|t| t.len()).sum::<usize>());
+    assert!(st.held <= 5, "{}", st.held);
 }
 
 /// Counts wakes, and notes any that came while the hub lock was held.
