@@ -50,12 +50,14 @@ impl Hub {
     /// condition for the whole transaction, never one per subscriber.
     pub async fn dispatch(&self, tx: &Transaction, live: bool, pool: &deadpool_postgres::Pool) {
         let started = Instant::now();
-        let outgoing = if live {
+        let (outgoing, chunking) = if live {
             self.find(tx, pool).await
         } else {
-            Vec::new()
+            (Vec::new(), Duration::ZERO)
         };
-        self.metrics.match_seconds.observe(started.elapsed());
+        // Building the chunks happens under the matching lock but is queueing's share.
+        let matching = started.elapsed().saturating_sub(chunking);
+        self.metrics.match_seconds.observe(matching);
         crate::failpoint!("hub::dispatch");
         let backlogged: Vec<Arc<Inbox>> = outgoing
             .iter()
@@ -63,26 +65,36 @@ impl Hub {
             .map(|o| o.inbox.clone())
             .collect();
         self.grace(&backlogged).await;
-        let queued = {
+        let sending = Instant::now();
+        let (queued, sent) = {
             let mut st = self.lock();
             let queued = self.send_locked(&mut st, outgoing);
+            let sent = sending.elapsed();
             Self::retain_locked(&mut st, tx);
             self.evict_locked(&mut st, now_micros());
-            queued
+            (queued, sent)
         };
         self.metrics
             .events_matched
             .fetch_add(queued.matched, Relaxed);
         // With the hub lock released: a woken stream may run at once on another thread, and
         // one that ends unregisters itself.
+        let waking = Instant::now();
         queued.wakers.into_iter().for_each(Waker::wake);
         drop(queued.removed);
+        self.metrics
+            .dispatch_seconds
+            .observe(chunking + sent + waking.elapsed());
     }
 
     /// Who receives which events of `tx`, in statement order; relation conditions answered.
     /// The chunks are built under the lock that saw every receiver registered: the matching
-    /// one, or the one after the database answered.
-    async fn find(&self, tx: &Transaction, pool: &deadpool_postgres::Pool) -> Vec<Outgoing> {
+    /// one, or the one after the database answered. Also how long building them took.
+    async fn find(
+        &self,
+        tx: &Transaction,
+        pool: &deadpool_postgres::Pool,
+    ) -> (Vec<Outgoing>, Duration) {
         // Declared before the guard, so subscribers revoked while matching are dropped after it.
         let mut found = Found::default();
         {
@@ -186,8 +198,9 @@ impl Hub {
 
 /// Each subscriber's events of one transaction, in its table's shape, as one chunk: a large
 /// transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
-/// consumer.
-fn chunks(deliveries: Vec<Delivery>) -> Vec<Outgoing> {
+/// consumer. Also how long building them took.
+fn chunks(deliveries: Vec<Delivery>) -> (Vec<Outgoing>, Duration) {
+    let started = Instant::now();
     let mut outgoing: Vec<Outgoing> = Vec::with_capacity(deliveries.len());
     // Keyed by the hub's own subscription ids: see `State::subs`.
     let mut chunk_of: FxHashMap<u64, usize> =
@@ -217,5 +230,5 @@ fn chunks(deliveries: Vec<Delivery>) -> Vec<Outgoing> {
             }
         }
     }
-    outgoing
+    (outgoing, started.elapsed())
 }
