@@ -25,7 +25,7 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
 
 /// A subscriber's events of one transaction, in statement order, and the inbox they go to.
-pub(super) struct Outgoing {
+struct Outgoing {
     id: u64,
     inbox: Arc<Inbox>,
     events: Chunk,
@@ -103,6 +103,10 @@ impl Hub {
                 Self::match_event(&self.metrics, &mut st, i, tx.events.len(), ev, &mut found);
             }
             if found.pending.is_empty() {
+                if !found.removed.is_empty() {
+                    // Matched by an event before the one that revoked it: nothing to queue.
+                    found.deliveries.retain(|d| st.subs.contains_key(&d.id));
+                }
                 return chunks(std::mem::take(&mut found.deliveries));
             }
         }

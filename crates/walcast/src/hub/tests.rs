@@ -244,6 +244,16 @@ fn subscribe(
     filter: serde_json::Value,
 ) -> walcast_graphql::EventStream {
     let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(t, None)));
+    subscribe_as(source, t, filter, shared)
+}
+
+/// Subscribes with the caller's access, to be changed later.
+fn subscribe_as(
+    source: &HubSource,
+    t: &Arc<Table>,
+    filter: serde_json::Value,
+    shared: SharedAccess,
+) -> walcast_graphql::EventStream {
     source
         .subscribe(SubscriptionRequest {
             table: t.clone(),
@@ -435,23 +445,10 @@ async fn streams_are_woken_with_the_hub_lock_released() {
     use std::sync::atomic::Ordering::Relaxed;
     use std::task::{Context, Poll, Waker};
     let t = table();
-    let hub = Hub::new(
-        100,
-        Duration::from_secs(60),
-        1000,
-        Arc::new(Metrics::default()),
-    );
+    let hub = Hub::new(100, Duration::from_secs(60), 1000, Default::default());
     let source = HubSource(hub.clone());
     let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, None)));
-    let mut stream = source
-        .subscribe(SubscriptionRequest {
-            table: t.clone(),
-            filter: walcast_filter::parse_subscription_where(&t, &json!({})).expect("filter"),
-            after: None,
-            connection: None,
-            access: shared.clone(),
-        })
-        .expect("subscribed");
+    let mut stream = subscribe_as(&source, &t, json!({}), shared.clone());
     let probe = Arc::new(Probe {
         hub: hub.clone(),
         woken: Default::default(),
