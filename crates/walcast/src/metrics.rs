@@ -107,6 +107,8 @@ pub struct Metrics {
     pub cluster: ClusterMetrics,
     pub decode_seconds: Histogram,
     pub match_seconds: Histogram,
+    /// Queueing a transaction's matches: chunks, inboxes, wakes (not the slow-consumer grace).
+    pub dispatch_seconds: Histogram,
     pub serialize_seconds: Histogram,
     pub send_seconds: Histogram,
 }
@@ -460,6 +462,12 @@ impl Collector for Scrape {
         )?;
         histogram(
             &mut e,
+            "walcast_dispatch_seconds",
+            "Queueing one transaction's matches in the subscribers' queues and waking them.",
+            &m.dispatch_seconds,
+        )?;
+        histogram(
+            &mut e,
             "walcast_serialize_seconds",
             "Resolving and serialising one event for one subscription.",
             &m.serialize_seconds,
@@ -496,6 +504,8 @@ mod tests {
             "walcast_match_seconds_bucket{le=\"0.0001\"} 1\n",
             "walcast_match_seconds_bucket{le=\"+Inf\"} 2\n",
             "walcast_match_seconds_count 2\n",
+            "# TYPE walcast_dispatch_seconds histogram\n",
+            "walcast_dispatch_seconds_count 0\n",
             "walcast_transactions_total 0\n",
             "walcast_subscriptions_active 0\n",
         ] {

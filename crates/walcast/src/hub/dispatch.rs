@@ -1,17 +1,20 @@
 //! Fan-out of one committed transaction to the matching subscriptions' queues.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+use smallvec::smallvec;
 use walcast_model::{Event, Transaction};
 
-use super::inbox::Inbox;
+use super::inbox::{Chunk, Inbox};
 use super::matching::{Delivery, Found};
 use super::relations::answer_relations;
 use super::retention::now_micros;
-use super::{Hub, State};
+use super::{Hub, State, Subscriber};
 
 /// How long a backlogged subscriber may go without draining before it counts as a slow
 /// consumer.
@@ -21,8 +24,22 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 /// delivery up for everybody.
 const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
 
-/// Each subscriber's events of one transaction, in statement order.
-type Chunks = Vec<(u64, Vec<Arc<Event>>)>;
+/// A subscriber's events of one transaction, in statement order, and the inbox they go to.
+struct Outgoing {
+    id: u64,
+    inbox: Arc<Inbox>,
+    events: Chunk,
+}
+
+/// What queueing a transaction left for after the hub lock: streams to wake, subscribers to
+/// drop (which wakes their streams to end).
+#[derive(Default)]
+struct Queued {
+    /// Events queued.
+    matched: u64,
+    wakers: Vec<Waker>,
+    removed: Vec<Subscriber>,
+}
 
 impl Hub {
     /// Retains a committed transaction and, when `live`, hands it to every matching
@@ -33,41 +50,77 @@ impl Hub {
     /// condition for the whole transaction, never one per subscriber.
     pub async fn dispatch(&self, tx: &Transaction, live: bool, pool: &deadpool_postgres::Pool) {
         let started = Instant::now();
-        let deliveries = if live {
+        let (outgoing, chunking) = if live {
             self.find(tx, pool).await
         } else {
-            Vec::new()
+            (Vec::new(), Duration::ZERO)
         };
-        self.metrics.match_seconds.observe(started.elapsed());
+        // Building the chunks happens under the matching lock but is queueing's share.
+        let matching = started.elapsed().saturating_sub(chunking);
+        self.metrics.match_seconds.observe(matching);
         crate::failpoint!("hub::dispatch");
-        let (chunks, backlogged) = self.chunks(deliveries);
+        let backlogged: Vec<Arc<Inbox>> = outgoing
+            .iter()
+            .filter(|o| o.inbox.pending.load(Relaxed) >= self.queue)
+            .map(|o| o.inbox.clone())
+            .collect();
         self.grace(&backlogged).await;
-        let mut st = self.lock();
-        let matched = self.send_locked(&mut st, chunks);
-        Self::retain_locked(&mut st, tx);
-        self.evict_locked(&mut st, now_micros());
-        self.metrics.events_matched.fetch_add(matched, Relaxed);
+        let sending = Instant::now();
+        let (queued, sent) = {
+            let mut st = self.lock();
+            let queued = self.send_locked(&mut st, outgoing);
+            let sent = sending.elapsed();
+            Self::retain_locked(&mut st, tx);
+            self.evict_locked(&mut st, now_micros());
+            (queued, sent)
+        };
+        self.metrics
+            .events_matched
+            .fetch_add(queued.matched, Relaxed);
+        // With the hub lock released: a woken stream may run at once on another thread, and
+        // one that ends unregisters itself.
+        let waking = Instant::now();
+        queued.wakers.into_iter().for_each(Waker::wake);
+        drop(queued.removed);
+        self.metrics
+            .dispatch_seconds
+            .observe(chunking + sent + waking.elapsed());
     }
 
-    /// Who receives which event of `tx`, in statement order; relation conditions answered.
-    async fn find(&self, tx: &Transaction, pool: &deadpool_postgres::Pool) -> Vec<Delivery> {
+    /// Who receives which events of `tx`, in statement order; relation conditions answered.
+    /// The chunks are built under the lock that saw every receiver registered: the matching
+    /// one, or the one after the database answered. Also how long building them took.
+    async fn find(
+        &self,
+        tx: &Transaction,
+        pool: &deadpool_postgres::Pool,
+    ) -> (Vec<Outgoing>, Duration) {
+        // Declared before the guard, so subscribers revoked while matching are dropped after it.
         let mut found = Found::default();
         {
             let mut st = self.lock();
             for (i, ev) in tx.events.iter().enumerate() {
                 Self::match_event(&self.metrics, &mut st, i, tx.events.len(), ev, &mut found);
             }
+            if found.pending.is_empty() {
+                if !found.removed.is_empty() {
+                    // Matched by an event before the one that revoked it: nothing to queue.
+                    found.deliveries.retain(|d| st.subs.contains_key(&d.id));
+                }
+                return chunks(std::mem::take(&mut found.deliveries));
+            }
         }
         let Found {
             mut deliveries,
             pending,
             mut batch,
+            removed,
         } = found;
-        if pending.is_empty() {
-            return deliveries;
-        }
+        drop(removed);
         answer_relations(&mut batch, pool, &self.metrics).await;
         let st = self.lock();
+        // Subscribers may have left while the database answered.
+        deliveries.retain(|d| st.subs.contains_key(&d.id));
         for d in pending {
             let Some(sub) = st.subs.get(&d.id) else {
                 continue;
@@ -77,42 +130,7 @@ impl Hub {
             }
         }
         deliveries.sort_by_key(|d| d.index);
-        deliveries
-    }
-
-    /// Each subscriber's events of this transaction, in its table's shape, as one chunk: a
-    /// large transaction takes one queue slot, and a backlog (not a big transaction) makes a
-    /// slow consumer. Also the inboxes already full.
-    fn chunks(&self, deliveries: Vec<Delivery>) -> (Chunks, Vec<Arc<Inbox>>) {
-        let st = self.lock();
-        let mut chunks: Chunks = Vec::new();
-        let mut chunk_of: HashMap<u64, usize> = HashMap::new();
-        for Delivery { id, event: ev, .. } in deliveries {
-            let Some(sub) = st.subs.get(&id) else {
-                continue;
-            };
-            let ev = if Arc::ptr_eq(&sub.table, &ev.table)
-                || Event::same_layout(&sub.table, &ev.table)
-            {
-                ev
-            } else {
-                Arc::new(ev.in_layout(&sub.table))
-            };
-            match chunk_of.get(&id) {
-                Some(&c) => chunks[c].1.push(ev),
-                None => {
-                    chunk_of.insert(id, chunks.len());
-                    chunks.push((id, vec![ev]));
-                }
-            }
-        }
-        let backlogged: Vec<Arc<Inbox>> = chunks
-            .iter()
-            .filter_map(|(id, _)| st.subs.get(id))
-            .filter(|sub| sub.tx.pending() >= self.queue)
-            .map(|sub| sub.tx.0.clone())
-            .collect();
-        (chunks, backlogged)
+        chunks(deliveries)
     }
 
     /// Backlogs get a grace before they count as slow consumers: when walcast itself is behind
@@ -150,15 +168,15 @@ impl Hub {
     }
 
     /// Queues the chunks; a subscriber still over its limit is closed as a slow consumer.
-    /// Returns how many events were queued.
-    fn send_locked(&self, st: &mut State, chunks: Chunks) -> u64 {
-        let mut matched = 0u64;
+    fn send_locked(&self, st: &mut State, outgoing: Vec<Outgoing>) -> Queued {
+        let mut queued = Queued::default();
         let mut dead: Vec<u64> = Vec::new();
-        for (id, events) in chunks {
+        for Outgoing { id, inbox, events } in outgoing {
+            // The one look-up: revoked or closed since matching, it receives nothing.
             let Some(sub) = st.subs.get(&id) else {
                 continue;
             };
-            if sub.tx.pending() >= self.queue {
+            if inbox.pending.load(Relaxed) >= self.queue {
                 if let Some(conn) = &sub.connection {
                     (conn.on_overflow)();
                 }
@@ -166,15 +184,55 @@ impl Hub {
                 continue;
             }
             let n = events.len();
-            if sub.tx.send(events).is_err() {
-                dead.push(id);
-            } else {
-                matched += n as u64;
+            match inbox.send(events) {
+                Ok(waker) => {
+                    queued.matched += n as u64;
+                    queued.wakers.extend(waker);
+                }
+                Err(()) => dead.push(id),
             }
         }
         for id in dead {
-            Self::remove_locked(st, &self.metrics, id);
+            let removed = Self::remove_locked(st, &self.metrics, id);
+            queued.removed.extend(removed);
         }
-        matched
+        queued
     }
+}
+
+/// Each subscriber's events of one transaction, in its table's shape, as one chunk: a large
+/// transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
+/// consumer. Also how long building them took.
+fn chunks(deliveries: Vec<Delivery>) -> (Vec<Outgoing>, Duration) {
+    let started = Instant::now();
+    let mut outgoing: Vec<Outgoing> = Vec::with_capacity(deliveries.len());
+    // Keyed by the hub's own subscription ids: see `State::subs`.
+    let mut chunk_of: FxHashMap<u64, usize> =
+        FxHashMap::with_capacity_and_hasher(deliveries.len(), Default::default());
+    for Delivery {
+        id,
+        event,
+        inbox,
+        table,
+        ..
+    } in deliveries
+    {
+        let ev = if Arc::ptr_eq(&table, &event.table) || Event::same_layout(&table, &event.table) {
+            event
+        } else {
+            Arc::new(event.in_layout(&table))
+        };
+        match chunk_of.entry(id) {
+            Entry::Occupied(c) => outgoing[*c.get()].events.push(ev),
+            Entry::Vacant(v) => {
+                v.insert(outgoing.len());
+                outgoing.push(Outgoing {
+                    id,
+                    inbox,
+                    events: smallvec![ev],
+                });
+            }
+        }
+    }
+    (outgoing, started.elapsed())
 }

@@ -3,11 +3,17 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use futures::Stream;
+use smallvec::SmallVec;
 use walcast_model::Event;
 
 use super::registration::Registration;
+
+/// A transaction's matching events for one subscription. Most transactions bring a subscriber
+/// one event, held inline: no allocation per subscriber.
+pub(super) type Chunk = SmallVec<[Arc<Event>; 1]>;
 
 /// A subscription's queue: the hub pushes a transaction's matching events as one chunk, the
 /// subscription's stream takes them one at a time. A mutex and a waker rather than a tokio
@@ -22,8 +28,8 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    chunks: VecDeque<Vec<Arc<Event>>>,
-    waker: Option<std::task::Waker>,
+    chunks: VecDeque<Chunk>,
+    waker: Option<Waker>,
     /// The hub dropped the subscriber (removed, revoked, slow): the stream ends once drained.
     sender_gone: bool,
     /// The stream is gone: nothing more is queued.
@@ -35,33 +41,23 @@ impl Inbox {
         // Each update under the lock is a single push, pop or flag: consistent after a panic.
         walcast_model::sync::lock(&self.state)
     }
+
+    /// Queues a chunk; `Err` when the subscription's stream is gone. Returns the stream's
+    /// waker instead of waking it: the hub wakes once its own lock is released, so a woken
+    /// stream never runs into it.
+    pub(super) fn send(&self, events: Chunk) -> Result<Option<Waker>, ()> {
+        let mut st = self.lock();
+        if st.receiver_gone {
+            return Err(());
+        }
+        self.pending.fetch_add(events.len(), Relaxed);
+        st.chunks.push_back(events);
+        Ok(st.waker.take())
+    }
 }
 
 /// The hub's end of an inbox; dropping it ends the subscription's stream.
 pub(super) struct InboxSender(pub(super) Arc<Inbox>);
-
-impl InboxSender {
-    pub(super) fn pending(&self) -> usize {
-        self.0.pending.load(Relaxed)
-    }
-
-    /// Queues a chunk; `Err` when the subscription's stream is gone.
-    pub(super) fn send(&self, events: Vec<Arc<Event>>) -> Result<(), ()> {
-        let waker = {
-            let mut st = self.0.lock();
-            if st.receiver_gone {
-                return Err(());
-            }
-            self.0.pending.fetch_add(events.len(), Relaxed);
-            st.chunks.push_back(events);
-            st.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
-    }
-}
 
 impl Drop for InboxSender {
     fn drop(&mut self) {
@@ -80,7 +76,7 @@ impl Drop for InboxSender {
 /// subscription from the hub.
 pub(super) struct InboxStream {
     pub(super) replay: std::vec::IntoIter<Arc<Event>>,
-    pub(super) chunk: std::vec::IntoIter<Arc<Event>>,
+    pub(super) chunk: smallvec::IntoIter<[Arc<Event>; 1]>,
     pub(super) inbox: Arc<Inbox>,
     pub(super) _registered: Registration,
 }

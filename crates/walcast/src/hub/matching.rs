@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use walcast_filter::{RelationBatch, Truth};
-use walcast_model::{Event, Op};
+use walcast_model::{Event, Op, Table};
 
+use super::inbox::Inbox;
 use super::{Hub, State, Subscriber};
 use crate::metrics::Metrics;
 use crate::visibility::{self, Seen};
@@ -17,6 +18,10 @@ pub(super) struct Delivery {
     pub(super) number: usize,
     pub(super) id: u64,
     pub(super) event: Arc<Event>,
+    /// The subscriber's inbox and table shape, taken at match time: queueing needs no further
+    /// look-up of the subscriber.
+    pub(super) inbox: Arc<Inbox>,
+    pub(super) table: Arc<Table>,
 }
 
 /// What matching one transaction found.
@@ -27,6 +32,8 @@ pub(super) struct Found {
     /// Matches if the database says their relation conditions hold.
     pub(super) pending: Vec<Delivery>,
     pub(super) batch: RelationBatch,
+    /// Subscriptions revoked while matching, dropped once the hub lock is released.
+    pub(super) removed: Vec<Subscriber>,
 }
 
 impl Found {
@@ -48,6 +55,8 @@ impl Found {
             number,
             id: sub.id,
             event: event.clone(),
+            inbox: sub.tx.0.clone(),
+            table: sub.table.clone(),
         };
         if truth.is_true() {
             self.deliveries.push(delivery());
@@ -132,7 +141,7 @@ impl Hub {
             }
         }
         for id in revoked {
-            Self::remove_locked(st, metrics, id);
+            found.removed.extend(Self::remove_locked(st, metrics, id));
         }
     }
 

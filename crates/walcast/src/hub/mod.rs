@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use walcast_filter::{EventFilter, SubscriptionIndex};
 use walcast_graphql::{ConnectionHandle, SharedAccess};
 use walcast_model::{Cursor, Table};
@@ -54,8 +55,10 @@ struct Subscriber {
 
 #[derive(Default)]
 struct State {
-    /// Live subscriptions by id.
-    subs: HashMap<u64, Subscriber>,
+    /// Live subscriptions by id. The ids are the hub's own counter, never chosen by a client,
+    /// so a fast hash does and a DoS-resistant one is not needed: this map is read once or
+    /// more per delivery.
+    subs: FxHashMap<u64, Subscriber>,
     /// Subscriptions by table, event kind and the equalities their filters require, so an
     /// event visits only those that may match.
     index: SubscriptionIndex<u64>,
@@ -66,6 +69,9 @@ struct State {
     stale: HashMap<u32, Vec<u64>>,
     /// Transactions inside the retention window, oldest first.
     retained: VecDeque<Retained>,
+    /// Events in `retained`, kept up to date as transactions come and leave rather than
+    /// counted per transaction.
+    held: usize,
     /// Resuming after a position before this one would skip transactions no longer retained.
     floor: Cursor,
     /// The position of the last transaction handled.
@@ -116,6 +122,7 @@ impl Hub {
     pub fn forget_history(&self) {
         let mut st = self.lock();
         st.retained.clear();
+        st.held = 0;
         st.floor = Cursor::default();
         st.position = Cursor::default();
     }
@@ -139,26 +146,32 @@ impl Hub {
         st.position = st.position.max(st.floor);
     }
 
-    fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) {
-        if let Some(sub) = st.subs.remove(&id) {
-            st.index.remove(sub.oid, &id);
-            if sub.filtered {
-                if let Some(n) = st.filtered.get_mut(&sub.oid) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            if let Some(stale) = st.stale.get_mut(&sub.oid) {
-                stale.retain(|s| *s != id);
-            }
-            metrics.subscriptions.fetch_sub(1, Relaxed);
-            if sub.filter.list_items() >= crate::memory::LARGE_FILTER_ITEMS {
-                crate::memory::trim_soon();
+    /// Unregisters subscription `id`. The caller drops what is returned once the hub lock is
+    /// released: dropping it wakes the stream to end.
+    fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) -> Option<Subscriber> {
+        let sub = st.subs.remove(&id)?;
+        st.index.remove(sub.oid, &id);
+        if sub.filtered {
+            if let Some(n) = st.filtered.get_mut(&sub.oid) {
+                *n = n.saturating_sub(1);
             }
         }
+        if let Some(stale) = st.stale.get_mut(&sub.oid) {
+            stale.retain(|s| *s != id);
+        }
+        metrics.subscriptions.fetch_sub(1, Relaxed);
+        if sub.filter.list_items() >= crate::memory::LARGE_FILTER_ITEMS {
+            crate::memory::trim_soon();
+        }
+        Some(sub)
     }
 
     fn remove(&self, id: u64) {
-        let mut st = self.lock();
-        Self::remove_locked(&mut st, &self.metrics, id);
+        let removed = {
+            let mut st = self.lock();
+            Self::remove_locked(&mut st, &self.metrics, id)
+        };
+        // Its stream is woken to end with the hub lock released.
+        drop(removed);
     }
 }

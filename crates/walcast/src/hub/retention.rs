@@ -20,6 +20,13 @@ pub(super) struct Retained {
     events: Vec<Arc<Event>>,
 }
 
+impl Retained {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.events.len()
+    }
+}
+
 pub(super) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -31,6 +38,7 @@ impl Hub {
     /// Keeps `tx` for replay and moves the position past it.
     pub(super) fn retain_locked(st: &mut State, tx: &Transaction) {
         if !tx.events.is_empty() {
+            st.held += tx.events.len();
             st.retained.push_back(Retained {
                 commit_lsn: tx.commit_lsn,
                 xid: tx.xid,
@@ -46,18 +54,17 @@ impl Hub {
 
     pub(super) fn evict_locked(&self, st: &mut State, now: i64) {
         let horizon = now - self.retention.as_micros() as i64;
-        let mut held: usize = st.retained.iter().map(|t| t.events.len()).sum();
         // Old transactions leave by age; beyond `max_retained` events the oldest leave early, so
         // memory stays bounded whatever the write rate (their cursors then expire sooner). A
         // large transaction is retained part by part, and leaves the same way.
         while let Some(front) = st.retained.front() {
             let too_old = front.commit_time < horizon;
-            let too_many = held > self.max_retained;
+            let too_many = st.held > self.max_retained;
             if !too_old && !too_many {
                 break;
             }
             if let Some(t) = st.retained.pop_front() {
-                held -= t.events.len();
+                st.held -= t.events.len();
                 if let Some(last) = t.events.last() {
                     st.floor = st.floor.max(last.cursor);
                 }

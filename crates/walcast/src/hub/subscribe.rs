@@ -8,7 +8,7 @@ use walcast_graphql::{
 };
 use walcast_model::{Cursor, Event, ResumePoint};
 
-use super::inbox::{Inbox, InboxSender, InboxStream};
+use super::inbox::{Chunk, Inbox, InboxSender, InboxStream};
 use super::registration::Registration;
 use super::{Hub, Subscriber};
 
@@ -78,7 +78,7 @@ impl EventSource for HubSource {
         };
         Ok(Box::pin(InboxStream {
             replay: replay.into_iter(),
-            chunk: Vec::new().into_iter(),
+            chunk: Chunk::new().into_iter(),
             inbox,
             _registered: guard,
         }))

@@ -244,6 +244,16 @@ fn subscribe(
     filter: serde_json::Value,
 ) -> walcast_graphql::EventStream {
     let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(t, None)));
+    subscribe_as(source, t, filter, shared)
+}
+
+/// Subscribes with the caller's access, to be changed later.
+fn subscribe_as(
+    source: &HubSource,
+    t: &Arc<Table>,
+    filter: serde_json::Value,
+    shared: SharedAccess,
+) -> walcast_graphql::EventStream {
     source
         .subscribe(SubscriptionRequest {
             table: t.clone(),
@@ -403,4 +413,62 @@ async fn the_slot_is_confirmed_behind_the_retention_window_and_history_is_not_de
     );
     // The source stopped: not ready any more.
     assert!(!app.is_ready());
+    // The running count of retained events is the window's.
+    let st = hub.lock();
+    assert_eq!(st.held, st.retained.iter().map(|t| t.len()).sum::<usize>());
+    assert!(st.held <= 5, "{}", st.held);
+}
+
+/// Counts wakes, and notes any that came while the hub lock was held.
+struct Probe {
+    hub: Arc<Hub>,
+    woken: std::sync::atomic::AtomicUsize,
+    under_lock: std::sync::atomic::AtomicBool,
+}
+
+impl std::task::Wake for Probe {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.woken.fetch_add(1, Relaxed);
+        if self.hub.state.try_lock().is_err() {
+            self.under_lock.store(true, Relaxed);
+        }
+    }
+}
+
+#[tokio::test]
+async fn streams_are_woken_with_the_hub_lock_released() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::task::{Context, Poll, Waker};
+    let t = table();
+    let hub = Hub::new(100, Duration::from_secs(60), 1000, Default::default());
+    let source = HubSource(hub.clone());
+    let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, None)));
+    let mut stream = subscribe_as(&source, &t, json!({}), shared.clone());
+    let probe = Arc::new(Probe {
+        hub: hub.clone(),
+        woken: Default::default(),
+        under_lock: Default::default(),
+    });
+    let waker = Waker::from(probe.clone());
+    let mut cx = Context::from_waker(&waker);
+    // Queued events wake the stream.
+    assert!(stream.poll_next_unpin(&mut cx).is_pending());
+    hub.dispatch(&inserts(&t, 0..1, 100), true, &pool()).await;
+    assert_eq!(probe.woken.load(Relaxed), 1);
+    assert!(matches!(
+        stream.poll_next_unpin(&mut cx),
+        Poll::Ready(Some(_))
+    ));
+    // A row filter given: the subscription is revoked while matching, its stream woken to end.
+    assert!(stream.poll_next_unpin(&mut cx).is_pending());
+    shared.store(Arc::new(access(&t, Some(7))));
+    hub.dispatch(&inserts(&t, 1..2, 110), true, &pool()).await;
+    assert_eq!(probe.woken.load(Relaxed), 2);
+    assert!(matches!(stream.poll_next_unpin(&mut cx), Poll::Ready(None)));
+    assert!(!probe.under_lock.load(Relaxed), "woken under the hub lock");
 }
