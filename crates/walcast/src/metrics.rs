@@ -469,7 +469,7 @@ impl Collector for Scrape {
         histogram(
             &mut e,
             "walcast_serialize_seconds",
-            "Resolving and serialising one event for one subscription.",
+            "Encoding one burst of a connection's messages into its socket buffer.",
             &m.serialize_seconds,
         )?;
         histogram(

@@ -117,12 +117,18 @@ fn request_of(v: &Value, msg: &'static str) -> Result<Request, DecodeError> {
 /// `json!({"type": ty, "id": id, "payload": payload}).to_string()` gives, without parsing the
 /// payload again.
 fn envelope(ty: &str, id: &str, payload: &str) -> String {
-    let id = Value::String(id.to_owned()).to_string();
-    let mut frame = String::with_capacity(ty.len() + id.len() + payload.len() + 32);
+    let mut frame = String::with_capacity(ty.len() + id.len() + payload.len() + 34);
     frame.push_str("{\"type\":\"");
     frame.push_str(ty);
     frame.push_str("\",\"id\":");
-    frame.push_str(&id);
+    // Ids are short and plain in practice: written as they are unless JSON must escape them.
+    if id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        frame.push('"');
+        frame.push_str(id);
+        frame.push('"');
+    } else {
+        frame.push_str(&Value::String(id.to_owned()).to_string());
+    }
     frame.push_str(",\"payload\":");
     frame.push_str(payload);
     frame.push('}');
