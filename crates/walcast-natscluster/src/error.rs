@@ -34,6 +34,12 @@ pub enum NatsError {
 }
 
 impl NatsError {
+    /// The server could not bind a port: another process took it.
+    pub fn is_port_conflict(&self) -> bool {
+        matches!(self, NatsError::Start { log_tail, .. }
+            if log_tail.to_ascii_lowercase().contains("address already in use"))
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         NatsError::Io {
             context: context.into(),

@@ -43,19 +43,23 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a single node on free ports with a fresh store.
     pub fn start() -> Result<NatsServer, NatsError> {
-        let mut server = NatsServer::prepare("walcast-nats".into(), None)?;
-        server.launch()?;
-        server.wait_healthy()?;
-        Ok(server)
+        on_free_ports(|| {
+            let mut server = NatsServer::prepare("walcast-nats".into(), None)?;
+            server.launch()?;
+            server.wait_healthy()?;
+            Ok(server)
+        })
     }
 
     /// Starts a single node without JetStream, for what clients do on a plain NATS server.
     pub fn start_without_jetstream() -> Result<NatsServer, NatsError> {
-        let mut server = NatsServer::prepare("walcast-nats-core".into(), None)?;
-        server.jetstream = false;
-        server.launch()?;
-        server.wait_healthy()?;
-        Ok(server)
+        on_free_ports(|| {
+            let mut server = NatsServer::prepare("walcast-nats-core".into(), None)?;
+            server.jetstream = false;
+            server.launch()?;
+            server.wait_healthy()?;
+            Ok(server)
+        })
     }
 
     fn prepare(name: String, route: Option<u16>) -> Result<NatsServer, NatsError> {
@@ -199,6 +203,10 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` nodes (3 for a replicated stream) and waits until all are healthy.
     pub fn start(size: usize) -> Result<NatsCluster, NatsError> {
+        on_free_ports(|| NatsCluster::start_once(size))
+    }
+
+    fn start_once(size: usize) -> Result<NatsCluster, NatsError> {
         let mut nodes = (0..size)
             .map(|i| NatsServer::prepare(format!("walcast-nats-{i}"), Some(free_port()?)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -234,6 +242,19 @@ impl NatsCluster {
             .map(NatsServer::url)
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// Starts a server again on new ports when another process bound one of its ports between
+/// [`free_port`] picking it and the server binding it (tests run side by side).
+fn on_free_ports<T>(mut start: impl FnMut() -> Result<T, NatsError>) -> Result<T, NatsError> {
+    const TRIES: usize = 5;
+    let mut tries = 1;
+    loop {
+        match start() {
+            Err(e) if e.is_port_conflict() && tries < TRIES => tries += 1,
+            started => return started,
+        }
     }
 }
 

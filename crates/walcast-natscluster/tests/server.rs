@@ -44,3 +44,13 @@ fn three_nodes_form_a_cluster_and_a_node_comes_back() {
     node.restart().expect("restarts");
     assert!(info(node.port()).contains("\"jetstream\":true"));
 }
+
+/// What lets a start move to new ports when another process took one: the error says so.
+#[test]
+fn a_taken_port_is_reported_as_a_port_conflict() {
+    let mut server = NatsServer::start().expect("starts");
+    server.kill();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", server.port())).expect("binds");
+    let err = server.start_again().expect_err("the client port is taken");
+    assert!(err.is_port_conflict(), "{err}");
+}

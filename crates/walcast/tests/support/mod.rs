@@ -205,6 +205,9 @@ fn toml_string(s: &str) -> String {
 pub struct Walcast {
     child: Option<Child>,
     port: u16,
+    /// The harness picked the port (the test did not set `WALCAST_LISTEN`): a start that lost
+    /// it to another process may move to another.
+    own_port: bool,
     env: Vec<(String, String)>,
     graphql_path: String,
     log_path: PathBuf,
@@ -235,6 +238,7 @@ impl Walcast {
             vars.retain(|(existing, _)| existing != k);
             vars.push(((*k).into(), (*v).into()));
         }
+        let own_port = !env.iter().any(|(k, _)| *k == "WALCAST_LISTEN");
         // The listen address decides the port; keep `port` in step when a test sets it.
         let port = vars
             .iter()
@@ -251,6 +255,7 @@ impl Walcast {
         let mut w = Walcast {
             child: None,
             port,
+            own_port,
             env: vars,
             graphql_path,
             log_path,
@@ -297,8 +302,21 @@ impl Walcast {
     /// timeout passes first.
     pub fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut moves = 0;
         loop {
             if let Some(status) = self.try_wait() {
+                if self.own_port && moves < 5 && self.lost_its_port() {
+                    moves += 1;
+                    self.port = free_port();
+                    let listen = format!("127.0.0.1:{}", self.port);
+                    for (k, v) in &mut self.env {
+                        if k == "WALCAST_LISTEN" {
+                            v.clone_from(&listen);
+                        }
+                    }
+                    self.spawn();
+                    continue;
+                }
                 panic!(
                     "walcast exited ({status}) before becoming ready\n{}",
                     self.log_tail(80)
@@ -317,6 +335,17 @@ impl Walcast {
             }
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last start failed because another process bound the port between [`free_port`]
+    /// picking it and walcast binding it (test binaries and clusters run side by side).
+    fn lost_its_port(&self) -> bool {
+        let log = fs::read_to_string(&self.log_path).unwrap_or_default();
+        let last = log
+            .rsplit("===== walcast serve, start #")
+            .next()
+            .unwrap_or("");
+        last.contains("(WALCAST_LISTEN): Address already in use")
     }
 
     /// The exit status if the process has exited (`None` while it runs or was never started).
