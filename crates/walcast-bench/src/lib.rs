@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod db;
 pub mod follower;
+pub mod frames;
 pub mod http;
 pub mod perf;
 pub mod proxy;

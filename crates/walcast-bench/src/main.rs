@@ -83,6 +83,9 @@ struct RunArgs {
     /// Subscriber counts of the latency scenario [default: 1,100,1000; quick: 1,100].
     #[arg(long, value_delimiter = ',')]
     subscribers: Vec<usize>,
+    /// Subscribers of the latency scenario matching 1% of the rows, every row, or each in turn.
+    #[arg(long, value_enum, default_value_t = MatchingArg::Both)]
+    matching: MatchingArg,
     /// Seconds of writing per latency cell [default: 10; quick: 3].
     #[arg(long)]
     duration: Option<u64>,
@@ -117,6 +120,13 @@ struct RunArgs {
     /// into this directory.
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MatchingArg {
+    OnePercent,
+    All,
+    Both,
 }
 
 #[derive(Args)]
@@ -185,6 +195,11 @@ fn sizes(a: &RunArgs) -> Sizes {
     let latency = latency::LatencyConfig {
         rates: pick(&a.rates, &[1000, 10_000], &[1000]),
         subscribers,
+        matching: match a.matching {
+            MatchingArg::OnePercent => vec![latency::Matching::OnePercent],
+            MatchingArg::All => vec![latency::Matching::All],
+            MatchingArg::Both => vec![latency::Matching::OnePercent, latency::Matching::All],
+        },
         duration: Duration::from_secs(a.duration.unwrap_or(if q { 3 } else { 10 })),
     };
     let fanout = fanout::FanoutConfig {
@@ -392,6 +407,7 @@ async fn run_smoke(a: SmokeArgs) -> anyhow::Result<()> {
     let latency_cfg = latency::LatencyConfig {
         rates: vec![200],
         subscribers: vec![1, 10],
+        matching: vec![latency::Matching::OnePercent, latency::Matching::All],
         duration: Duration::from_secs(2),
     };
     let r = latency::run(&mut bench, &latency_cfg).await;
