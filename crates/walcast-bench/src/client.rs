@@ -101,6 +101,8 @@ struct Shared {
     windows: [AtomicI64; 3],
     /// With `live_rows`: rows with a lower id (written before the run) are not counted.
     min_id: AtomicI64,
+    /// With `live_rows`: query results received, on all connections.
+    results: AtomicU64,
 }
 
 impl Shared {
@@ -165,6 +167,7 @@ impl ConnOutcome {
             return;
         };
         self.results += 1;
+        shared.results.fetch_add(1, Relaxed);
         let min = shared.min_id.load(Relaxed);
         let mut new = 0;
         for (id, sent) in rows {
@@ -292,6 +295,7 @@ impl Load {
             reached: Notify::new(),
             windows: Default::default(),
             min_id: AtomicI64::new(i64::MIN),
+            results: AtomicU64::new(0),
         });
         let (stop, _) = watch::channel(false);
         let (go, _) = watch::channel(false);
@@ -360,6 +364,12 @@ impl Load {
         w[1].store(start + 1_000_000, Relaxed);
         w[2].store(last_from, Relaxed);
         w[0].store(start, Relaxed);
+    }
+
+    /// With `live_rows`: query results received so far (the first of each subscription is its
+    /// initial result).
+    pub fn results(&self) -> u64 {
+        self.shared.results.load(Relaxed)
     }
 
     /// With `live_rows`: rows with an id below this are not counted.

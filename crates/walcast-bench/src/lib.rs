@@ -10,6 +10,7 @@ pub mod db;
 pub mod follower;
 pub mod frames;
 pub mod http;
+pub mod peer;
 pub mod perf;
 pub mod proxy;
 pub mod report;

@@ -19,6 +19,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("fanout", "3. Fan-out scale"),
     ("matching", "4. Matching"),
     ("cluster", "5. Cluster mode: reader → JetStream → gateway"),
+    ("peers", "6. A peer: PostGraphile 4 live queries"),
 ];
 
 const INTRO: &str = "\

@@ -232,7 +232,7 @@ fn in_bucket(first: i64, last: i64, bucket: i64) -> u64 {
     (upto(last) - upto(first - 1)) as u64
 }
 
-fn expected(matching: Matching, subscribers: usize, first: i64, last: i64) -> u64 {
+pub(crate) fn expected(matching: Matching, subscribers: usize, first: i64, last: i64) -> u64 {
     let rows = (last - first + 1).max(0) as u64;
     match matching {
         Matching::All => rows * subscribers as u64,
@@ -243,7 +243,7 @@ fn expected(matching: Matching, subscribers: usize, first: i64, last: i64) -> u6
 }
 
 /// Writes at `rate` rows/s for `duration`; returns the ids written and the achieved rate.
-async fn write_steady(
+pub(crate) async fn write_steady(
     db: &Database,
     first: i64,
     rate: u64,
