@@ -39,7 +39,7 @@ pub fn live_query(one_percent: bool, first: u64) -> String {
 
 impl PostGraphile {
     /// Starts `postgraphile --live --subscriptions --append-plugins @graphile/subscriptions-lds`
-    /// on a free port of 127.0.0.1 and waits until it accepts connections.
+    /// on a free port of 127.0.0.1 and waits until it accepts WebSocket connections.
     pub async fn start(
         cache: &Path,
         database_url: &str,
@@ -98,7 +98,10 @@ impl PostGraphile {
                     log_tail(&self.log_file, 30)
                 );
             }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            // It listens before the schema is built; the WebSocket handler comes with the schema.
+            let probe = crate::client::LoadSpec::new(self.ws_url(), "");
+            if let Ok(mut ws) = crate::client::open(&probe).await {
+                let _ = ws.close(None).await;
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {

@@ -13,6 +13,10 @@ use crate::walcast::{CpuMeter, Walcast};
 pub const SLOT: &str = "walcast_bench_latency";
 /// Transactions per second of the writer: rows per transaction = rate / this.
 const TICKS_PER_SEC: u64 = 100;
+/// After the last write, a cell waits for the rest of its deliveries until nothing arrives for
+/// `DRAIN_IDLE`, and at most `DRAIN_LIMIT`.
+const DRAIN_IDLE: Duration = Duration::from_secs(5);
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Matching {
@@ -364,16 +368,30 @@ pub(crate) async fn run_cell(
     load.set_windows(start, last_second);
     let (first, last, achieved) = write_steady(&bench.db, first, rate, cfg.duration).await?;
     let want = expected(matching, load.connected(), first, last);
-    let drained = load.wait_for(want, Duration::from_secs(5)).await;
+    // A cell far beyond what walcast delivers (1,000 x every row at 10,000 rows/s is 10 million
+    // messages a second) would otherwise keep trickling in for many minutes.
+    let drained = tokio::time::timeout(DRAIN_LIMIT, load.wait_for(want, DRAIN_IDLE))
+        .await
+        .map_err(|_| {
+            format!(
+                "still short {} s after the last write",
+                DRAIN_LIMIT.as_secs()
+            )
+        });
     let walcast_cpu_secs = walcast_cpu
         .as_ref()
         .and_then(|meters| meters.iter().map(CpuMeter::seconds).sum::<Option<f64>>());
     let walcast_cpu =
         walcast_cpu.and_then(|meters| meters.iter().map(CpuMeter::cores).sum::<Option<f64>>());
     let client_cpu = client_cpu.and_then(|m| m.cores());
-    if drained.is_none() {
+    let gave_up = match drained {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!("nothing arrived for {} s", DRAIN_IDLE.as_secs())),
+        Err(limit) => Some(limit),
+    };
+    if let Some(why) = gave_up {
         notes.push(format!(
-            "gave up waiting 5 s after the last delivery ({} of {})",
+            "gave up waiting: {why} ({} of {})",
             thousands(load.received()),
             thousands(want)
         ));

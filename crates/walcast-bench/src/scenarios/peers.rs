@@ -104,8 +104,11 @@ fn sustained(runs: &[&Run]) -> Option<(u64, bool)> {
     Some((best, best == top))
 }
 
-fn sustained_text(s: Option<(u64, bool)>) -> String {
-    match s {
+fn sustained_text(runs: &[&Run]) -> String {
+    if runs.is_empty() {
+        return "not run".into();
+    }
+    match sustained(runs) {
         None => "none of the rates".into(),
         Some((rate, true)) => format!("≥ {} rows/s (the highest tried)", thousands(rate)),
         Some((rate, false)) => format!("{} rows/s", thousands(rate)),
@@ -214,8 +217,8 @@ impl PeersResult {
                 "\nHighest write rate sustained without falling behind, subscribers matching {}: walcast {}, \
                  PostGraphile {}{rate_ratio}.\n\n",
                 kind.label(),
-                sustained_text(ws),
-                sustained_text(ps),
+                sustained_text(&w),
+                sustained_text(&p),
             ));
         }
         let notes: Vec<String> = [
