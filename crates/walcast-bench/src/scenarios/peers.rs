@@ -508,4 +508,28 @@ mod tests {
         assert_eq!(sustained(&refs), Some((1000, false)));
         assert_eq!(sustained(&refs[..2]), Some((1000, true)));
     }
+
+    #[test]
+    fn the_table_pairs_rates() {
+        let mut w = run_at(1000, 100, 1, 2);
+        w.latency.record(2_000);
+        let mut p = run_at(1000, 100, 500, 600);
+        p.latency.record(500_000);
+        let result = PeersResult {
+            subscribers: 100,
+            duration: Duration::from_secs(10),
+            walcast: vec![
+                (Matching::OnePercent, w),
+                (Matching::OnePercent, run_at(3000, 100, 1, 2)),
+            ],
+            postgraphile: vec![
+                (Matching::OnePercent, p),
+                (Matching::OnePercent, run_at(3000, 10, 1, 2)),
+            ],
+            ..Default::default()
+        };
+        let md = result.markdown();
+        assert!(md.contains("| 1,000 | 2.00 | 2.00 | 100 / 100 | no | 500 | 500 | 100 / 100 | no | 0.004x | 0.004x |"), "{md}");
+        assert!(md.contains("walcast ≥ 3,000 rows/s (the highest tried), PostGraphile 1,000 rows/s; walcast / PostGraphile 3.000x at least"), "{md}");
+    }
 }
