@@ -201,14 +201,16 @@ impl PeersResult {
             }
             let ws = sustained(&w);
             let ps = sustained(&p);
+            // A server that kept up with the highest rate tried may keep up with more.
             let rate_ratio = match (ws, ps) {
-                (Some((a, _)), Some((b, _))) => format!(
+                (Some((_, true)), Some((_, true))) => "; both kept up with every rate tried".into(),
+                (Some((a, a_top)), Some((b, b_top))) => format!(
                     "; walcast / PostGraphile {}{}",
                     ratio(a, b),
-                    if ws.is_some_and(|s| s.1) {
-                        " at least"
-                    } else {
-                        ""
+                    match (a_top, b_top) {
+                        (true, _) => " at least",
+                        (false, true) => " at most",
+                        (false, false) => "",
                     }
                 ),
                 _ => String::new(),
