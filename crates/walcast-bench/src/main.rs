@@ -363,16 +363,22 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
             parts.push(("machine", machine));
         }
         if matches!(which, Which::All | Which::Ingest) {
+            let t = Instant::now();
             let r = ingest::run(&mut bench, &sizes.ingest).await;
             parts.push(("ingest", format!("{stamp}{}", r.markdown())));
+            took("ingest", t);
         }
         if matches!(which, Which::All | Which::Latency) {
+            let t = Instant::now();
             let r = latency::run(&mut bench, &sizes.latency).await;
             parts.push(("latency", format!("{stamp}{}", r.markdown())));
+            took("latency", t);
         }
         if matches!(which, Which::All | Which::Fanout) {
+            let t = Instant::now();
             let r = fanout::run(&mut bench, &sizes.fanout, nofile).await;
             parts.push(("fanout", format!("{stamp}{}", r.markdown())));
+            took("fanout", t);
         }
         if !own_cluster {
             bench
@@ -390,8 +396,10 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         }
     }
     if matches!(which, Which::All | Which::Matching) {
+        let t = Instant::now();
         let r = matching::run();
         parts.push(("matching", format!("{stamp}{}", r.markdown())));
+        took("matching", t);
     }
     let doc = report::document(&parts);
     println!("{doc}");
@@ -404,6 +412,14 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Where the time of a run goes (a full `all` takes minutes).
+fn took(scenario: &str, since: Instant) {
+    eprintln!(
+        "walcast-bench: {scenario} took {:.0} s",
+        since.elapsed().as_secs_f64()
+    );
 }
 
 /// Scenarios 1 and 2 at sizes a debug build handles in seconds; every check is on counts.
