@@ -1,6 +1,8 @@
 //! The load generator: many graphql-transport-ws connections, each with some subscriptions,
 //! counting `next` messages and, when a payload carries `sent_at` (microseconds since the Unix
-//! epoch, as a number or a numeric string), the latency from that time to its arrival.
+//! epoch, as a number or a numeric string), the latency from that time to its arrival. For live
+//! queries (PostGraphile's), each `next` is a whole result and each row counts once, at the first
+//! result that carries it.
 //!
 //! It works against any graphql-transport-ws server: nothing in it knows walcast.
 
