@@ -97,11 +97,16 @@ fn target(cell: &Cell) -> Option<Target> {
 pub const SUSTAINED_FACTOR: f64 = 2.0;
 pub const SUSTAINED_SLACK_US: u64 = 10_000;
 
-/// CPU seconds per million messages delivered.
+/// Below this many messages a cell's CPU per message is mostly walcast's idle work and the
+/// 10 ms resolution of /proc/PID/stat.
+pub const CPU_PER_MESSAGE_FROM: u64 = 100_000;
+
+/// CPU seconds per million messages delivered ("—" for cells of too few messages).
 pub fn cpu_per_million(cpu_secs: Option<f64>, delivered: u64) -> String {
     match cpu_secs {
-        Some(s) if delivered > 0 => format!("{:.2}", s * 1e6 / delivered as f64),
-        _ => "?".into(),
+        _ if delivered < CPU_PER_MESSAGE_FROM => "—".into(),
+        Some(s) => format!("{:.2}", s * 1e6 / delivered as f64),
+        None => "?".into(),
     }
 }
 
@@ -148,10 +153,11 @@ impl LatencyResult {
              clients: when the bench is near a full core, the cell measured the client); the machine has \
              two, Postgres takes its share too. *CPU s / M msgs*: walcast's CPU time (/proc/PID/stat, \
              user + system) over the cell divided by the messages delivered, per million: the figure \
-             that does not depend on how busy the machine is. *p99 first → last s*: the p99 of the \
+             that does not depend on how busy the machine is (for cells of at least {} messages). *p99 first → last s*: the p99 of the \
              rows written in the cell's first second and of those written in its last; *sustained* \
              means nothing lost and the last at most {SUSTAINED_FACTOR}x the first (or at most {} ms \
              above it).\n\n",
+            thousands(CPU_PER_MESSAGE_FROM),
             SUSTAINED_SLACK_US / 1000
         ));
         out.push_str("| rows/s | subscribers | each matches | p50 | p95 | p99 | max | p99 first → last s | delivered / expected | CPU walcast / bench | CPU s / M msgs | target |\n");
