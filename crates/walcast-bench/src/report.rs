@@ -34,6 +34,7 @@ generator, the writer, Postgres and walcast share its cores.
 
 ```sh
 cargo build --release -p walcast -p walcast-bench
+cargo bench -p walcast-filter --bench matching --no-run            # the matching scenario's bench, built ahead
 target/release/walcast-bench all --quick                          # small sizes, about 2 minutes
 target/release/walcast-bench all --write docs/benchmarks.md       # full sizes, updates this file
 target/release/walcast-bench ingest --rows 200000                 # one scenario
