@@ -23,6 +23,9 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 const BEHIND_FACTOR: f64 = 4.0;
 const BEHIND_FLOOR_US: u64 = 100_000;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// PostGraphile answers each live query with its whole first result (with every row matching,
+/// thousands of rows for each subscriber) before the cell can start.
+const FIRST_RESULTS_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone)]
 pub struct PeersConfig {
@@ -414,11 +417,11 @@ async fn run_cell(
             Bench::wait_subscriptions(w, load.subscriptions(), READY_TIMEOUT).await?
         }
         Ready::FirstResults => {
-            let deadline = Instant::now() + READY_TIMEOUT;
+            let deadline = Instant::now() + FIRST_RESULTS_TIMEOUT;
             while load.results() < load.subscriptions() {
                 if Instant::now() > deadline {
                     anyhow::bail!(
-                        "{} of {} live queries answered within {READY_TIMEOUT:?}",
+                        "{} of {} live queries answered within {FIRST_RESULTS_TIMEOUT:?}",
                         load.results(),
                         load.subscriptions()
                     );
