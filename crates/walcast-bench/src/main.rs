@@ -507,6 +507,9 @@ async fn run_peers(a: PeersArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let bin = a.walcast_bin.unwrap_or_else(default_walcast_bin);
     let own_cluster = a.database_url.is_none();
+    let matching = clap::ValueEnum::to_possible_value(&a.matching)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
     let cfg = peers::PeersConfig {
         rates: a.rates,
         subscribers: a.subscribers,
@@ -532,7 +535,7 @@ async fn run_peers(a: PeersArgs) -> anyhow::Result<()> {
     );
     let r = peers::run(&mut bench, &cfg).await;
     let command = format!(
-        "`cargo run --release -p walcast-bench -- peers --rates {} --subscribers {} --duration {}`",
+        "`cargo run --release -p walcast-bench -- peers --rates {} --subscribers {} --matching {matching} --duration {}`",
         cfg.rates
             .iter()
             .map(u64::to_string)
