@@ -76,6 +76,11 @@ impl Bench {
         }
     }
 
+    /// A file of this name in the bench's work directory (for logs of other servers).
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
     pub async fn start_walcast(&self, opts: &WalcastOptions) -> anyhow::Result<Walcast> {
         Walcast::start(opts, Duration::from_secs(120)).await
     }

@@ -1,18 +1,19 @@
 //! The load generator: many graphql-transport-ws connections, each with some subscriptions,
 //! counting `next` messages and, when a payload carries `sent_at` (microseconds since the Unix
-//! epoch, as a number or a numeric string), the latency from that time to its arrival.
+//! epoch, as a number or a numeric string), the latency from that time to its arrival. For live
+//! queries (PostGraphile's), each `next` is a whole result and each row counts once, at the first
+//! result that carries it.
 //!
 //! It works against any graphql-transport-ws server: nothing in it knows walcast.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -23,7 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::frames::{fast_next, find_sent_at, message_id, result_rows};
 use crate::stats::Histogram;
+
+pub(crate) use crate::frames::message_type;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -51,6 +55,10 @@ pub struct LoadSpec {
     pub track_rows: bool,
     /// Connect and initialise only; subscribe when [`Load::subscribe_all`] is called.
     pub defer_subscribe: bool,
+    /// Each `next` is a whole query result (a live query): every row in it (an object with
+    /// `id` and `sentAt`) counts once per connection, the first time it appears, with the
+    /// latency from its `sentAt` to that result.
+    pub live_rows: bool,
 }
 
 impl LoadSpec {
@@ -65,6 +73,7 @@ impl LoadSpec {
             connect_concurrency: 64,
             track_rows: false,
             defer_subscribe: false,
+            live_rows: false,
         }
     }
 
@@ -89,6 +98,13 @@ struct Shared {
     target: AtomicU64,
     reached_at: Mutex<Option<Instant>>,
     reached: Notify,
+    /// Microseconds since the epoch: rows sent from `[0]` to before `[1]` are the first second
+    /// of a run, rows sent from `[2]` on its last; unset while `[0]` is 0.
+    windows: [AtomicI64; 3],
+    /// With `live_rows`: rows with a lower id (written before the run) are not counted.
+    min_id: AtomicI64,
+    /// With `live_rows`: query results received, on all connections.
+    results: AtomicU64,
 }
 
 impl Shared {
@@ -122,6 +138,65 @@ struct ConnOutcome {
     completed: std::collections::HashSet<String>,
     /// The close code of the server's close frame.
     close_code: Option<u16>,
+    /// Latencies (µs) of rows sent in the first and in the last second of the run.
+    first_second: Vec<u32>,
+    last_second: Vec<u32>,
+    /// With `live_rows`: the row ids seen, and the results received.
+    seen: std::collections::HashSet<i64>,
+    results: u64,
+}
+
+impl ConnOutcome {
+    fn on_next(&mut self, sent: Option<i64>, now: i64, spec: &LoadSpec, shared: &Shared) {
+        self.received += 1;
+        shared.count(1);
+        let Some(sent) = sent else { return };
+        let latency = now.saturating_sub(sent).max(0) as u64;
+        self.latency.record(latency);
+        self.window(sent, latency, shared);
+        if spec.track_rows {
+            let row = self.rows.entry(sent).or_default();
+            row.deliveries += 1;
+            row.last_latency_us = row.last_latency_us.max(latency);
+        }
+    }
+
+    /// A whole live query result: its rows not seen before on this connection are delivered.
+    fn on_result(&mut self, text: &str, now: i64, shared: &Shared) {
+        let Some(rows) = result_rows(text) else {
+            self.errors
+                .push(format!("not a query result: {}", abbreviate(text)));
+            return;
+        };
+        self.results += 1;
+        shared.results.fetch_add(1, Relaxed);
+        let min = shared.min_id.load(Relaxed);
+        let mut new = 0;
+        for (id, sent) in rows {
+            if id < min || !self.seen.insert(id) {
+                continue;
+            }
+            new += 1;
+            let latency = now.saturating_sub(sent).max(0) as u64;
+            self.latency.record(latency);
+            self.window(sent, latency, shared);
+        }
+        self.received += new;
+        shared.count(new);
+    }
+
+    fn window(&mut self, sent: i64, latency: u64, shared: &Shared) {
+        let from = shared.windows[0].load(Relaxed);
+        if from == 0 || sent < from {
+            return;
+        }
+        let latency = u32::try_from(latency).unwrap_or(u32::MAX);
+        if sent < shared.windows[1].load(Relaxed) {
+            self.first_second.push(latency);
+        } else if sent >= shared.windows[2].load(Relaxed) {
+            self.last_second.push(latency);
+        }
+    }
 }
 
 /// What a run of the load generator saw.
@@ -134,6 +209,11 @@ pub struct LoadReport {
     pub latency: Histogram,
     /// With `track_rows`: per row, the latency to the last subscriber that received it.
     pub last_subscriber: Histogram,
+    /// After [`Load::set_windows`]: latencies of the rows sent in the first and the last second.
+    pub first_second: Histogram,
+    pub last_second: Histogram,
+    /// With `live_rows`: the query results received (each may carry many rows).
+    pub results: u64,
     pub rows: HashMap<i64, RowStat>,
     /// GraphQL `error` messages and other failures, with how often each occurred.
     pub errors: BTreeMap<String, u64>,
@@ -215,6 +295,9 @@ impl Load {
             target: AtomicU64::new(0),
             reached_at: Mutex::new(None),
             reached: Notify::new(),
+            windows: Default::default(),
+            min_id: AtomicI64::new(i64::MIN),
+            results: AtomicU64::new(0),
         });
         let (stop, _) = watch::channel(false);
         let (go, _) = watch::channel(false);
@@ -276,6 +359,26 @@ impl Load {
         self.shared.received.load(Relaxed)
     }
 
+    /// Sorts the latencies of rows sent (by their `sent_at`, µs since the epoch) in
+    /// `[start, start + 1 s)` into the first second and from `last_from` on into the last.
+    pub fn set_windows(&self, start: i64, last_from: i64) {
+        let w = &self.shared.windows;
+        w[1].store(start + 1_000_000, Relaxed);
+        w[2].store(last_from, Relaxed);
+        w[0].store(start, Relaxed);
+    }
+
+    /// With `live_rows`: query results received so far (the first of each subscription is its
+    /// initial result).
+    pub fn results(&self) -> u64 {
+        self.shared.results.load(Relaxed)
+    }
+
+    /// With `live_rows`: rows with an id below this are not counted.
+    pub fn ignore_ids_below(&self, id: i64) {
+        self.shared.min_id.store(id, Relaxed);
+    }
+
     /// Notes the instant `target` messages have been received in all, for [`Load::wait_for`].
     pub fn arm(&self, target: u64) {
         self.shared.target.store(target, Relaxed);
@@ -332,7 +435,14 @@ impl Load {
                 }
             };
             report.received += outcome.received;
+            report.results += outcome.results;
             report.latency.merge(&outcome.latency);
+            for &v in &outcome.first_second {
+                report.first_second.record(u64::from(v));
+            }
+            for &v in &outcome.last_second {
+                report.last_second.record(u64::from(v));
+            }
             for (row, stat) in outcome.rows {
                 let entry = report.rows.entry(row).or_default();
                 entry.deliveries += stat.deliveries;
@@ -363,28 +473,6 @@ impl Load {
         }
         report
     }
-}
-
-#[derive(Deserialize)]
-struct WithId {
-    id: Option<String>,
-}
-
-/// The `id` of a message (parsed only for the rare ones that need it).
-fn message_id(text: &str) -> Option<String> {
-    serde_json::from_str::<WithId>(text).ok()?.id
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: std::borrow::Cow<'a, str>,
-}
-
-pub(crate) fn message_type(text: &str) -> Option<String> {
-    serde_json::from_str::<Envelope>(text)
-        .ok()
-        .map(|e| e.ty.into_owned())
 }
 
 /// Connects, sends `connection_init`, waits for `connection_ack`.
@@ -472,20 +560,6 @@ async fn send_subscriptions(
     Ok(())
 }
 
-/// The value of the first `"sent_at":` in a payload: an integer, possibly in quotes.
-pub fn find_sent_at(text: &str) -> Option<i64> {
-    const KEY: &str = "\"sent_at\":";
-    let at = text.find(KEY)? + KEY.len();
-    let rest = text[at..].trim_start();
-    let rest = rest.strip_prefix('"').unwrap_or(rest);
-    let end = rest
-        .char_indices()
-        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
-        .map(|(i, _)| i)
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 async fn run_connection(
     ws: Ws,
     spec: Arc<LoadSpec>,
@@ -509,20 +583,15 @@ async fn run_connection(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let now = now_micros();
-                    match message_type(&text).as_deref() {
-                        Some("next") => {
-                            out.received += 1;
-                            shared.count(1);
-                            if let Some(sent) = find_sent_at(&text) {
-                                let latency = now.saturating_sub(sent).max(0) as u64;
-                                out.latency.record(latency);
-                                if spec.track_rows {
-                                    let row = out.rows.entry(sent).or_default();
-                                    row.deliveries += 1;
-                                    row.last_latency_us = row.last_latency_us.max(latency);
-                                }
-                            }
+                    if !spec.live_rows {
+                        if let Some(sent) = fast_next(&text) {
+                            out.on_next(sent, now, &spec, &shared);
+                            continue;
                         }
+                    }
+                    match message_type(&text).as_deref() {
+                        Some("next") if spec.live_rows => out.on_result(&text, now, &shared),
+                        Some("next") => out.on_next(find_sent_at(&text), now, &spec, &shared),
                         Some("ping") => {
                             if sink.send(Message::text(r#"{"type":"pong"}"#)).await.is_err() {
                                 break;
@@ -586,17 +655,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_sent_at() {
-        assert_eq!(
-            find_sent_at(r#"{"data":{"x":{"data":{"id":"1","sent_at":"1700000000123456"}}}}"#),
-            Some(1_700_000_000_123_456)
-        );
-        assert_eq!(find_sent_at(r#"{"sent_at": 42}"#), Some(42));
-        assert_eq!(find_sent_at(r#"{"sent_at":null}"#), None);
-        assert_eq!(find_sent_at(r#"{"other":1}"#), None);
-    }
-
-    #[test]
     fn placeholder() {
         let mut spec = LoadSpec::new(
             "ws://x",
@@ -609,14 +667,5 @@ mod tests {
         );
         spec.modulo = None;
         assert!(spec.query_for(250).contains("bucket: 250"));
-    }
-
-    #[test]
-    fn message_types() {
-        assert_eq!(
-            message_type(r#"{"id":"1","type":"next","payload":{"data":{}}}"#).as_deref(),
-            Some("next")
-        );
-        assert_eq!(message_type("nope"), None);
     }
 }

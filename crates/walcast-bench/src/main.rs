@@ -11,7 +11,7 @@ use walcast_bench::client::{Load, LoadSpec};
 use walcast_bench::db::CLUSTER_SETTINGS;
 use walcast_bench::report;
 use walcast_bench::scenarios::{
-    cluster, cluster_latency, failover, fanout, ingest, latency, matching,
+    cluster, cluster_latency, failover, fanout, ingest, latency, matching, peers,
 };
 
 #[derive(Parser)]
@@ -46,6 +46,12 @@ enum Cmd {
     /// --subscribers [default: 1000 rows/s, 1000 subscribers; quick: 100], 1% each); failover
     /// gaps over --kills kills of the reader (needs nats-server; not in `all`).
     Cluster(RunArgs),
+    /// A peer in the same run: the latency workload against walcast, then against PostGraphile 4
+    /// with live queries (`@graphile/subscriptions-lds`), on the same database; walcast /
+    /// PostGraphile ratios of p50 and p99 and the highest rate each sustains. Installs what it
+    /// needs when missing: Debian's postgresql-<major>-wal2json (apt-get) and the npm packages
+    /// (into --cache-dir); not in `all`.
+    Peers(PeersArgs),
     /// Load generator against any graphql-transport-ws server.
     Load(LoadArgs),
     /// Tiny ingest and latency runs (about 10 s) that check the bench works and nothing is
@@ -83,6 +89,9 @@ struct RunArgs {
     /// Subscriber counts of the latency scenario [default: 1,100,1000; quick: 1,100].
     #[arg(long, value_delimiter = ',')]
     subscribers: Vec<usize>,
+    /// Subscribers of the latency scenario matching 1% of the rows, every row, or each in turn.
+    #[arg(long, value_enum, default_value_t = MatchingArg::Both)]
+    matching: MatchingArg,
     /// Seconds of writing per latency cell [default: 10; quick: 3].
     #[arg(long)]
     duration: Option<u64>,
@@ -117,6 +126,56 @@ struct RunArgs {
     /// into this directory.
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MatchingArg {
+    OnePercent,
+    All,
+    Both,
+}
+
+impl MatchingArg {
+    fn kinds(self) -> Vec<latency::Matching> {
+        match self {
+            MatchingArg::OnePercent => vec![latency::Matching::OnePercent],
+            MatchingArg::All => vec![latency::Matching::All],
+            MatchingArg::Both => vec![latency::Matching::OnePercent, latency::Matching::All],
+        }
+    }
+}
+
+#[derive(Args)]
+struct PeersArgs {
+    /// Write rates, rows/s.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,3000,5000")]
+    rates: Vec<u64>,
+    /// Subscribers, each on its own connection.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Subscribers matching 1% of the rows, every row, or each in turn.
+    #[arg(long, value_enum, default_value_t = MatchingArg::OnePercent)]
+    matching: MatchingArg,
+    /// Seconds of writing per rate.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Where PostGraphile is installed with npm [default: $XDG_CACHE_HOME/walcast-bench/peers,
+    /// else ~/.cache/walcast-bench/peers].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Write the report (markdown) to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Update this markdown file's peers section (e.g. docs/benchmarks.md).
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Use this database instead of a throw-away cluster (needs wal_level=logical, a superuser
+    /// for PostGraphile's replication slot, and wal2json on the server).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The walcast binary [default: next to this one, else target/release/walcast].
+    #[arg(long)]
+    walcast_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -185,6 +244,7 @@ fn sizes(a: &RunArgs) -> Sizes {
     let latency = latency::LatencyConfig {
         rates: pick(&a.rates, &[1000, 10_000], &[1000]),
         subscribers,
+        matching: a.matching.kinds(),
         duration: Duration::from_secs(a.duration.unwrap_or(if q { 3 } else { 10 })),
     };
     let fanout = fanout::FanoutConfig {
@@ -303,16 +363,22 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
             parts.push(("machine", machine));
         }
         if matches!(which, Which::All | Which::Ingest) {
+            let t = Instant::now();
             let r = ingest::run(&mut bench, &sizes.ingest).await;
             parts.push(("ingest", format!("{stamp}{}", r.markdown())));
+            took("ingest", t);
         }
         if matches!(which, Which::All | Which::Latency) {
+            let t = Instant::now();
             let r = latency::run(&mut bench, &sizes.latency).await;
             parts.push(("latency", format!("{stamp}{}", r.markdown())));
+            took("latency", t);
         }
         if matches!(which, Which::All | Which::Fanout) {
+            let t = Instant::now();
             let r = fanout::run(&mut bench, &sizes.fanout, nofile).await;
             parts.push(("fanout", format!("{stamp}{}", r.markdown())));
+            took("fanout", t);
         }
         if !own_cluster {
             bench
@@ -330,8 +396,10 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         }
     }
     if matches!(which, Which::All | Which::Matching) {
+        let t = Instant::now();
         let r = matching::run();
         parts.push(("matching", format!("{stamp}{}", r.markdown())));
+        took("matching", t);
     }
     let doc = report::document(&parts);
     println!("{doc}");
@@ -344,6 +412,14 @@ async fn run_scenarios(which: Which, args: RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Where the time of a run goes (a full `all` takes minutes).
+fn took(scenario: &str, since: Instant) {
+    eprintln!(
+        "walcast-bench: {scenario} took {:.0} s",
+        since.elapsed().as_secs_f64()
+    );
 }
 
 /// Scenarios 1 and 2 at sizes a debug build handles in seconds; every check is on counts.
@@ -392,6 +468,7 @@ async fn run_smoke(a: SmokeArgs) -> anyhow::Result<()> {
     let latency_cfg = latency::LatencyConfig {
         rates: vec![200],
         subscribers: vec![1, 10],
+        matching: vec![latency::Matching::OnePercent, latency::Matching::All],
         duration: Duration::from_secs(2),
     };
     let r = latency::run(&mut bench, &latency_cfg).await;
@@ -419,6 +496,79 @@ async fn run_smoke(a: SmokeArgs) -> anyhow::Result<()> {
         bail!("smoke run failed:\n  {}", failures.join("\n  "));
     }
     eprintln!("walcast-bench smoke: nothing lost");
+    Ok(())
+}
+
+async fn run_peers(a: PeersArgs) -> anyhow::Result<()> {
+    if a.rates.is_empty() || a.subscribers == 0 || a.duration < 2 {
+        bail!("--rates needs a rate, --subscribers at least 1, --duration at least 2 s");
+    }
+    raise_nofile_limit();
+    let started = Instant::now();
+    let bin = a.walcast_bin.unwrap_or_else(default_walcast_bin);
+    let own_cluster = a.database_url.is_none();
+    let matching = clap::ValueEnum::to_possible_value(&a.matching)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    let cfg = peers::PeersConfig {
+        rates: a.rates,
+        subscribers: a.subscribers,
+        matching: a.matching.kinds(),
+        duration: Duration::from_secs(a.duration),
+        cache: a.cache_dir,
+    };
+    let label = format!(
+        "peers: {:?} rows/s x {} subscribers, {} s each",
+        cfg.rates,
+        cfg.subscribers,
+        cfg.duration.as_secs()
+    );
+    eprintln!("walcast-bench {label} (walcast: {})", bin.display());
+    let mut bench = Bench::new(a.database_url, bin, false)
+        .await
+        .context("setting up")?;
+    let machine = report::machine(
+        &bench.db.server_version,
+        own_cluster,
+        &label,
+        CLUSTER_SETTINGS,
+    );
+    let r = peers::run(&mut bench, &cfg).await;
+    let command = format!(
+        "`cargo run --release -p walcast-bench -- peers --rates {} --subscribers {} --matching {matching} --duration {}`",
+        cfg.rates
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        cfg.subscribers,
+        cfg.duration.as_secs()
+    );
+    let body = format!(
+        "Measured {} on walcast `{}`.\n\n{}\n{machine}\nCommand: {command}\n",
+        report::today(),
+        report::walcast_commit(),
+        r.markdown()
+    );
+    if !own_cluster {
+        bench.db.cleanup(&[peers::SLOT]).await?;
+    }
+    println!("{body}");
+    if let Some(path) = &a.markdown {
+        std::fs::write(path, &body).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("walcast-bench: wrote {}", path.display());
+    }
+    if let Some(path) = &a.write {
+        report::write(path, &[("peers", body)])?;
+        eprintln!("walcast-bench: updated {}", path.display());
+    }
+    eprintln!(
+        "walcast-bench peers: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !r.errors.is_empty() {
+        bail!("peers: {}", r.errors.join("; "));
+    }
     Ok(())
 }
 
@@ -495,6 +645,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Fanout(a) => run_scenarios(Which::Fanout, a).await,
             Cmd::Matching(a) => run_scenarios(Which::Matching, a).await,
             Cmd::Cluster(a) => run_scenarios(Which::Cluster, a).await,
+            Cmd::Peers(a) => run_peers(a).await,
             Cmd::Load(a) => run_load(a).await,
             Cmd::Smoke(a) => run_smoke(a).await,
         }

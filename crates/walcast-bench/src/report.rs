@@ -19,6 +19,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("fanout", "3. Fan-out scale"),
     ("matching", "4. Matching"),
     ("cluster", "5. Cluster mode: reader → JetStream → gateway"),
+    ("peers", "6. A peer: PostGraphile 4 live queries"),
 ];
 
 const INTRO: &str = "\
@@ -33,9 +34,12 @@ generator, the writer, Postgres and walcast share its cores.
 
 ```sh
 cargo build --release -p walcast -p walcast-bench
+cargo bench -p walcast-filter --bench matching --no-run            # the matching scenario's bench, built ahead
 target/release/walcast-bench all --quick                          # small sizes, about 2 minutes
 target/release/walcast-bench all --write docs/benchmarks.md       # full sizes, updates this file
 target/release/walcast-bench ingest --rows 200000                 # one scenario
+target/release/walcast-bench latency --rates 10000 --subscribers 1000 --matching one-percent   # one cell
+target/release/walcast-bench peers --markdown peers.md            # against PostGraphile 4 (installs it)
 target/release/walcast-bench load --url ws://127.0.0.1:8080/graphql \\
     --query 'subscription { bench_mutated(where: {bucket: {{i}}}) { key data { id sent_at } } }' \\
     --modulo 100 --connections 100 --subscriptions-per-connection 10 --token TOKEN --duration 30
@@ -68,7 +72,10 @@ Method:
   `sent_at` = the server's `clock_timestamp()` in microseconds. S subscribers, one connection each,
   either all match every row or each matches 1% (`bench_mutated(where: {bucket: K})`,
   `bucket = id % 100`). Latency is from `sent_at` to the client's receipt; every delivery is counted
-  and compared with what the filters should have matched. The cluster runs with
+  and compared with what the filters should have matched; a cell waits for the rest at most 30 s
+  after the last write. Each row also gives the p99 of the rows written in the cell's first and
+  last second, and walcast's CPU time (/proc/PID/stat) over the cell per million messages
+  delivered, the figure that does not depend on the machine's load. The cluster runs with
   `synchronous_commit=on` (and `fsync=off`): logical decoding only reads flushed WAL, so with
   asynchronous commit every change would wait for the WAL writer (up to 200 ms).
 - **Fan-out scale.** C connections are opened (then C x 10 subscriptions to every row), idle;

@@ -40,7 +40,7 @@ pub struct Walcast {
     log_file: PathBuf,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -393,9 +393,14 @@ impl CpuMeter {
     }
 
     pub fn cores(&self) -> Option<f64> {
-        let used = cpu_seconds(self.pid)? - self.start_cpu;
+        let used = self.seconds()?;
         let secs = self.start.elapsed().as_secs_f64();
         (secs > 0.0).then(|| used / secs)
+    }
+
+    /// CPU seconds (user + system) used since the start.
+    pub fn seconds(&self) -> Option<f64> {
+        Some(cpu_seconds(self.pid)? - self.start_cpu)
     }
 }
 

@@ -111,6 +111,7 @@ pub async fn run(bench: &mut Bench, nats: &NatsServer, cfg: &CompareConfig) -> C
     let latency_cfg = LatencyConfig {
         rates: vec![cfg.rate],
         subscribers: vec![cfg.subscribers],
+        matching: vec![Matching::OnePercent],
         duration: cfg.duration,
     };
     eprintln!(

@@ -8,6 +8,7 @@ use anyhow::bail;
 use crate::bench::{Bench, QUERY_ALL};
 use crate::client::{Load, LoadSpec};
 use crate::db::Database;
+use crate::scenarios::latency::cpu_per_million;
 use crate::stats::{kib, ms, thousands, Histogram};
 
 pub const SLOT: &str = "walcast_bench_fanout";
@@ -39,8 +40,9 @@ pub struct FanoutResult {
     pub latency: Histogram,
     pub last_subscriber: Histogram,
     pub nofile_limit: u64,
-    /// walcast's CPU use while the rows were delivered, in cores.
+    /// walcast's CPU use while the rows were delivered, in cores, and in seconds.
     pub walcast_cpu: Option<f64>,
+    pub walcast_cpu_secs: Option<f64>,
     /// SIGTERM with every connection still open.
     pub shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -142,9 +144,9 @@ impl FanoutResult {
                 self.rows,
                 thousands(self.subscriptions)
             ));
-            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) | walcast CPU s / M msgs |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             out.push_str(&format!(
-                "| {delivered} | {} | {} | {} | {} | {} | {} |\n",
+                "| {delivered} | {} | {} | {} | {} | {} | {} | {} |\n",
                 ms(self.latency.quantile(0.5)),
                 ms(self.latency.quantile(0.99)),
                 ms(self.latency.max()),
@@ -153,6 +155,7 @@ impl FanoutResult {
                 self.walcast_cpu
                     .map(|c| format!("{c:.2}"))
                     .unwrap_or_else(|| "?".into()),
+                cpu_per_million(self.walcast_cpu_secs, self.delivered),
             ));
         }
         if let Some(sd) = &self.shutdown {
@@ -288,7 +291,8 @@ async fn measure(
             ));
         }
     }
-    result.walcast_cpu = cpu.and_then(|m| m.cores());
+    result.walcast_cpu = cpu.as_ref().and_then(|m| m.cores());
+    result.walcast_cpu_secs = cpu.and_then(|m| m.seconds());
     if let Some(p) = profile {
         p.finish();
     }

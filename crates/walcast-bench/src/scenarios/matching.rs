@@ -36,14 +36,30 @@ pub fn run() -> MatchingResult {
             ..Default::default()
         };
     }
+    let cargo = || {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.args(["bench", "-p", "walcast-filter", "--bench", "matching"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        cmd
+    };
+    // Building the bench (walcast-filter's dev-dependencies in the release profile) can take
+    // minutes on a busy machine: it is done and timed apart from the run.
+    eprintln!("matching: cargo bench -p walcast-filter --bench matching --no-run");
+    let started = Instant::now();
+    let built = cargo().arg("--no-run").stdout(Stdio::null()).status();
+    eprintln!(
+        "matching: the bench built in {:.0} s ({})",
+        started.elapsed().as_secs_f64(),
+        match &built {
+            Ok(status) => status.to_string(),
+            Err(e) => e.to_string(),
+        }
+    );
     eprintln!("matching: cargo bench -p walcast-filter --bench matching");
     let started = Instant::now();
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["bench", "-p", "walcast-filter", "--bench", "matching"])
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
+    let output = cargo().output();
     let secs = started.elapsed().as_secs_f64();
     let output = match output {
         Ok(o) => o,

@@ -7,3 +7,4 @@ pub mod fanout;
 pub mod ingest;
 pub mod latency;
 pub mod matching;
+pub mod peers;
