@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, Abortable, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
@@ -50,10 +50,10 @@ impl Runner {
         let (abort, registration) = AbortHandle::new_pair();
         let done = Arc::new(AtomicBool::new(false));
         let finished = done.clone();
-        let op = Box::pin(async move {
-            let _ = Abortable::new(op, registration).await;
-            finished.store(true, Relaxed);
-        });
+        // A combinator, not an async block: a block would hold the operation twice (the captured
+        // future and the one it awaits), and it lives as long as the subscription.
+        let op =
+            Box::pin(Abortable::new(op, registration).map(move |_| finished.store(true, Relaxed)));
         if self.0.send(op).is_err() {
             done.store(true, Relaxed);
         }
