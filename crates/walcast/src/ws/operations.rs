@@ -49,15 +49,23 @@ impl Runner {
     pub fn run(&self, op: impl Future<Output = ()> + Send + 'static) -> OpHandle {
         let (abort, registration) = AbortHandle::new_pair();
         let done = Arc::new(AtomicBool::new(false));
-        let finished = done.clone();
-        // A combinator, not an async block: a block would hold the operation twice (the captured
+        // Set when the operation ends or is dropped unpolled (its writer ended first). A
+        // combinator, not an async block: a block would hold the operation twice (the captured
         // future and the one it awaits), and it lives as long as the subscription.
-        let op =
-            Box::pin(Abortable::new(op, registration).map(move |_| finished.store(true, Relaxed)));
-        if self.0.send(op).is_err() {
-            done.store(true, Relaxed);
-        }
+        let finished = Finished(done.clone());
+        let op = Box::pin(Abortable::new(op, registration).map(move |_| drop(finished)));
+        // Refused when the writer is gone: the operation is dropped, and the flag with it.
+        let _ = self.0.send(op);
         OpHandle { abort, done }
+    }
+}
+
+/// Marks its operation finished when dropped.
+struct Finished(Arc<AtomicBool>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
     }
 }
 
@@ -100,5 +108,53 @@ impl Running {
             let _ops = self;
             std::future::pending::<()>().await
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn until_finished(op: &OpHandle) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !op.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the operation finished");
+    }
+
+    #[tokio::test]
+    async fn operations_run_end_and_abort_in_the_writer_task() {
+        let (runner, mut running) = channel();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let quick = runner.run(async {});
+        let waiting = runner.run(async move {
+            let _ = rx.await;
+        });
+        let held = runner.run(std::future::pending());
+        let driver = tokio::spawn(async move {
+            match running.drive().await {}
+        });
+        until_finished(&quick).await;
+        assert!(!waiting.is_finished());
+        let _ = tx.send(());
+        until_finished(&waiting).await;
+        held.abort();
+        until_finished(&held).await;
+        driver.abort();
+    }
+
+    #[tokio::test]
+    async fn operations_dropped_with_their_writer_read_finished() {
+        let (runner, running) = channel();
+        let queued = runner.run(std::future::pending());
+        assert!(!queued.is_finished());
+        drop(running);
+        assert!(queued.is_finished(), "dropped with the queue it waited in");
+        let late = runner.run(std::future::pending());
+        assert!(late.is_finished(), "refused by a writer that is gone");
     }
 }

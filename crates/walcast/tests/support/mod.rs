@@ -305,7 +305,9 @@ impl Walcast {
         let mut moves = 0;
         loop {
             if let Some(status) = self.try_wait() {
-                if self.own_port && moves < 5 && self.lost_its_port() {
+                // Only a first start moves: a restarted server keeps the port its clients know.
+                let first_start = self.starts == 1 + moves;
+                if self.own_port && first_start && moves < 5 && self.lost_its_port() {
                     moves += 1;
                     self.port = free_port();
                     let listen = format!("127.0.0.1:{}", self.port);
