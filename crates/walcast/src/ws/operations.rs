@@ -135,9 +135,7 @@ mod tests {
             let _ = rx.await;
         });
         let held = runner.run(std::future::pending());
-        let driver = tokio::spawn(async move {
-            match running.drive().await {}
-        });
+        let driver = tokio::spawn(async move { match running.drive().await {} });
         until_finished(&quick).await;
         assert!(!waiting.is_finished());
         let _ = tx.send(());
