@@ -287,18 +287,27 @@ pub async fn run(bench: &mut Bench, cfg: &LatencyConfig) -> LatencyResult {
     result
 }
 
+/// walcast on a fresh `slot` for latency cells of up to `subscribers` connections.
+pub(crate) async fn start_for_cells(
+    bench: &mut Bench,
+    slot: &str,
+    subscribers: usize,
+) -> anyhow::Result<crate::walcast::Walcast> {
+    bench.db.drop_slot(slot).await?;
+    let mut opts = bench.walcast_options(slot);
+    opts.max_connections = Some(subscribers + 64);
+    // Events of earlier cells need not stay in memory for replay.
+    opts.retention = Some("10s".into());
+    bench.start_walcast(&opts).await
+}
+
 async fn run_cells(
     bench: &mut Bench,
     cfg: &LatencyConfig,
     result: &mut LatencyResult,
 ) -> anyhow::Result<()> {
-    bench.db.drop_slot(SLOT).await?;
-    let mut opts = bench.walcast_options(SLOT);
     let most = cfg.subscribers.iter().copied().max().unwrap_or(1);
-    opts.max_connections = Some(most + 64);
-    // Events of earlier cells need not stay in memory for replay.
-    opts.retention = Some("10s".into());
-    let walcast = bench.start_walcast(&opts).await?;
+    let walcast = start_for_cells(bench, SLOT, most).await?;
     for &rate in &cfg.rates {
         for &subscribers in &cfg.subscribers {
             for &matching in &cfg.matching {

@@ -291,11 +291,7 @@ async fn run_walcast(
     cfg: &PeersConfig,
     result: &mut PeersResult,
 ) -> anyhow::Result<()> {
-    bench.db.drop_slot(SLOT).await?;
-    let mut opts = bench.walcast_options(SLOT);
-    opts.max_connections = Some(cfg.subscribers + 64);
-    opts.retention = Some("10s".into());
-    let walcast = bench.start_walcast(&opts).await?;
+    let walcast = super::latency::start_for_cells(bench, SLOT, cfg.subscribers).await?;
     for &matching in &cfg.matching {
         for &rate in &cfg.rates {
             eprintln!(
