@@ -43,7 +43,7 @@ pub struct TableGrant {
     /// The SQL names of the visible columns, sorted; `None` means every column.
     visible: Option<Vec<String>>,
     /// Identifies the visible columns: a subscription made under another set is revoked.
-    columns_key: String,
+    columns_key: Arc<str>,
     /// The `<table>WhereInput` rows must match, and the same parsed; `None` means every row.
     filter: Option<(Value, RowFilter)>,
     pub writes: Writes,
@@ -71,9 +71,9 @@ impl TableGrant {
                 .filter_map(|&i| table.columns.get(i).map(|c| c.name.clone()))
                 .collect()
         };
-        let columns_key = match &columns {
-            None => "*".to_owned(),
-            Some(cols) => names(cols).join(","),
+        let columns_key: Arc<str> = match &columns {
+            None => "*".into(),
+            Some(cols) => names(cols).join(",").into(),
         };
         let visible = columns.as_deref().map(|cols| {
             let mut names = names(cols);
@@ -133,9 +133,15 @@ impl TableGrant {
         self.visible.as_deref()
     }
 
-    /// Identifies the visible columns: equal for grants that show the same ones.
-    pub fn columns_key(&self) -> &str {
+    /// Identifies the visible columns: equal for grants that show the same ones. Shared by
+    /// the clones of a grant, so a check against a kept copy is mostly a pointer comparison.
+    pub fn columns_key(&self) -> &Arc<str> {
         &self.columns_key
+    }
+
+    /// Whether this grant shows the columns `key` (from [`TableGrant::columns_key`]) stands for.
+    pub fn shows_columns(&self, key: &Arc<str>) -> bool {
+        Arc::ptr_eq(&self.columns_key, key) || self.columns_key == *key
     }
 
     /// The row filter as written, claims substituted; `None` means every row.

@@ -43,6 +43,9 @@ pub struct FanoutResult {
     /// walcast's CPU use while the rows were delivered, in cores, and in seconds.
     pub walcast_cpu: Option<f64>,
     pub walcast_cpu_secs: Option<f64>,
+    /// Socket writes (flushes) while the rows were delivered: with a connection's messages
+    /// written together, about one per connection and row.
+    pub socket_writes: Option<f64>,
     /// SIGTERM with every connection still open.
     pub shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -144,9 +147,9 @@ impl FanoutResult {
                 self.rows,
                 thousands(self.subscriptions)
             ));
-            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) | walcast CPU s / M msgs |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) | walcast CPU s / M msgs | messages per socket write |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             out.push_str(&format!(
-                "| {delivered} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {delivered} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 ms(self.latency.quantile(0.5)),
                 ms(self.latency.quantile(0.99)),
                 ms(self.latency.max()),
@@ -156,6 +159,10 @@ impl FanoutResult {
                     .map(|c| format!("{c:.2}"))
                     .unwrap_or_else(|| "?".into()),
                 cpu_per_million(self.walcast_cpu_secs, self.delivered),
+                self.socket_writes
+                    .filter(|w| *w > 0.0)
+                    .map(|w| format!("{:.1}", self.delivered as f64 / w))
+                    .unwrap_or_else(|| "?".into()),
             ));
         }
         if let Some(sd) = &self.shutdown {
@@ -196,6 +203,9 @@ pub async fn run(bench: &mut Bench, cfg: &FanoutConfig, nofile_limit: u64) -> Fa
     }
     result
 }
+
+/// Counts the writer's bursts, each ending in one flush of the socket.
+const SOCKET_WRITES: &str = "walcast_send_seconds_count";
 
 /// Settles for a moment, then reads the RSS.
 async fn settled_rss(walcast: &crate::walcast::Walcast) -> anyhow::Result<u64> {
@@ -269,6 +279,7 @@ async fn measure(
         profile = crate::perf::Profile::start(dir, "fanout-walcast", pid).await;
     }
     let cpu = walcast.pid().and_then(crate::walcast::CpuMeter::start);
+    let writes_before = walcast.metric(SOCKET_WRITES).await.ok();
     if cfg.rows > 0 {
         let client = bench.db.connect().await?;
         let first = bench.db.next_id().await?;
@@ -293,6 +304,9 @@ async fn measure(
     }
     result.walcast_cpu = cpu.as_ref().and_then(|m| m.cores());
     result.walcast_cpu_secs = cpu.and_then(|m| m.seconds());
+    if let (Some(before), Ok(after)) = (writes_before, walcast.metric(SOCKET_WRITES).await) {
+        result.socket_writes = Some(after - before);
+    }
     if let Some(p) = profile {
         p.finish();
     }

@@ -37,7 +37,8 @@ struct Outgoing {
 struct Queued {
     /// Events queued.
     matched: u64,
-    wakers: Vec<Waker>,
+    /// With the connection of each: see [`Queued::wake`].
+    wakers: Vec<(u64, Waker)>,
     removed: Vec<Subscriber>,
 }
 
@@ -80,8 +81,7 @@ impl Hub {
         // With the hub lock released: a woken stream may run at once on another thread, and
         // one that ends unregisters itself.
         let waking = Instant::now();
-        queued.wakers.into_iter().for_each(Waker::wake);
-        drop(queued.removed);
+        queued.wake();
         self.metrics
             .dispatch_seconds
             .observe(chunking + sent + waking.elapsed());
@@ -187,7 +187,8 @@ impl Hub {
             match inbox.send(events) {
                 Ok(waker) => {
                     queued.matched += n as u64;
-                    queued.wakers.extend(waker);
+                    let conn = sub.connection.as_ref().map_or(0, |c| c.id);
+                    queued.wakers.extend(waker.map(|w| (conn, w)));
                 }
                 Err(()) => dead.push(id),
             }
@@ -197,6 +198,21 @@ impl Hub {
             queued.removed.extend(removed);
         }
         queued
+    }
+}
+
+impl Queued {
+    /// Wakes the streams a connection at a time: the first wake schedules the connection's
+    /// writer, the others only mark its operations ready, so it writes all of them in one burst
+    /// (one socket write). Woken in the hub's order, the subscriptions of one connection are
+    /// spread over the whole fan-out and its writer runs once per few of them.
+    fn wake(self) {
+        let mut wakers = self.wakers;
+        wakers.sort_unstable_by_key(|(conn, _)| *conn);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+        drop(self.removed);
     }
 }
 

@@ -91,7 +91,7 @@ impl Hub {
         let judge = |sub: &Subscriber, ev: &Event, revoked: &mut Vec<u64>| {
             let access = sub.access.load();
             match access.table(oid).filter(|a| {
-                a.columns_key() == sub.columns_key && a.row_filter().is_some() == sub.filtered
+                a.shows_columns(&sub.columns_key) && a.row_filter().is_some() == sub.filtered
             }) {
                 Some(allowed) => Some(visibility::judge(ev, allowed)),
                 None => {

@@ -43,7 +43,7 @@ struct Subscriber {
     /// The caller's access, checked per event: permissions reloads apply at once.
     access: SharedAccess,
     /// The visible columns when subscribing; another set later revokes the subscription.
-    columns_key: String,
+    columns_key: Arc<str>,
     /// Whether the role had a row filter on the table when subscribing; gaining or losing one
     /// revokes the subscription too (rows it holds may no longer be its to see, and updates
     /// are judged differently).

@@ -55,7 +55,7 @@ impl EventSource for HubSource {
                     oid,
                     table: req.table.clone(),
                     access: req.access.clone(),
-                    columns_key: allowed.columns_key().to_owned(),
+                    columns_key: allowed.columns_key().clone(),
                     filtered: allowed.row_filter().is_some(),
                     filter,
                     tx: InboxSender(inbox.clone()),

@@ -1,8 +1,9 @@
 //! An operation from its request to its last message.
 
 use std::sync::Arc;
+use std::task::Poll;
 
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use juniper::http::GraphQLResponse;
 use juniper::{
     DefaultScalarValue, ExecutionError, OperationType, ValidatedOperation, Value, Variables,
@@ -151,6 +152,42 @@ async fn subscribe<'a>(
         .collect())
 }
 
+/// The streams' items as they come, until every stream ended; the streams are polled in turn,
+/// starting after the one that gave the last item.
+///
+/// Not `stream::select_all`: its `FuturesUnordered` wakes the operation each time it has
+/// polled all of its streams (a fairness yield), after every event. The operations of a
+/// connection share its writer task's own `FuturesUnordered`, which takes two such wakes as a
+/// request to yield: the connection wrote every two messages instead of once per batch.
+fn merge<'a, T: 'a>(streams: Vec<BoxStream<'a, T>>) -> impl Stream<Item = T> + Unpin + 'a {
+    let mut streams: Vec<Option<BoxStream<'a, T>>> = streams.into_iter().map(Some).collect();
+    let mut start = 0;
+    stream::poll_fn(move |cx| {
+        let n = streams.len();
+        let mut open = 0;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(s) = streams[i].as_mut() else {
+                continue;
+            };
+            match s.poll_next_unpin(cx) {
+                Poll::Ready(Some(item)) => {
+                    // The streams after it are polled at the next call, which follows at once.
+                    start = (i + 1) % n;
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(None) => streams[i] = None,
+                Poll::Pending => open += 1,
+            }
+        }
+        if open == 0 {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
 /// Every event of the streams, as `next` messages, until they end.
 async fn forward(
     streams: Streams<'_>,
@@ -158,7 +195,7 @@ async fn forward(
     id: &str,
     out: &Outlet,
 ) -> Result<(), Disconnected> {
-    let mut merged = stream::select_all(streams);
+    let mut merged = merge(streams);
     while let Some((name, item)) = merged.next().await {
         // The stream leaves each event's serialised payload in the outbox.
         let payload = match (item, ctx.outbox.take()) {
@@ -182,4 +219,66 @@ async fn forward(
         out.next(next).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn merge_gives_every_item_of_every_stream_and_ends_with_the_last() {
+        let (a, ra) = mpsc::unbounded::<u32>();
+        let (b, rb) = mpsc::unbounded::<u32>();
+        let mut merged = merge(vec![ra.boxed(), rb.boxed()]);
+        for i in 0..3 {
+            a.unbounded_send(i).expect("send a");
+            b.unbounded_send(10 + i).expect("send b");
+        }
+        drop(a);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(i)) = merged.poll_next_unpin(&mut cx) {
+            got.push(i);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2, 10, 11, 12]);
+        assert_eq!(wakes.0.load(Relaxed), 0);
+        b.unbounded_send(13).expect("send b");
+        assert_eq!(wakes.0.load(Relaxed), 1, "the open stream wakes the merge");
+        assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Ready(Some(13)));
+        drop(b);
+        assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_waiting_merge_does_not_wake_its_operation() {
+        let (tx, rx) = mpsc::unbounded::<u32>();
+        let mut merged = merge(vec![rx.boxed()]);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        for i in 0..3 {
+            tx.unbounded_send(i).expect("send");
+            assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Ready(Some(i)));
+            assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Pending);
+        }
+        // One wake per item sent while it waited; none of its own: the writer running the
+        // operation takes a wake during a poll as a request to yield.
+        assert_eq!(wakes.0.load(Relaxed), 2);
+    }
 }
