@@ -8,12 +8,13 @@
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures::future::{AbortHandle, Abortable, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 use tokio::sync::mpsc;
 
 type Op = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -26,7 +27,42 @@ pub struct Runner(mpsc::UnboundedSender<Op>);
 pub struct Running {
     new: mpsc::UnboundedReceiver<Op>,
     ops: FuturesUnordered<Op>,
+    quiet: Arc<Quiet>,
+    /// `quiet` as a waker, made once.
+    waker: Waker,
 }
+
+/// The waker the set of operations is polled with.
+///
+/// After a pass in which it polled every operation, `FuturesUnordered` wakes its task: a
+/// fairness yield for a set that shares its task with other work. Here the set is the writer's
+/// own work, and that wake cost a second poll of the writer task for every burst (and, with
+/// the other worker idle, a thread wake-up). While [`Running::drive`] polls the set, a wake only
+/// asks for another pass in the same poll; at any other time it wakes the writer task.
+#[derive(Default)]
+struct Quiet {
+    polling: AtomicBool,
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Quiet {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Set, then checked (and the reverse in `drive`): one side always sees the other.
+        self.woken.store(true, SeqCst);
+        if !self.polling.load(SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+/// Passes over the ready operations in one poll of the writer before it yields to the runtime
+/// anyway.
+const PASSES: usize = 4;
 
 /// A running operation, as its session holds it.
 pub struct OpHandle {
@@ -36,9 +72,12 @@ pub struct OpHandle {
 
 pub fn channel() -> (Runner, Running) {
     let (tx, new) = mpsc::unbounded_channel();
+    let quiet = Arc::new(Quiet::default());
     let running = Running {
         new,
         ops: FuturesUnordered::new(),
+        waker: Waker::from(quiet.clone()),
+        quiet,
     };
     (Runner(tx), running)
 }
@@ -88,10 +127,21 @@ impl Running {
             while let Poll::Ready(Some(op)) = self.new.poll_recv(cx) {
                 self.ops.push(op);
             }
-            // Pending once nothing is ready (or after the set's own fairness yield, which
-            // wakes the task again); `None` when the set is empty, where the receiver's waker
-            // stands.
-            while let Poll::Ready(Some(())) = self.ops.poll_next_unpin(cx) {}
+            self.quiet.task.register(cx.waker());
+            let mut inner = Context::from_waker(&self.waker);
+            for _ in 0..PASSES {
+                self.quiet.woken.store(false, SeqCst);
+                self.quiet.polling.store(true, SeqCst);
+                // Pending once nothing is ready or after the set's fairness yield; `None` when
+                // the set is empty.
+                while let Poll::Ready(Some(())) = self.ops.poll_next_unpin(&mut inner) {}
+                self.quiet.polling.store(false, SeqCst);
+                if !self.quiet.woken.swap(false, SeqCst) {
+                    return Poll::Pending;
+                }
+            }
+            // Still being woken: the writer's turn ends here, and it is polled again later.
+            cx.waker().wake_by_ref();
             Poll::Pending
         })
         .await
@@ -143,6 +193,46 @@ mod tests {
         held.abort();
         until_finished(&held).await;
         driver.abort();
+    }
+
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_pass_over_every_operation_does_not_wake_the_writer_again() {
+        use futures::channel::mpsc::unbounded;
+        use std::sync::atomic::AtomicUsize;
+        let (runner, mut running) = channel();
+        let (events, mut inbox) = unbounded::<()>();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counted = handled.clone();
+        let _op = runner.run(async move {
+            while inbox.next().await.is_some() {
+                counted.fetch_add(1, Relaxed);
+            }
+        });
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut drive = Box::pin(running.drive());
+        assert!(drive.as_mut().poll(&mut cx).is_pending());
+        for i in 1..=3 {
+            events.unbounded_send(()).expect("send");
+            assert_eq!(wakes.0.load(Relaxed), i, "an event wakes the writer once");
+            assert!(drive.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(handled.load(Relaxed), i);
+            assert_eq!(
+                wakes.0.load(Relaxed),
+                i,
+                "and handling it does not wake it again"
+            );
+        }
     }
 
     #[tokio::test]
