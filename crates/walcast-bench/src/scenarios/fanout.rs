@@ -43,9 +43,14 @@ pub struct FanoutResult {
     /// walcast's CPU use while the rows were delivered, in cores, and in seconds.
     pub walcast_cpu: Option<f64>,
     pub walcast_cpu_secs: Option<f64>,
+    /// The bench's own (its clients') CPU over the same time, in cores.
+    pub bench_cpu: Option<f64>,
     /// Socket writes (flushes) while the rows were delivered: with a connection's messages
     /// written together, about one per connection and row.
     pub socket_writes: Option<f64>,
+    /// walcast's hub time over the rows (matching, then queueing and waking), in seconds: the
+    /// serial part before any subscriber's connection can write.
+    pub hub_secs: Option<f64>,
     /// SIGTERM with every connection still open.
     pub shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -147,21 +152,27 @@ impl FanoutResult {
                 self.rows,
                 thousands(self.subscriptions)
             ));
-            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | walcast CPU (cores) | walcast CPU s / M msgs | messages per socket write |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | CPU walcast / bench (cores) | walcast CPU s / M msgs | messages per socket write | hub per row (ms) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             out.push_str(&format!(
-                "| {delivered} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {delivered} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 ms(self.latency.quantile(0.5)),
                 ms(self.latency.quantile(0.99)),
                 ms(self.latency.max()),
                 ms(self.last_subscriber.quantile(0.5)),
                 ms(self.last_subscriber.quantile(0.99)),
-                self.walcast_cpu
-                    .map(|c| format!("{c:.2}"))
-                    .unwrap_or_else(|| "?".into()),
+                match (self.walcast_cpu, self.bench_cpu) {
+                    (Some(w), Some(b)) => format!("{w:.2} / {b:.2}"),
+                    (Some(w), None) => format!("{w:.2} / ?"),
+                    _ => "?".into(),
+                },
                 cpu_per_million(self.walcast_cpu_secs, self.delivered),
                 self.socket_writes
                     .filter(|w| *w > 0.0)
                     .map(|w| format!("{:.1}", self.delivered as f64 / w))
+                    .unwrap_or_else(|| "?".into()),
+                self.hub_secs
+                    .filter(|_| self.rows > 0)
+                    .map(|s| format!("{:.1}", s * 1000.0 / self.rows as f64))
                     .unwrap_or_else(|| "?".into()),
             ));
         }
@@ -206,6 +217,13 @@ pub async fn run(bench: &mut Bench, cfg: &FanoutConfig, nofile_limit: u64) -> Fa
 
 /// Counts the writer's bursts, each ending in one flush of the socket.
 const SOCKET_WRITES: &str = "walcast_send_seconds_count";
+/// The hub's time per transaction: matching, then queueing and waking.
+const HUB_SECONDS: [&str; 2] = ["walcast_match_seconds_sum", "walcast_dispatch_seconds_sum"];
+
+/// The hub's time so far, in seconds.
+async fn hub_seconds(walcast: &crate::walcast::Walcast) -> anyhow::Result<f64> {
+    Ok(walcast.metric(HUB_SECONDS[0]).await? + walcast.metric(HUB_SECONDS[1]).await?)
+}
 
 /// Settles for a moment, then reads the RSS.
 async fn settled_rss(walcast: &crate::walcast::Walcast) -> anyhow::Result<u64> {
@@ -279,7 +297,9 @@ async fn measure(
         profile = crate::perf::Profile::start(dir, "fanout-walcast", pid).await;
     }
     let cpu = walcast.pid().and_then(crate::walcast::CpuMeter::start);
+    let bench_cpu = crate::walcast::CpuMeter::start(std::process::id());
     let writes_before = walcast.metric(SOCKET_WRITES).await.ok();
+    let hub_before = hub_seconds(&walcast).await.ok();
     if cfg.rows > 0 {
         let client = bench.db.connect().await?;
         let first = bench.db.next_id().await?;
@@ -304,8 +324,12 @@ async fn measure(
     }
     result.walcast_cpu = cpu.as_ref().and_then(|m| m.cores());
     result.walcast_cpu_secs = cpu.and_then(|m| m.seconds());
+    result.bench_cpu = bench_cpu.and_then(|m| m.cores());
     if let (Some(before), Ok(after)) = (writes_before, walcast.metric(SOCKET_WRITES).await) {
         result.socket_writes = Some(after - before);
+    }
+    if let (Some(before), Ok(after)) = (hub_before, hub_seconds(&walcast).await) {
+        result.hub_secs = Some(after - before);
     }
     if let Some(p) = profile {
         p.finish();

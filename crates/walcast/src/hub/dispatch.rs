@@ -23,6 +23,8 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 /// more than a second for a queue's worth, but one that drains too slowly must not hold
 /// delivery up for everybody.
 const SLOW_CONSUMER_MAX_GRACE: Duration = Duration::from_secs(10);
+/// Subscribers queued under one hold of the hub lock, then woken.
+pub(super) const SEND_BATCH: usize = 1024;
 
 /// A subscriber's events of one transaction, in statement order, and the inbox they go to.
 struct Outgoing {
@@ -67,24 +69,31 @@ impl Hub {
             .collect();
         self.grace(&backlogged).await;
         let sending = Instant::now();
-        let (queued, sent) = {
+        {
             let mut st = self.lock();
-            let queued = self.send_locked(&mut st, outgoing);
-            let sent = sending.elapsed();
             Self::retain_locked(&mut st, tx);
             self.evict_locked(&mut st, now_micros());
-            (queued, sent)
-        };
-        self.metrics
-            .events_matched
-            .fetch_add(queued.matched, Relaxed);
-        // With the hub lock released: a woken stream may run at once on another thread, and
-        // one that ends unregisters itself.
-        let waking = Instant::now();
-        queued.wake();
+        }
+        // Queued and woken a batch at a time, each batch under the hub lock and woken after
+        // it: the first connections write while the hub queues the rest. A subscriber that
+        // registers in between is not among them and, resuming from a cursor, replays the
+        // transaction, which is already retained.
+        let mut matched = 0;
+        let mut outgoing = outgoing.into_iter();
+        while outgoing.len() > 0 {
+            let queued = {
+                let mut st = self.lock();
+                self.send_locked(&mut st, outgoing.by_ref().take(SEND_BATCH))
+            };
+            matched += queued.matched;
+            // With the hub lock released: a woken stream may run at once on another thread,
+            // and one that ends unregisters itself.
+            queued.wake();
+        }
+        self.metrics.events_matched.fetch_add(matched, Relaxed);
         self.metrics
             .dispatch_seconds
-            .observe(chunking + sent + waking.elapsed());
+            .observe(chunking + sending.elapsed());
     }
 
     /// Who receives which events of `tx`, in statement order; relation conditions answered.
@@ -107,7 +116,7 @@ impl Hub {
                     // Matched by an event before the one that revoked it: nothing to queue.
                     found.deliveries.retain(|d| st.subs.contains_key(&d.id));
                 }
-                return chunks(std::mem::take(&mut found.deliveries));
+                return chunks(std::mem::take(&mut found.deliveries), tx.events.len());
             }
         }
         let Found {
@@ -130,7 +139,7 @@ impl Hub {
             }
         }
         deliveries.sort_by_key(|d| d.index);
-        chunks(deliveries)
+        chunks(deliveries, tx.events.len())
     }
 
     /// Backlogs get a grace before they count as slow consumers: when walcast itself is behind
@@ -168,16 +177,16 @@ impl Hub {
     }
 
     /// Queues the chunks; a subscriber still over its limit is closed as a slow consumer.
-    fn send_locked(&self, st: &mut State, outgoing: Vec<Outgoing>) -> Queued {
+    fn send_locked(&self, st: &mut State, outgoing: impl Iterator<Item = Outgoing>) -> Queued {
         let mut queued = Queued::default();
         let mut dead: Vec<u64> = Vec::new();
         for Outgoing { id, inbox, events } in outgoing {
-            // The one look-up: revoked or closed since matching, it receives nothing.
-            let Some(sub) = st.subs.get(&id) else {
+            // Revoked or closed since matching: it receives nothing.
+            if inbox.removed.load(Relaxed) {
                 continue;
-            };
+            }
             if inbox.pending.load(Relaxed) >= self.queue {
-                if let Some(conn) = &sub.connection {
+                if let Some(conn) = st.subs.get(&id).and_then(|s| s.connection.as_ref()) {
                     (conn.on_overflow)();
                 }
                 dead.push(id);
@@ -187,8 +196,7 @@ impl Hub {
             match inbox.send(events) {
                 Ok(waker) => {
                     queued.matched += n as u64;
-                    let conn = sub.connection.as_ref().map_or(0, |c| c.id);
-                    queued.wakers.extend(waker.map(|w| (conn, w)));
+                    queued.wakers.extend(waker.map(|w| (inbox.connection, w)));
                 }
                 Err(()) => dead.push(id),
             }
@@ -219,9 +227,25 @@ impl Queued {
 /// Each subscriber's events of one transaction, in its table's shape, as one chunk: a large
 /// transaction takes one queue slot, and a backlog (not a big transaction) makes a slow
 /// consumer. Also how long building them took.
-fn chunks(deliveries: Vec<Delivery>) -> (Vec<Outgoing>, Duration) {
+fn chunks(deliveries: Vec<Delivery>, events: usize) -> (Vec<Outgoing>, Duration) {
     let started = Instant::now();
     let mut outgoing: Vec<Outgoing> = Vec::with_capacity(deliveries.len());
+    let shaped = |event: Arc<Event>, table: &Arc<walcast_model::Table>| {
+        if Arc::ptr_eq(table, &event.table) || Event::same_layout(table, &event.table) {
+            event
+        } else {
+            Arc::new(event.in_layout(table))
+        }
+    };
+    // Each subscriber is offered an event once: with one event, one chunk per delivery.
+    if events == 1 {
+        outgoing.extend(deliveries.into_iter().map(|d| Outgoing {
+            id: d.id,
+            events: smallvec![shaped(d.event, &d.table)],
+            inbox: d.inbox,
+        }));
+        return (outgoing, started.elapsed());
+    }
     // Keyed by the hub's own subscription ids: see `State::subs`.
     let mut chunk_of: FxHashMap<u64, usize> =
         FxHashMap::with_capacity_and_hasher(deliveries.len(), Default::default());
@@ -233,11 +257,7 @@ fn chunks(deliveries: Vec<Delivery>) -> (Vec<Outgoing>, Duration) {
         ..
     } in deliveries
     {
-        let ev = if Arc::ptr_eq(&table, &event.table) || Event::same_layout(&table, &event.table) {
-            event
-        } else {
-            Arc::new(event.in_layout(&table))
-        };
+        let ev = shaped(event, &table);
         match chunk_of.entry(id) {
             Entry::Occupied(c) => outgoing[*c.get()].events.push(ev),
             Entry::Vacant(v) => {

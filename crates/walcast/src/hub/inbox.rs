@@ -1,7 +1,7 @@
 //! A subscription's queue and its stream of events.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -24,6 +24,13 @@ pub(super) struct Inbox {
     state: Mutex<InboxState>,
     /// Events sent but not yet taken by the subscription: the queue's fill.
     pub(super) pending: AtomicUsize,
+    /// The subscription's connection (0: none), so a transaction wakes a connection's
+    /// subscriptions together.
+    pub(super) connection: u64,
+    /// Set under the hub lock when the subscriber leaves the hub: queueing, under the same
+    /// lock, skips it without looking the subscriber up. (Its stream learns it when the
+    /// subscriber is dropped, after the lock.)
+    pub(super) removed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -37,6 +44,13 @@ struct InboxState {
 }
 
 impl Inbox {
+    pub(super) fn new(connection: u64) -> Inbox {
+        Inbox {
+            connection,
+            ..Inbox::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
         // Each update under the lock is a single push, pop or flag: consistent after a panic.
         walcast_model::sync::lock(&self.state)

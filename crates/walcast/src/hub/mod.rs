@@ -150,6 +150,7 @@ impl Hub {
     /// released: dropping it wakes the stream to end.
     fn remove_locked(st: &mut State, metrics: &Metrics, id: u64) -> Option<Subscriber> {
         let sub = st.subs.remove(&id)?;
+        sub.tx.0.removed.store(true, Relaxed);
         st.index.remove(sub.oid, &id);
         if sub.filtered {
             if let Some(n) = st.filtered.get_mut(&sub.oid) {

@@ -19,7 +19,7 @@ pub struct HubSource(pub Arc<Hub>);
 impl EventSource for HubSource {
     fn subscribe(&self, req: SubscriptionRequest) -> Result<EventStream, SubscribeError> {
         let hub = &self.0;
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox::new(req.connection.as_ref().map_or(0, |c| c.id)));
         let id = hub.next_id.fetch_add(1, Relaxed);
         let oid = req.table.oid;
         let allowed = match req.access.load().table(oid) {

@@ -472,3 +472,38 @@ async fn streams_are_woken_with_the_hub_lock_released() {
     assert!(matches!(stream.poll_next_unpin(&mut cx), Poll::Ready(None)));
     assert!(!probe.under_lock.load(Relaxed), "woken under the hub lock");
 }
+
+#[tokio::test]
+async fn a_fan_out_larger_than_a_send_batch_reaches_everyone_in_order() {
+    let t = table();
+    let hub = Hub::new(
+        1000,
+        Duration::from_secs(60),
+        100_000,
+        Arc::new(Metrics::default()),
+    );
+    let app = app(hub.clone());
+    let source = HubSource(hub.clone());
+    let subscribers = super::dispatch::SEND_BATCH * 2 + 7;
+    let mut streams: Vec<_> = (0..subscribers)
+        .map(|_| subscribe(&source, &t, json!({})))
+        .collect();
+    // Transactions of one event and of three, each queued in several batches.
+    let txs = (0..6).map(|i| {
+        let width = if i % 2 == 0 { 1 } else { 3 };
+        live(inserts(&t, i * 3..i * 3 + width, 100 + i as u64 * 10))
+    });
+    let (mut feed, _) = Synthetic::new(txs);
+    drive(&app, &mut feed)
+        .await
+        .expect("the source ends cleanly");
+    let expected: Vec<i64> = (0..6)
+        .flat_map(|i: i64| {
+            let width = if i % 2 == 0 { 1 } else { 3 };
+            i * 3..i * 3 + width
+        })
+        .collect();
+    for s in &mut streams {
+        assert_eq!(keys(s, expected.len()).await, expected);
+    }
+}
