@@ -90,12 +90,7 @@ async fn a_row_filter_given_or_taken_away_ends_the_subscription() {
         .max_size(1)
         .build()
         .expect("a pool (it never connects here)");
-    let hub = Hub::new(
-        100,
-        Duration::from_secs(60),
-        1000,
-        Arc::new(Metrics::default()),
-    );
+    let hub = hub(100, 1000);
     let source = HubSource(hub.clone());
     for (before, after) in [(None, Some(7)), (Some(7), None)] {
         let shared: SharedAccess = Arc::new(arc_swap::ArcSwap::from_pointee(access(&t, before)));
@@ -164,6 +159,17 @@ impl Synthetic {
         };
         (source, confirmed)
     }
+}
+
+/// A hub with a queue of `queue` events per subscriber, a minute of retention and at most
+/// `retained` events kept.
+fn hub(queue: usize, retained: usize) -> Arc<Hub> {
+    Hub::new(
+        queue,
+        Duration::from_secs(60),
+        retained,
+        Arc::new(Metrics::default()),
+    )
 }
 
 fn pool() -> deadpool_postgres::Pool {
@@ -283,12 +289,7 @@ async fn keys(stream: &mut walcast_graphql::EventStream, n: usize) -> Vec<i64> {
 #[tokio::test]
 async fn many_subscriptions_receive_their_events_in_commit_order() {
     let t = table();
-    let hub = Hub::new(
-        1000,
-        Duration::from_secs(60),
-        100_000,
-        Arc::new(Metrics::default()),
-    );
+    let hub = hub(1000, 100_000);
     let app = app(hub.clone());
     let source = HubSource(hub.clone());
     // 60 subscriptions, 20 of each kind: everything, owner 0, id above 250.
@@ -336,12 +337,7 @@ async fn many_subscriptions_receive_their_events_in_commit_order() {
 #[tokio::test]
 async fn a_slow_consumer_is_closed_and_a_reading_one_is_paced() {
     let t = table();
-    let hub = Hub::new(
-        4,
-        Duration::from_secs(60),
-        100_000,
-        Arc::new(Metrics::default()),
-    );
+    let hub = hub(4, 100_000);
     let app = app(hub.clone());
     let source = HubSource(hub.clone());
     let mut stalled = subscribe(&source, &t, json!({}));
@@ -376,12 +372,7 @@ async fn a_slow_consumer_is_closed_and_a_reading_one_is_paced() {
 async fn the_slot_is_confirmed_behind_the_retention_window_and_history_is_not_delivered() {
     let t = table();
     // At most 5 events retained: older transactions leave the window early.
-    let hub = Hub::new(
-        100,
-        Duration::from_secs(60),
-        5,
-        Arc::new(Metrics::default()),
-    );
+    let hub = hub(100, 5);
     let app = app(hub.clone());
     let source = HubSource(hub.clone());
     let mut sub = subscribe(&source, &t, json!({}));
@@ -476,12 +467,7 @@ async fn streams_are_woken_with_the_hub_lock_released() {
 #[tokio::test]
 async fn a_fan_out_larger_than_a_send_batch_reaches_everyone_in_order() {
     let t = table();
-    let hub = Hub::new(
-        1000,
-        Duration::from_secs(60),
-        100_000,
-        Arc::new(Metrics::default()),
-    );
+    let hub = hub(1000, 100_000);
     let app = app(hub.clone());
     let source = HubSource(hub.clone());
     let subscribers = super::dispatch::SEND_BATCH * 2 + 7;
