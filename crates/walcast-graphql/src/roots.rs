@@ -302,13 +302,14 @@ impl GraphQLSubscriptionValue<S> for SubscriptionRoot {
                 access: ctx.access.clone(),
             })?;
             let response = response_key(executor, field);
+            let access = ctx.access.clone();
             let member = ctx.sharing.as_ref().map(|s| {
                 Arc::new(crate::shared::Member::new(
                     s.groups.clone(),
                     format!("{}\u{0}{response}", s.operation),
+                    &access.load().key,
                 ))
             });
-            let access = ctx.access.clone();
             let outbox = ctx.outbox.clone();
             // One executor for the whole stream: items resolve one at a time.
             let owned = Arc::new(executor.as_owned_executor());

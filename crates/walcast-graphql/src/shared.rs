@@ -12,9 +12,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 use std::sync::{Arc, Mutex, Weak};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::OnceCell;
 use walcast_model::sync::lock;
 use walcast_model::Cursor;
@@ -76,6 +79,7 @@ impl PayloadGroups {
     fn join(self: &Arc<Self>, key: Arc<str>, access: Arc<str>) -> Membership {
         let id = self.next_member.fetch_add(1, Relaxed);
         let full: Arc<str> = format!("{key}\u{0}{access}").into();
+        let taken = Arc::new(Taken::default());
         let group = {
             let mut groups = lock(&self.groups);
             let group = match groups.get(&full).and_then(Weak::upgrade) {
@@ -92,7 +96,7 @@ impl PayloadGroups {
                     g
                 }
             };
-            lock(&group.state).members.insert(id, None);
+            lock(&group.state).members.insert(id, taken.clone());
             group
         };
         Membership {
@@ -100,6 +104,7 @@ impl PayloadGroups {
             group,
             access,
             id,
+            taken,
         }
     }
 }
@@ -109,14 +114,36 @@ struct Entry {
     _event: Weak<dyn std::any::Any + Send + Sync>,
     cursor: Cursor,
     cell: OnceCell<Payload>,
+    /// Members of the group when it was made.
+    members: usize,
+    /// Of those, the ones yet to take it: the last one removes it from the memo. Counted
+    /// outside the group's lock, which each delivery then takes once.
+    left: AtomicUsize,
+    /// Where the entry, when it goes, counts the payloads taken from it without building.
+    counts: Arc<PayloadGroups>,
 }
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // One member built it; the others that took it shared it. Counted once per entry, not
+        // per delivery: a counter shared by every delivery bounces between the cores.
+        let taken = self.members - self.left.load(Relaxed).min(self.members);
+        if self.cell.initialized() && taken > 1 {
+            self.counts.shared.fetch_add(taken as u64 - 1, Relaxed);
+        }
+    }
+}
+
+/// The cursor of the last event a member took: its own, so taking an event does not touch the
+/// group's member map; a sweep reads them all.
+#[derive(Default)]
+struct Taken(Mutex<Option<Cursor>>);
 
 #[derive(Default)]
 struct GroupState {
-    /// Members and the cursor of the last event each one took.
-    members: HashMap<u64, Option<Cursor>>,
-    /// Entries by event address, with the number of members yet to take them.
-    memo: HashMap<usize, (Arc<Entry>, usize)>,
+    members: FxHashMap<u64, Arc<Taken>>,
+    /// Entries by event address.
+    memo: FxHashMap<usize, Arc<Entry>>,
     /// Sweep when the memo grows past this.
     sweep_at: usize,
     /// Sweeps done, for tests: leaving must not walk the group.
@@ -127,20 +154,20 @@ impl GroupState {
     /// Drops the entries every member has moved past, then the oldest beyond the cap.
     fn sweep(&mut self) {
         self.sweeps += 1;
-        let passed = self.members.values().flatten().min().copied();
-        if self.members.values().all(Option::is_some) {
-            if let Some(passed) = passed {
-                self.memo.retain(|_, (e, _)| e.cursor > passed);
+        let taken: Vec<Option<Cursor>> = self.members.values().map(|t| *lock(&t.0)).collect();
+        if let Some(passed) = taken.iter().copied().collect::<Option<Vec<Cursor>>>() {
+            if let Some(passed) = passed.into_iter().min() {
+                self.memo.retain(|_, e| e.cursor > passed);
             }
         }
         if self.members.len() < 2 {
             self.memo.clear();
         }
         if self.memo.len() > MAX_ENTRIES {
-            let mut cursors: Vec<Cursor> = self.memo.values().map(|(e, _)| e.cursor).collect();
+            let mut cursors: Vec<Cursor> = self.memo.values().map(|e| e.cursor).collect();
             cursors.sort_unstable();
             let cut = cursors[self.memo.len() - MAX_ENTRIES];
-            self.memo.retain(|_, (e, _)| e.cursor >= cut);
+            self.memo.retain(|_, e| e.cursor >= cut);
         }
         self.sweep_at = (self.memo.len() * 2).max(SWEEP_FLOOR);
     }
@@ -157,6 +184,7 @@ struct Membership {
     /// The access key the group was joined with.
     access: Arc<str>,
     id: u64,
+    taken: Arc<Taken>,
 }
 
 impl Drop for Membership {
@@ -190,15 +218,33 @@ pub struct Member {
     groups: Arc<PayloadGroups>,
     /// Identifies the operation and root field; the access key completes the group's key.
     key: Arc<str>,
-    current: Mutex<Option<Membership>>,
+    /// Shared with the deliveries under way, which hold it without the lock.
+    current: Mutex<Option<Arc<Membership>>>,
 }
 
 impl Member {
-    pub fn new(groups: Arc<PayloadGroups>, key: String) -> Member {
-        Member {
+    /// A member of the group of `key` and the access key `access`, joined at once: joining
+    /// builds the group's full key and looks it up, work for the subscribing, not for the
+    /// first event that reaches a hundred thousand subscriptions at once.
+    pub fn new(groups: Arc<PayloadGroups>, key: String, access: &Arc<str>) -> Member {
+        let member = Member {
             groups,
             key: key.into(),
             current: Mutex::new(None),
+        };
+        member.join(&mut lock(&member.current), access);
+        member
+    }
+
+    /// Joins the group of `access` unless a member of it already.
+    fn join(&self, current: &mut Option<Arc<Membership>>, access: &Arc<str>) {
+        let stale = current
+            .as_ref()
+            .is_none_or(|m| !Arc::ptr_eq(&m.access, access) && *m.access != **access);
+        if stale {
+            // Leave before joining, so a group never counts this member twice.
+            *current = None;
+            *current = Some(Arc::new(self.groups.join(self.key.clone(), access.clone())));
         }
     }
 
@@ -217,40 +263,41 @@ impl Member {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Payload>,
     {
-        let (group, id) = {
+        let membership = {
             let mut current = lock(&self.current);
-            let stale = current
-                .as_ref()
-                .is_none_or(|m| !Arc::ptr_eq(&m.access, access) && *m.access != **access);
-            if stale {
-                // Leave before joining, so a group never counts this member twice.
-                *current = None;
-                *current = Some(self.groups.join(self.key.clone(), access.clone()));
-            }
-            current.as_ref().map(|m| (m.group.clone(), m.id))
-        }
-        .unzip();
-        let (Some(group), Some(id)) = (group, id) else {
+            self.join(&mut current, access);
+            current.clone()
+        };
+        let Some(m) = membership else {
             return build().await;
         };
         let address = Arc::as_ptr(ev) as usize;
         let entry = {
-            let mut st = lock(&group.state);
+            let mut st = lock(&m.group.state);
             if st.members.len() < 2 {
                 None
             } else {
                 let members = st.members.len();
-                let (entry, _) = st.memo.entry(address).or_insert_with(|| {
-                    let event: Weak<dyn std::any::Any + Send + Sync> =
-                        Arc::downgrade(ev) as Weak<E>;
-                    let entry = Entry {
-                        _event: event,
-                        cursor,
-                        cell: OnceCell::new(),
-                    };
-                    (Arc::new(entry), members)
-                });
-                Some(entry.clone())
+                let entry = st
+                    .memo
+                    .entry(address)
+                    .or_insert_with(|| {
+                        let event: Weak<dyn std::any::Any + Send + Sync> =
+                            Arc::downgrade(ev) as Weak<E>;
+                        Arc::new(Entry {
+                            _event: event,
+                            cursor,
+                            cell: OnceCell::new(),
+                            members,
+                            left: AtomicUsize::new(members),
+                            counts: self.groups.clone(),
+                        })
+                    })
+                    .clone();
+                if st.memo.len() > st.sweep_at {
+                    st.sweep();
+                }
+                Some(entry)
             }
         };
         let payload = match &entry {
@@ -268,31 +315,31 @@ impl Member {
                     })
                     .await
                     .clone();
-                let counter = if built {
-                    &self.groups.built
-                } else {
-                    &self.groups.shared
-                };
-                counter.fetch_add(1, Relaxed);
+                if built {
+                    self.groups.built.fetch_add(1, Relaxed);
+                }
                 payload
             }
         };
-        let mut st = lock(&group.state);
-        if let Some(last) = st.members.get_mut(&id) {
+        {
+            let mut last = lock(&m.taken.0);
             *last = Some(last.map_or(cursor, |c| c.max(cursor)));
         }
         if let Some(entry) = entry {
-            if let Some((held, left)) = st.memo.get_mut(&address) {
-                if Arc::ptr_eq(held, &entry) {
-                    *left = left.saturating_sub(1);
-                    if *left == 0 {
-                        st.memo.remove(&address);
-                    }
+            // Members that joined after the entry was made take it without counting down.
+            let was = entry
+                .left
+                .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+            if was == Ok(1) {
+                let mut st = lock(&m.group.state);
+                if st
+                    .memo
+                    .get(&address)
+                    .is_some_and(|held| Arc::ptr_eq(held, &entry))
+                {
+                    st.memo.remove(&address);
                 }
             }
-        }
-        if st.memo.len() > st.sweep_at {
-            st.sweep();
         }
         payload
     }
@@ -332,7 +379,7 @@ mod tests {
         let groups = Arc::new(PayloadGroups::default());
         let access: Arc<str> = "a".into();
         let members: Vec<Member> = (0..3)
-            .map(|_| Member::new(groups.clone(), "op".into()))
+            .map(|_| Member::new(groups.clone(), "op".into(), &access))
             .collect();
         let calls = AtomicUsize::new(0);
         // Joining happens on the first event; put all three in the group first.
@@ -362,9 +409,8 @@ mod tests {
         let groups = Arc::new(PayloadGroups::default());
         let a: Arc<str> = "a".into();
         let b: Arc<str> = "b".into();
-        let one = Member::new(groups.clone(), "op".into());
-        let two = Member::new(groups.clone(), "op".into());
-        let three = Member::new(groups.clone(), "op".into());
+        let one = Member::new(groups.clone(), "op".into(), &a);
+        let two = Member::new(groups.clone(), "op".into(), &b);
         let calls = AtomicUsize::new(0);
         let ev = event(1);
         take(&one, &ev, &a, &calls).await;
@@ -376,6 +422,7 @@ mod tests {
         );
         assert_eq!(groups.len(), 2);
         // `three` joins a's group; `one` moves on without `three` ever taking event 2.
+        let three = Member::new(groups.clone(), "op".into(), &a);
         take(&three, &ev, &a, &calls).await;
         let ev2 = event(2);
         take(&one, &ev2, &a, &calls).await;
@@ -401,7 +448,7 @@ mod tests {
         let groups = Arc::new(PayloadGroups::default());
         let access: Arc<str> = "a".into();
         let members: Vec<Member> = (0..MEMBERS)
-            .map(|_| Member::new(groups.clone(), "op".into()))
+            .map(|_| Member::new(groups.clone(), "op".into(), &access))
             .collect();
         let calls = AtomicUsize::new(0);
         let ev = event(1);
