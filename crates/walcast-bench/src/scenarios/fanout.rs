@@ -50,7 +50,7 @@ pub struct FanoutResult {
     pub socket_writes: Option<f64>,
     /// walcast's hub time over the rows (matching, then queueing and waking), in seconds: the
     /// serial part before any subscriber's connection can write.
-    pub hub_secs: Option<f64>,
+    pub hub_secs: Option<(f64, f64)>,
     /// SIGTERM with every connection still open.
     pub shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -152,7 +152,7 @@ impl FanoutResult {
                 self.rows,
                 thousands(self.subscriptions)
             ));
-            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | CPU walcast / bench (cores) | walcast CPU s / M msgs | messages per socket write | hub per row (ms) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("| deliveries / expected | p50 | p99 | max | to the last subscriber of a row: p50 | p99 | CPU walcast / bench (cores) | walcast CPU s / M msgs | messages per socket write | hub per row: matching + queueing (ms) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             out.push_str(&format!(
                 "| {delivered} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 ms(self.latency.quantile(0.5)),
@@ -172,7 +172,10 @@ impl FanoutResult {
                     .unwrap_or_else(|| "?".into()),
                 self.hub_secs
                     .filter(|_| self.rows > 0)
-                    .map(|s| format!("{:.1}", s * 1000.0 / self.rows as f64))
+                    .map(|(m, q)| {
+                        let per_row = |s: f64| s * 1000.0 / self.rows as f64;
+                        format!("{:.1} + {:.1}", per_row(m), per_row(q))
+                    })
                     .unwrap_or_else(|| "?".into()),
             ));
         }
@@ -220,9 +223,12 @@ const SOCKET_WRITES: &str = "walcast_send_seconds_count";
 /// The hub's time per transaction: matching, then queueing and waking.
 const HUB_SECONDS: [&str; 2] = ["walcast_match_seconds_sum", "walcast_dispatch_seconds_sum"];
 
-/// The hub's time so far, in seconds.
-async fn hub_seconds(walcast: &crate::walcast::Walcast) -> anyhow::Result<f64> {
-    Ok(walcast.metric(HUB_SECONDS[0]).await? + walcast.metric(HUB_SECONDS[1]).await?)
+/// The hub's time so far matching and queueing, in seconds.
+async fn hub_seconds(walcast: &crate::walcast::Walcast) -> anyhow::Result<(f64, f64)> {
+    Ok((
+        walcast.metric(HUB_SECONDS[0]).await?,
+        walcast.metric(HUB_SECONDS[1]).await?,
+    ))
 }
 
 /// Settles for a moment, then reads the RSS.
@@ -329,7 +335,7 @@ async fn measure(
         result.socket_writes = Some(after - before);
     }
     if let (Some(before), Ok(after)) = (hub_before, hub_seconds(&walcast).await) {
-        result.hub_secs = Some(after - before);
+        result.hub_secs = Some((after.0 - before.0, after.1 - before.1));
     }
     if let Some(p) = profile {
         p.finish();
