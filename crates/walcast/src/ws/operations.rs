@@ -68,6 +68,8 @@ const PASSES: usize = 4;
 pub struct OpHandle {
     abort: AbortHandle,
     done: Arc<AtomicBool>,
+    /// Its serial on the connection, when the session numbers its operations.
+    serial: u64,
 }
 
 pub fn channel() -> (Runner, Running) {
@@ -95,7 +97,11 @@ impl Runner {
         let op = Box::pin(Abortable::new(op, registration).map(move |_| drop(finished)));
         // Refused when the writer is gone: the operation is dropped, and the flag with it.
         let _ = self.0.send(op);
-        OpHandle { abort, done }
+        OpHandle {
+            abort,
+            done,
+            serial: 0,
+        }
     }
 }
 
@@ -112,6 +118,15 @@ impl OpHandle {
     /// Stops the operation before its next poll.
     pub fn abort(&self) {
         self.abort.abort();
+    }
+
+    /// The handle of the operation the session numbered `serial` (see `OpEvent`).
+    pub fn numbered(self, serial: u64) -> OpHandle {
+        OpHandle { serial, ..self }
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     pub fn is_finished(&self) -> bool {

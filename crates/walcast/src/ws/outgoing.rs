@@ -4,12 +4,16 @@
 use super::protocol::ServerMsg;
 
 /// What an operation tells its session, beside the messages it sends.
+///
+/// Each carries its operation's serial: an id is the client's and may be used again once its
+/// operation ended, and a late event of the old operation must not count for, or end, the new
+/// one.
 pub enum OpEvent {
     /// A subscription is streaming (counted under its role).
-    Started(String),
+    Started { id: String, serial: u64 },
     /// The operation's last message (`complete` or `error`), for the session to send once it
     /// has forgotten the operation.
-    Ended(ServerMsg),
+    Ended { msg: ServerMsg, serial: u64 },
 }
 
 /// One item of the socket writer's queue.

@@ -11,6 +11,8 @@ use crate::ws::protocol::ServerMsg;
 pub struct Outlet {
     pub messages: mpsc::Sender<Out>,
     pub events: mpsc::Sender<OpEvent>,
+    /// The operation's serial on its connection (see [`OpEvent`]).
+    pub serial: u64,
 }
 
 impl Outlet {
@@ -23,12 +25,16 @@ impl Outlet {
             // Through the session, which forgets the operation before the client can see its
             // end (and reuse its id); every `next` is already queued ahead of it.
             ServerMsg::Complete { .. } | ServerMsg::Error { .. } => {
-                Box::pin(self.events.send(OpEvent::Ended(msg)))
+                let serial = self.serial;
+                Box::pin(self.events.send(OpEvent::Ended { msg, serial }))
                     .await
                     .map_err(|_| Disconnected)
             }
             ServerMsg::Started { ref id } => {
-                let started = OpEvent::Started(id.clone());
+                let started = OpEvent::Started {
+                    id: id.clone(),
+                    serial: self.serial,
+                };
                 Box::pin(self.messages.send(Out::Msg(msg)))
                     .await
                     .map_err(|_| Disconnected)?;

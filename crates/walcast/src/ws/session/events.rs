@@ -42,8 +42,13 @@ impl Session {
 
     pub(super) async fn on_op_event(&mut self, event: OpEvent) -> Flow {
         match event {
-            OpEvent::Ended(msg) => {
+            OpEvent::Ended { msg, serial } => {
                 if let ServerMsg::Complete { id, .. } | ServerMsg::Error { id, .. } = &msg {
+                    if self.ops.get(id).is_some_and(|op| op.serial() != serial) {
+                        // The end of an operation stopped before a new one took its id: the
+                        // client is owed nothing, and the new one runs on.
+                        return ControlFlow::Continue(());
+                    }
                     self.ops.remove(id);
                     self.stream_ended(id);
                 }
@@ -51,7 +56,12 @@ impl Session {
                     return ControlFlow::Break(None);
                 }
             }
-            OpEvent::Started(id) => self.stream_started(&id),
+            // Counted only while it runs: not after a stop, nor under a newer operation's id.
+            OpEvent::Started { id, serial } => {
+                if self.ops.get(&id).is_some_and(|op| op.serial() == serial) {
+                    self.stream_started(&id);
+                }
+            }
         }
         ControlFlow::Continue(())
     }

@@ -82,9 +82,12 @@ impl Session {
             on_overflow: Arc::new(move || slow.notify_one()),
         };
         let ctx = self.app.context(self.access.clone(), Some(handle));
+        let serial = self.next_serial;
+        self.next_serial += 1;
         let outlet = Outlet {
             messages: self.out.clone(),
             events: self.op_tx.clone(),
+            serial,
         };
         let groups = self.app.payloads.clone();
         let op = self.runner.run(operation::run(
@@ -95,7 +98,7 @@ impl Session {
             request,
             outlet,
         ));
-        self.ops.insert(id, op);
+        self.ops.insert(id, op.numbered(serial));
     }
 
     async fn stop(&mut self, id: String) {

@@ -30,6 +30,8 @@ pub(super) struct Session {
     pub(super) access: SharedAccess,
     pub(super) acked: bool,
     pub(super) ops: HashMap<String, OpHandle>,
+    /// The serial of the next operation (see `OpEvent`).
+    pub(super) next_serial: u64,
     /// Runs operations in the connection's writer task.
     pub(super) runner: Runner,
     /// Operations streaming events, with the role they count under.
@@ -65,6 +67,7 @@ impl Session {
             access: Arc::new(arc_swap::ArcSwap::from_pointee(Access::default())),
             acked: false,
             ops: HashMap::new(),
+            next_serial: 1,
             runner,
             streams: HashMap::new(),
             out,

@@ -198,3 +198,70 @@ async fn shutdown_closes_going_away() {
         (close::GOING_AWAY, "server shutting down".into())
     );
 }
+
+#[tokio::test]
+async fn a_late_end_of_a_stopped_operation_leaves_the_one_that_took_its_id() {
+    use crate::metrics::Format;
+    use crate::ws::outgoing::{OpEvent, Out};
+    use crate::ws::protocol::ServerMsg;
+    use std::collections::HashMap;
+    use tokio::sync::mpsc;
+
+    let test = app(settings());
+    let (out, mut queued) = mpsc::channel(16);
+    let (op_tx, _op_rx) = mpsc::channel(16);
+    let (runner, _running) = crate::ws::operations::channel();
+    let mut s = super::state::Session::new(
+        test.app.clone(),
+        Protocol::Legacy,
+        None,
+        None,
+        out,
+        runner.clone(),
+        op_tx,
+    );
+    // Operation 1 under id "a" was stopped by the client; operation 2 took the id since.
+    s.ops = HashMap::from([(
+        "a".to_owned(),
+        runner.run(std::future::pending()).numbered(2),
+    )]);
+    s.next_serial = 3;
+    let active = |t: &TestApp| {
+        let text = t.app.metrics.render(Format::Prometheus);
+        text.lines()
+            .find(|l| l.starts_with("walcast_operations_active{protocol=\"graphql-ws\""))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    let end = |serial| OpEvent::Ended {
+        msg: ServerMsg::Complete {
+            id: "a".into(),
+            result: None,
+        },
+        serial,
+    };
+    let started = |serial| OpEvent::Started {
+        id: "a".into(),
+        serial,
+    };
+
+    // The old operation's late start and end: neither counts, ends or reaches the client.
+    assert!(s.on_op_event(started(1)).await.is_continue());
+    assert!(s.on_op_event(end(1)).await.is_continue());
+    assert!(s.ops.contains_key("a"), "the new operation was forgotten");
+    assert!(
+        queued.try_recv().is_err(),
+        "the old operation's end was sent"
+    );
+    assert_ne!(active(&test).as_deref(), Some("1"));
+
+    // The new operation's own start and end do.
+    assert!(s.on_op_event(started(2)).await.is_continue());
+    assert_eq!(active(&test).as_deref(), Some("1"));
+    assert!(s.on_op_event(end(2)).await.is_continue());
+    assert!(!s.ops.contains_key("a"));
+    assert!(matches!(
+        queued.try_recv(),
+        Ok(Out::Msg(ServerMsg::Complete { id, .. })) if id == "a"
+    ));
+    assert_eq!(active(&test).as_deref(), Some("0"));
+}

@@ -170,7 +170,8 @@ impl Session {
 
     async fn on_op_event(&mut self, event: OpEvent) -> Flow {
         match event {
-            OpEvent::Ended(msg) => {
+            // Its operation ids are its own and never reused: no serial to compare.
+            OpEvent::Ended { msg, .. } => {
                 if let ServerMsg::Complete { id, .. } | ServerMsg::Error { id, .. } = &msg {
                     self.ended(id);
                 }
@@ -180,7 +181,7 @@ impl Session {
                     return ControlFlow::Break(None);
                 }
             }
-            OpEvent::Started(id) => self.started(&id),
+            OpEvent::Started { id, .. } => self.started(&id),
         }
         ControlFlow::Continue(())
     }

@@ -116,6 +116,7 @@ impl Session {
         Outlet {
             messages: self.out.clone(),
             events: self.op_tx.clone(),
+            serial: 0,
         }
     }
 
