@@ -212,8 +212,9 @@ impl Hub {
 impl Queued {
     /// Wakes the streams a connection at a time: the first wake schedules the connection's
     /// writer, the others only mark its operations ready, so it writes all of them in one burst
-    /// (one socket write). Woken in the hub's order, the subscriptions of one connection are
-    /// spread over the whole fan-out and its writer runs once per few of them.
+    /// (one socket write). In the hub's order, the subscriptions of a connection that
+    /// subscribed while others did are spread over the fan-out, and its writer could run once
+    /// per few of them.
     fn wake(self) {
         let mut wakers = self.wakers;
         wakers.sort_unstable_by_key(|(conn, _)| *conn);
