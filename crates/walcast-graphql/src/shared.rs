@@ -154,11 +154,16 @@ impl GroupState {
     /// Drops the entries every member has moved past, then the oldest beyond the cap.
     fn sweep(&mut self) {
         self.sweeps += 1;
-        let taken: Vec<Option<Cursor>> = self.members.values().map(|t| *lock(&t.0)).collect();
-        if let Some(passed) = taken.iter().copied().collect::<Option<Vec<Cursor>>>() {
-            if let Some(passed) = passed.into_iter().min() {
-                self.memo.retain(|_, e| e.cursor > passed);
-            }
+        // The lowest cursor taken, once every member took something (`None` otherwise).
+        let passed = self
+            .members
+            .values()
+            .map(|t| *lock(&t.0))
+            .try_fold(None, |low: Option<Cursor>, taken| {
+                taken.map(|c| Some(low.map_or(c, |l| l.min(c))))
+            });
+        if let Some(Some(passed)) = passed {
+            self.memo.retain(|_, e| e.cursor > passed);
         }
         if self.members.len() < 2 {
             self.memo.clear();
@@ -218,8 +223,8 @@ pub struct Member {
     groups: Arc<PayloadGroups>,
     /// Identifies the operation and root field; the access key completes the group's key.
     key: Arc<str>,
-    /// Shared with the deliveries under way, which hold it without the lock.
-    current: Mutex<Option<Arc<Membership>>>,
+    /// Shared with the delivery under way, which holds it without the lock.
+    current: Mutex<Arc<Membership>>,
 }
 
 impl Member {
@@ -227,24 +232,12 @@ impl Member {
     /// builds the group's full key and looks it up, work for the subscribing, not for the
     /// first event that reaches a hundred thousand subscriptions at once.
     pub fn new(groups: Arc<PayloadGroups>, key: String, access: &Arc<str>) -> Member {
-        let member = Member {
+        let key: Arc<str> = key.into();
+        let current = Mutex::new(Arc::new(groups.join(key.clone(), access.clone())));
+        Member {
             groups,
-            key: key.into(),
-            current: Mutex::new(None),
-        };
-        member.join(&mut lock(&member.current), access);
-        member
-    }
-
-    /// Joins the group of `access` unless a member of it already.
-    fn join(&self, current: &mut Option<Arc<Membership>>, access: &Arc<str>) {
-        let stale = current
-            .as_ref()
-            .is_none_or(|m| !Arc::ptr_eq(&m.access, access) && *m.access != **access);
-        if stale {
-            // Leave before joining, so a group never counts this member twice.
-            *current = None;
-            *current = Some(Arc::new(self.groups.join(self.key.clone(), access.clone())));
+            key,
+            current,
         }
     }
 
@@ -263,13 +256,14 @@ impl Member {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Payload>,
     {
-        let membership = {
+        let m = {
             let mut current = lock(&self.current);
-            self.join(&mut current, access);
+            // Another key is another group: the old membership leaving after the new one
+            // joined counts nobody twice.
+            if !Arc::ptr_eq(&current.access, access) && *current.access != **access {
+                *current = Arc::new(self.groups.join(self.key.clone(), access.clone()));
+            }
             current.clone()
-        };
-        let Some(m) = membership else {
-            return build().await;
         };
         let address = Arc::as_ptr(ev) as usize;
         let entry = {

@@ -172,6 +172,12 @@ fn hub(queue: usize, retained: usize) -> Arc<Hub> {
     )
 }
 
+/// A hub (see [`hub`]), the app its source feeds, and the source subscriptions are made on.
+fn fed(queue: usize, retained: usize) -> (Arc<Hub>, App, HubSource) {
+    let hub = hub(queue, retained);
+    (hub.clone(), app(hub.clone()), HubSource(hub))
+}
+
 fn pool() -> deadpool_postgres::Pool {
     let mgr = deadpool_postgres::Manager::new(tokio_postgres::Config::new(), tokio_postgres::NoTls);
     deadpool_postgres::Pool::builder(mgr)
@@ -289,9 +295,7 @@ async fn keys(stream: &mut walcast_graphql::EventStream, n: usize) -> Vec<i64> {
 #[tokio::test]
 async fn many_subscriptions_receive_their_events_in_commit_order() {
     let t = table();
-    let hub = hub(1000, 100_000);
-    let app = app(hub.clone());
-    let source = HubSource(hub.clone());
+    let (_, app, source) = fed(1000, 100_000);
     // 60 subscriptions, 20 of each kind: everything, owner 0, id above 250.
     let mut everything = Vec::new();
     let mut owner0 = Vec::new();
@@ -337,9 +341,7 @@ async fn many_subscriptions_receive_their_events_in_commit_order() {
 #[tokio::test]
 async fn a_slow_consumer_is_closed_and_a_reading_one_is_paced() {
     let t = table();
-    let hub = hub(4, 100_000);
-    let app = app(hub.clone());
-    let source = HubSource(hub.clone());
+    let (hub, app, source) = fed(4, 100_000);
     let mut stalled = subscribe(&source, &t, json!({}));
     let mut reading = subscribe(&source, &t, json!({}));
     let reader = tokio::spawn(async move {
@@ -372,9 +374,7 @@ async fn a_slow_consumer_is_closed_and_a_reading_one_is_paced() {
 async fn the_slot_is_confirmed_behind_the_retention_window_and_history_is_not_delivered() {
     let t = table();
     // At most 5 events retained: older transactions leave the window early.
-    let hub = hub(100, 5);
-    let app = app(hub.clone());
-    let source = HubSource(hub.clone());
+    let (hub, app, source) = fed(100, 5);
     let mut sub = subscribe(&source, &t, json!({}));
     let history = (0..3).map(|i| Change::Transaction {
         tx: inserts(&t, i..i + 1, 100 + i as u64 * 10),
@@ -467,9 +467,7 @@ async fn streams_are_woken_with_the_hub_lock_released() {
 #[tokio::test]
 async fn a_fan_out_larger_than_a_send_batch_reaches_everyone_in_order() {
     let t = table();
-    let hub = hub(1000, 100_000);
-    let app = app(hub.clone());
-    let source = HubSource(hub.clone());
+    let (_, app, source) = fed(1000, 100_000);
     let subscribers = super::dispatch::SEND_BATCH * 2 + 7;
     let mut streams: Vec<_> = (0..subscribers)
         .map(|_| subscribe(&source, &t, json!({})))

@@ -210,17 +210,9 @@ mod tests {
         driver.abort();
     }
 
-    #[derive(Default)]
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Relaxed);
-        }
-    }
-
     #[test]
     fn a_pass_over_every_operation_does_not_wake_the_writer_again() {
+        use crate::ws::testing::Wakes;
         use futures::channel::mpsc::unbounded;
         use std::sync::atomic::AtomicUsize;
         let (runner, mut running) = channel();
@@ -239,14 +231,10 @@ mod tests {
         assert!(drive.as_mut().poll(&mut cx).is_pending());
         for i in 1..=3 {
             events.unbounded_send(()).expect("send");
-            assert_eq!(wakes.0.load(Relaxed), i, "an event wakes the writer once");
+            assert_eq!(wakes.count(), i, "an event wakes the writer once");
             assert!(drive.as_mut().poll(&mut cx).is_pending());
             assert_eq!(handled.load(Relaxed), i);
-            assert_eq!(
-                wakes.0.load(Relaxed),
-                i,
-                "and handling it does not wake it again"
-            );
+            assert_eq!(wakes.count(), i, "and handling it does not wake it again");
         }
     }
 

@@ -18,6 +18,22 @@ use crate::hub::{Hub, HubSource};
 use crate::metrics::Metrics;
 use crate::permissions::Permissions;
 
+/// A waker that counts its wakes: what a future asks of its task, without a runtime.
+#[derive(Default)]
+pub struct Wakes(pub std::sync::atomic::AtomicUsize);
+
+impl Wakes {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// An app, and the shutdown signal its sessions watch.
 pub struct TestApp {
     pub app: Arc<App>,

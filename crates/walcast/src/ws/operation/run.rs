@@ -224,19 +224,10 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::testing::Wakes;
     use futures::channel::mpsc;
-    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::Arc;
-    use std::task::{Context, Wake, Waker};
-
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Relaxed);
-        }
-    }
+    use std::task::{Context, Waker};
 
     #[test]
     fn merge_gives_every_item_of_every_stream_and_ends_with_the_last() {
@@ -257,9 +248,9 @@ mod tests {
         }
         got.sort_unstable();
         assert_eq!(got, [0, 1, 2, 10, 11, 12]);
-        assert_eq!(wakes.0.load(Relaxed), 0);
+        assert_eq!(wakes.count(), 0);
         b.unbounded_send(13).expect("send b");
-        assert_eq!(wakes.0.load(Relaxed), 1, "the open stream wakes the merge");
+        assert_eq!(wakes.count(), 1, "the open stream wakes the merge");
         assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Ready(Some(13)));
         drop(b);
         assert_eq!(merged.poll_next_unpin(&mut cx), Poll::Ready(None));
@@ -279,6 +270,6 @@ mod tests {
         }
         // One wake per item sent while it waited; none of its own: the writer running the
         // operation takes a wake during a poll as a request to yield.
-        assert_eq!(wakes.0.load(Relaxed), 2);
+        assert_eq!(wakes.count(), 2);
     }
 }
